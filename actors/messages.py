@@ -1,0 +1,376 @@
+"""The typed message catalogue: every message that crosses a channel or the Redis mirror.
+
+All messages are frozen msgspec Structs that subclass :class:`Message`, tagged by class
+name in the ``kind`` field, so one decoder per union decodes any of them (from the
+in-process channels, the Redis mirror, or the journal).  Every message names its
+``exchange`` and ``symbol`` and carries two integer-nanosecond timestamps: ``ts_event``
+(exchange/event time) and ``ts_recv`` (our time).
+
+Prices, quantities and money are :class:`decimal.Decimal` (encoded as strings on the
+wire), so the order path never meets binary floating point.  Indicators convert to
+float64 on their own side.
+
+Groups:
+- market: Trade, Quote, BookDelta, BookSnapshot, Bar
+- decision: Signal, OrderIntent, RiskApproved, RiskRejected
+- order: SubmitOrder, CancelOrder (commands); OrderSubmitted, OrderAccepted,
+  OrderRejected, OrderFilled, OrderCanceled, OrderExpired (events)
+- state: PositionChanged, StopArmed, StopTriggered, StopCanceled
+- system: ActorStarted, ActorStopped, ActorFailed, ConfigReloaded, Heartbeat
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop_market", "stop_limit"]
+TimeInForce = Literal["gtc", "ioc", "fok"]
+Liquidity = Literal["maker", "taker"]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True, forbid_unknown_fields=True):
+    """Base of every message: where it comes from and when."""
+
+    exchange: str
+    symbol: str
+    ts_event: int
+    ts_recv: int
+
+
+# --- market ---------------------------------------------------------------------------------
+
+
+class Trade(Message, frozen=True):
+    """One public trade. ``side`` is the aggressor side when the venue reports it."""
+
+    price: Decimal
+    size: Decimal
+    side: Side | None = None
+    trade_id: str = ""
+
+
+class Quote(Message, frozen=True):
+    """Best bid and ask. May be conflated (newest wins) when a consumer lags."""
+
+    bid_price: Decimal
+    bid_size: Decimal
+    ask_price: Decimal
+    ask_size: Decimal
+
+
+class BookDelta(Message, frozen=True):
+    """Changed price levels; size 0 removes a level. ``first_seq``..``last_seq`` are venue sequence ids."""
+
+    bids: list[tuple[Decimal, Decimal]] = []
+    asks: list[tuple[Decimal, Decimal]] = []
+    first_seq: int = 0
+    last_seq: int = 0
+
+
+class BookSnapshot(Message, frozen=True):
+    """A full book (or its top levels) at venue sequence ``seq``."""
+
+    bids: list[tuple[Decimal, Decimal]] = []
+    asks: list[tuple[Decimal, Decimal]] = []
+    seq: int = 0
+
+
+class Bar(Message, frozen=True):
+    """OHLCV over ``[ts_open, ts_open + interval_s)``; ``ts_event`` is the close time."""
+
+    ts_open: int
+    interval_s: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trades: int = 0
+
+
+# --- decisions -----------------------------------------------------------------------------
+
+
+class Signal(Message, frozen=True):
+    """A strategy's view, recorded whether or not it leads to an order."""
+
+    strategy: str
+    side: Side
+    confidence: float
+    price: Decimal
+    reason: str
+
+
+class OrderIntent(Message, frozen=True):
+    """What a strategy or the stop-monitor wants to trade; risk decides whether it may.
+
+    ``stop_loss``/``take_profit`` are absolute prices the stop-monitor arms once the entry fills.
+    ``reduce_only`` intents may only shrink a position (exits, stops).
+    """
+
+    intent_id: str
+    source: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = "gtc"
+    reduce_only: bool = False
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    reason: str = ""
+
+
+class RiskApproved(Message, frozen=True):
+    """Risk let ``intent`` through; the order actor sends it."""
+
+    intent: OrderIntent
+
+
+class RiskRejected(Message, frozen=True):
+    """Risk refused ``intent``; ``rule`` names the check, ``reason`` says why in words."""
+
+    intent: OrderIntent
+    rule: str
+    reason: str
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+
+class SubmitOrder(Message, frozen=True):
+    """Command to an execution adapter: place this order."""
+
+    intent_id: str
+    client_order_id: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = "gtc"
+    reduce_only: bool = False
+
+
+class CancelOrder(Message, frozen=True):
+    """Command to an execution adapter: cancel this order."""
+
+    client_order_id: str
+    venue_order_id: str = ""
+
+
+class OrderSubmitted(Message, frozen=True):
+    """The order left the process (the outcome is not known yet)."""
+
+    intent_id: str
+    client_order_id: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+class OrderAccepted(Message, frozen=True):
+    client_order_id: str
+    venue_order_id: str
+
+
+class OrderRejected(Message, frozen=True):
+    client_order_id: str
+    reason: str
+
+
+class OrderFilled(Message, frozen=True):
+    """One execution, partial or full. ``leaves_qty == 0`` means the order is done."""
+
+    client_order_id: str
+    venue_order_id: str
+    trade_id: str
+    side: Side
+    last_qty: Decimal
+    last_price: Decimal
+    cum_qty: Decimal
+    leaves_qty: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity: Liquidity
+
+
+class OrderCanceled(Message, frozen=True):
+    client_order_id: str
+    venue_order_id: str = ""
+    reason: str = ""
+
+
+class OrderExpired(Message, frozen=True):
+    client_order_id: str
+    venue_order_id: str = ""
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+class PositionChanged(Message, frozen=True):
+    """Net position after a fill: signed quantity, average entry price, realized PnL so far."""
+
+    account: str
+    quantity: Decimal
+    avg_price: Decimal
+    realized_pnl: Decimal
+    fees: Decimal
+    last_client_order_id: str = ""
+
+
+class StopArmed(Message, frozen=True):
+    """The stop-monitor watches a position: exit ``side`` at ``stop_price`` or ``take_profit``."""
+
+    stop_id: str
+    side: Side
+    quantity: Decimal
+    stop_price: Decimal | None
+    take_profit: Decimal | None
+
+
+class StopTriggered(Message, frozen=True):
+    stop_id: str
+    trigger: Literal["stop_loss", "take_profit", "trailing", "time"]
+    price: Decimal
+    intent_id: str
+
+
+class StopCanceled(Message, frozen=True):
+    stop_id: str
+    reason: str
+
+
+# --- system ---------------------------------------------------------------------------------
+
+
+class ActorStarted(Message, frozen=True):
+    actor: str
+    restarts: int = 0
+
+
+class ActorStopped(Message, frozen=True):
+    actor: str
+
+
+class ActorFailed(Message, frozen=True):
+    actor: str
+    error: str
+    restarts: int
+    halted: bool = False
+
+
+class ConfigReloaded(Message, frozen=True):
+    ok: bool
+    changes: list[str] = []
+    error: str = ""
+
+
+class Heartbeat(Message, frozen=True):
+    actor: str
+    seq: int
+
+
+MarketMessage = Trade | Quote | BookDelta | BookSnapshot | Bar
+DecisionMessage = Signal | OrderIntent | RiskApproved | RiskRejected
+OrderMessage = (
+    SubmitOrder
+    | CancelOrder
+    | OrderSubmitted
+    | OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCanceled
+    | OrderExpired
+)
+StateMessage = PositionChanged | StopArmed | StopTriggered | StopCanceled
+SystemMessage = ActorStarted | ActorStopped | ActorFailed | ConfigReloaded | Heartbeat
+AnyMessage = MarketMessage | DecisionMessage | OrderMessage | StateMessage | SystemMessage
+
+MARKET_TYPES: tuple[type[Message], ...] = (Trade, Quote, BookDelta, BookSnapshot, Bar)
+ALL_TYPES: tuple[type[Message], ...] = (
+    *MARKET_TYPES,
+    Signal,
+    OrderIntent,
+    RiskApproved,
+    RiskRejected,
+    SubmitOrder,
+    CancelOrder,
+    OrderSubmitted,
+    OrderAccepted,
+    OrderRejected,
+    OrderFilled,
+    OrderCanceled,
+    OrderExpired,
+    PositionChanged,
+    StopArmed,
+    StopTriggered,
+    StopCanceled,
+    ActorStarted,
+    ActorStopped,
+    ActorFailed,
+    ConfigReloaded,
+    Heartbeat,
+)
+
+# Redis stream kind per message type: `{prefix}:{exchange}:{symbol}:{kind}`.
+STREAM_KIND: dict[type[Message], str] = {
+    Trade: "trade",
+    Quote: "quote",
+    BookDelta: "book",
+    BookSnapshot: "book",
+    Bar: "bar",
+    Signal: "signal",
+    OrderIntent: "signal",
+    RiskApproved: "risk",
+    RiskRejected: "risk",
+    SubmitOrder: "order",
+    CancelOrder: "order",
+    OrderSubmitted: "order",
+    OrderAccepted: "order",
+    OrderRejected: "order",
+    OrderCanceled: "order",
+    OrderExpired: "order",
+    OrderFilled: "fill",
+    PositionChanged: "position",
+    StopArmed: "position",
+    StopTriggered: "position",
+    StopCanceled: "position",
+    ActorStarted: "system",
+    ActorStopped: "system",
+    ActorFailed: "system",
+    ConfigReloaded: "system",
+    Heartbeat: "system",
+}
+
+# Kinds whose messages are never dropped: they wait (memory, then disk) until Redis has them.
+ORDER_PATH_KINDS = frozenset({"signal", "risk", "order", "fill", "position"})
+
+
+def is_order_path(msg: Message) -> bool:
+    """True for messages that must never be dropped (everything but market data and system chatter)."""
+    return STREAM_KIND[type(msg)] in ORDER_PATH_KINDS
+
+
+def json_schema() -> dict[str, object]:
+    """JSON Schema (draft 2020-12) of every message, for downstream decoders in any language."""
+    (schema,), components = msgspec.json.schema_components([AnyMessage], ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "tradingd message",
+        "description": "Any message on a tradingd channel or Redis stream; `kind` is the tag.",
+        **schema,
+        "$defs": components,
+    }
+
+
+ANY_DECODER_JSON = msgspec.json.Decoder(AnyMessage)
+ANY_DECODER_MSGPACK = msgspec.msgpack.Decoder(AnyMessage)

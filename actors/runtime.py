@@ -1,0 +1,200 @@
+"""Actor runtime: the actor base class and the supervised restart loop.
+
+An actor is a long-lived task with one inbox (:class:`actors.channels.Channel`) that
+handles messages in batches and publishes through the group's router.  The inbox
+belongs to the group, not to the actor, so a restarted actor resumes on the same queue
+and nothing buffered is lost.
+
+:func:`run_supervised` runs one actor inside its owner's task group and restarts it on
+failure with exponential backoff and jitter (tenacity).  More than
+``RestartPolicy.max_restarts`` failures within ``window_s`` halts the whole
+(exchange, symbol) group: the actor stays down, ``GroupState.halted`` is set, and
+``/readyz`` reports it.  Cancellation is never caught here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Literal
+
+import anyio
+import msgspec
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from actors.channels import Channel, Router
+from actors.messages import ActorFailed, ActorStarted, ActorStopped, Message
+
+log = logging.getLogger("tradingd.actor")
+
+ActorStatus = Literal["idle", "running", "backoff", "stopped", "failed", "halted"]
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class RestartPolicy(msgspec.Struct, frozen=True):
+    max_restarts: int = 5
+    window_s: float = 60.0
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 10.0
+
+
+class GroupState:
+    """Health of one (exchange, symbol) group, shared by its actors and read by the health server."""
+
+    def __init__(self, exchange: str, symbol: str) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.halted = False
+        self.halt_reason = ""
+
+    def halt(self, reason: str) -> None:
+        if not self.halted:
+            log.error(
+                "group halted: %s",
+                reason,
+                extra={"component": "supervisor", "exchange": self.exchange, "symbol": self.symbol},
+            )
+        self.halted = True
+        self.halt_reason = reason
+
+
+class Actor(ABC):
+    """Base of every actor. Subclasses implement :meth:`handle`; :meth:`run` drains the inbox in batches."""
+
+    kind: str = "actor"
+    batch_size: int = 1024
+
+    def __init__(self, exchange: str, symbol: str, router: Router, inbox: Channel[Message]) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.router = router
+        self.inbox = inbox
+        self.status: ActorStatus = "idle"
+        self.restarts = 0
+        self.handled = 0
+        self.last_message_ns = 0
+        self.last_error = ""
+        self.log = logging.LoggerAdapter(
+            logging.getLogger(f"tradingd.{self.kind}"),
+            {"component": self.kind, "exchange": exchange, "symbol": symbol},
+        )
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.exchange}:{self.symbol}"
+
+    async def run(self) -> None:
+        """Handle inbox batches until the inbox is closed."""
+        inbox = self.inbox
+        handle = self.handle
+        while True:
+            try:
+                batch = await inbox.receive_batch(self.batch_size)
+            except anyio.EndOfStream:
+                return
+            for msg in batch:
+                await handle(msg)
+            self.handled += len(batch)
+            self.last_message_ns = now_ns()
+            await self.after_batch()
+
+    @abstractmethod
+    async def handle(self, msg: Message) -> None:
+        """Handle one message. Unknown kinds must be counted, not raised."""
+
+    async def after_batch(self) -> None:
+        """Hook run after each inbox batch (flush buffers, check timers)."""
+
+    async def on_start(self) -> None:
+        """Hook run before :meth:`run` on every (re)start."""
+
+    def system_fields(self) -> dict[str, object]:
+        ts = now_ns()
+        return {"exchange": self.exchange, "symbol": self.symbol, "ts_event": ts, "ts_recv": ts}
+
+
+class _FailureWindow:
+    """Counts failures in a sliding time window; tenacity's stop condition."""
+
+    def __init__(self, policy: RestartPolicy) -> None:
+        self.policy = policy
+        self.times: deque[float] = deque()
+
+    def record(self) -> int:
+        t = time.monotonic()
+        self.times.append(t)
+        while self.times and t - self.times[0] > self.policy.window_s:
+            self.times.popleft()
+        return len(self.times)
+
+    def exceeded(self, _state: RetryCallState) -> bool:
+        return len(self.times) > self.policy.max_restarts
+
+
+async def run_supervised(actor: Actor, policy: RestartPolicy, group: GroupState) -> None:
+    """Run ``actor`` until its inbox ends; restart it on failure; halt ``group`` on repeated failure."""
+    window = _FailureWindow(policy)
+
+    async def before_sleep(state: RetryCallState) -> None:
+        actor.status = "backoff"
+        actor.restarts += 1
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        actor.log.warning("actor failed, restarting in %.2fs (restart %d): %r", delay, actor.restarts, exc)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(Exception),
+        wait=wait_exponential_jitter(initial=policy.backoff_initial_s, max=policy.backoff_max_s),
+        stop=window.exceeded,
+        before_sleep=before_sleep,
+        sleep=anyio.sleep,
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await _run_once(actor, window)
+    except Exception as exc:
+        actor.status = "halted"
+        group.halt(f"{actor.name} failed {len(window.times)} times in {policy.window_s:g}s: {exc!r}")
+        await _announce(actor, ActorFailed(actor=actor.name, error=repr(exc), restarts=actor.restarts, halted=True, **_sys(actor)))
+        return
+    actor.status = "stopped"
+
+
+async def _run_once(actor: Actor, window: _FailureWindow) -> None:
+    actor.status = "running"
+    await _announce(actor, ActorStarted(actor=actor.name, restarts=actor.restarts, **_sys(actor)))
+    try:
+        await actor.on_start()
+        await actor.run()
+    except Exception as exc:
+        window.record()
+        actor.status = "failed"
+        actor.last_error = "".join(traceback.format_exception_only(exc)).strip()
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            await _announce(actor, ActorFailed(actor=actor.name, error=actor.last_error, restarts=actor.restarts, **_sys(actor)))
+        raise
+    await _announce(actor, ActorStopped(actor=actor.name, **_sys(actor)))
+
+
+def _sys(actor: Actor) -> dict[str, object]:
+    return actor.system_fields()
+
+
+async def _announce(actor: Actor, msg: Message) -> None:
+    """System messages go to the tap (mirror) only; they never block an actor."""
+    tap = actor.router.tap
+    if tap is not None:
+        tap(msg)

@@ -1,0 +1,359 @@
+"""The daemon's configuration: TOML decoded into frozen msgspec Structs, validated, diffed.
+
+``load_config(path)`` returns a :class:`Config` or raises :class:`ConfigError` whose
+message names the key path, the line in the file where it can be found, and what was
+expected.  ``diff_configs(old, new)`` says which symbol groups to start, stop, restart
+or update in place on SIGHUP.
+
+Secrets never live here: accounts name the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from daemon.config_lines import line_of
+
+SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; ``str()`` is a message for the operator."""
+
+
+class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class DaemonSection(Base, kw_only=True):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    state_dir: str = ".state"
+    feed_stale_after_s: float = 120.0
+
+
+class HealthSection(Base, kw_only=True):
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: int = 8787
+    admin_token_env: str = "TRADINGD_ADMIN_TOKEN"
+
+
+class RedisSection(Base, kw_only=True):
+    enabled: bool = True
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "tradingd"
+    encoding: Literal["msgpack", "json"] = "msgpack"
+    maxlen: int = 100_000
+    batch_size: int = 256
+    flush_interval_ms: int = 5
+    queue_size: int = 100_000
+    order_path_memory: int = 10_000
+    connect_timeout_s: float = 2.0
+    retry_interval_s: float = 1.0
+
+
+class SupervisorSection(Base, kw_only=True):
+    max_restarts: int = 5
+    window_s: float = 60.0
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 10.0
+
+
+class ChannelsSection(Base, kw_only=True):
+    capacity: int = 4096
+    batch_size: int = 1024
+
+
+class PaperAccount(Base, kw_only=True):
+    """A simulated account: the paper matching engine with these balances, fees and slippage."""
+
+    exchange: Literal["paper"] = "paper"
+    balances: dict[str, Decimal] = {}
+    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = Decimal("0.001")
+    slippage_bps: Decimal = Decimal("2")
+    participation: Decimal = Decimal("1")
+    latency_ms: int = 0
+
+
+class ReplayFeed(Base, kw_only=True):
+    """Recorded data played as a live feed."""
+
+    kind: Literal["replay"] = "replay"
+    path: str
+    format: Literal["candles", "trades"]
+    speed: float = 1.0
+    loop: bool = False
+    interval_s: int = 60
+
+
+class BreakoutParams(Base, kw_only=True):
+    """The seed breakout strategy (see actors/strategies/breakout.py)."""
+
+    name: Literal["breakout"] = "breakout"
+    lookback: int = 20
+    ema_fast: int = 5
+    ema_slow: int = 13
+    rsi_period: int = 14
+    rsi_buy_max: float = 75.0
+    rsi_sell_min: float = 25.0
+    volume_sma: int = 5
+    volume_ratio: float = 1.2
+    stop_loss_pct: float = 0.3
+    take_profit_pct: float = 0.6
+    cooldown_s: int = 1800
+    max_trades_per_day: int = 10
+    confidence: float = 0.8
+    max_position_fraction: float = 0.5
+    allow_short: bool = False
+
+
+StrategyParams = BreakoutParams
+
+
+class RiskLimits(Base, kw_only=True):
+    max_order_notional: Decimal = Decimal("1000")
+    max_position: Decimal = Decimal("1000000")
+    max_open_orders: int = 4
+    price_band_pct: Decimal = Decimal("5")
+    max_orders_per_minute: int = 30
+    require_stop_loss: bool = True
+    trading_state: Literal["active", "reducing", "halted"] = "active"
+
+
+class Instrument(Base, kw_only=True):
+    base: str
+    quote: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_notional: Decimal = Decimal("0")
+
+
+class GroupConfig(Base, kw_only=True):
+    """One (exchange, symbol) actor group."""
+
+    exchange: str
+    symbol: str
+    account: str
+    instrument: Instrument
+    feed: ReplayFeed
+    strategy: StrategyParams
+    risk: RiskLimits = RiskLimits()
+    bar_interval_s: int = 60
+    enabled: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.exchange, self.symbol)
+
+
+class Config(Base, kw_only=True):
+    daemon: DaemonSection = DaemonSection()
+    health: HealthSection = HealthSection()
+    redis: RedisSection = RedisSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    channels: ChannelsSection = ChannelsSection()
+    accounts: dict[str, PaperAccount] = {}
+    groups: list[GroupConfig] = []
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _err(text: str, path: str, message: str, source: str) -> ConfigError:
+    line = line_of(text, path) if text else None
+    where = f"{source}:{line}: " if line else f"{source}: "
+    return ConfigError(f"{where}{path}: {message}")
+
+
+_MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _msgspec_path(msg: str) -> tuple[str, str]:
+    """Split msgspec's 'Expected `int`, got `str` - at `$.a[0].b`' into ('a[0].b', 'Expected ...')."""
+    m = _MSGSPEC_PATH.search(msg)
+    if not m:
+        return "", msg
+    return m.group("path").lstrip("."), msg[: m.start()]
+
+
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]+)`$")
+
+
+def _name_dict_key(raw: dict[str, object], path: str) -> str:
+    """msgspec writes `accounts[...]` for a dict value; find which account it was."""
+    if not path.startswith("accounts[...]"):
+        return path
+    accounts = raw.get("accounts")
+    if isinstance(accounts, dict):
+        for name, value in accounts.items():
+            try:
+                msgspec.convert(value, PaperAccount, strict=False)
+            except msgspec.ValidationError:
+                return path.replace("accounts[...]", f"accounts.{name}", 1)
+    return path
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Decode and validate TOML text. Raises ConfigError naming key path, line and expectation."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        cfg = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        path, what = _msgspec_path(str(exc))
+        path = _name_dict_key(raw, path)
+        unknown = _UNKNOWN.match(what)
+        if unknown:
+            path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+            what = f"unknown key `{unknown.group(1)}` (check the spelling; see config.toml for every key)"
+        raise _err(text, path or "(top level)", what, source) from None
+    problems = list(_validate(cfg))
+    if problems:
+        path, what = problems[0]
+        raise _err(text, path, what, source)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: config file is not UTF-8: {exc}") from None
+    cfg = parse_config(text, str(p))
+    return _resolve_paths(cfg, p.parent)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    groups = []
+    for g in cfg.groups:
+        fp = Path(g.feed.path)
+        if not fp.is_absolute():
+            fp = (base / fp).resolve()
+        groups.append(msgspec.structs.replace(g, feed=msgspec.structs.replace(g.feed, path=str(fp))))
+    return msgspec.structs.replace(cfg, groups=groups)
+
+
+def _positive(path: str, value: float | int | Decimal, allow_zero: bool = False):  # type: ignore[no-untyped-def]
+    bad = isinstance(value, float) and not math.isfinite(value)
+    if isinstance(value, Decimal) and not value.is_finite():
+        bad = True
+    if bad or value < 0 or (value == 0 and not allow_zero):
+        yield path, f"expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value}"
+
+
+def _validate(cfg: Config):  # type: ignore[no-untyped-def]
+    yield from _positive("redis.maxlen", cfg.redis.maxlen)
+    yield from _positive("redis.batch_size", cfg.redis.batch_size)
+    yield from _positive("redis.queue_size", cfg.redis.queue_size)
+    yield from _positive("channels.capacity", cfg.channels.capacity)
+    yield from _positive("supervisor.window_s", cfg.supervisor.window_s)
+    if not 0 < cfg.health.port < 65536:
+        yield "health.port", f"expected a TCP port 1..65535, got {cfg.health.port}"
+    for name, acct in cfg.accounts.items():
+        if not NAME_RE.match(name):
+            yield f"accounts.{name}", "expected an account name of lowercase letters, digits, '-' or '_'"
+        for asset, amount in acct.balances.items():
+            yield from _positive(f"accounts.{name}.balances.{asset}", amount, allow_zero=True)
+        yield from _positive(f"accounts.{name}.taker_fee", acct.taker_fee, allow_zero=True)
+        yield from _positive(f"accounts.{name}.maker_fee", acct.maker_fee, allow_zero=True)
+        yield from _positive(f"accounts.{name}.slippage_bps", acct.slippage_bps, allow_zero=True)
+        if not 0 < acct.participation <= 1:
+            yield f"accounts.{name}.participation", f"expected a fraction in (0, 1], got {acct.participation}"
+    seen: set[tuple[str, str]] = set()
+    for i, g in enumerate(cfg.groups):
+        yield from _validate_group(cfg, i, g)
+        if g.key in seen:
+            yield f"groups[{i}]", f"duplicate group for exchange {g.exchange!r} symbol {g.symbol!r}"
+        seen.add(g.key)
+
+
+def _validate_group(cfg: Config, i: int, g: GroupConfig):  # type: ignore[no-untyped-def]
+    p = f"groups[{i}]"
+    if not SYMBOL_RE.match(g.symbol):
+        yield f"{p}.symbol", f"expected a symbol like 'BTC/USDT' (letters, digits, . _ / -), got {g.symbol!r}"
+    if not NAME_RE.match(g.exchange):
+        yield f"{p}.exchange", f"expected an exchange name of lowercase letters and digits, got {g.exchange!r}"
+    if g.account not in cfg.accounts:
+        yield f"{p}.account", f"expected the name of an [accounts.*] table, got {g.account!r}"
+    yield from _positive(f"{p}.instrument.tick_size", g.instrument.tick_size)
+    yield from _positive(f"{p}.instrument.step_size", g.instrument.step_size)
+    yield from _positive(f"{p}.feed.speed", g.feed.speed, allow_zero=True)
+    yield from _positive(f"{p}.bar_interval_s", g.bar_interval_s)
+    yield from _positive(f"{p}.risk.max_order_notional", g.risk.max_order_notional)
+    yield from _positive(f"{p}.risk.price_band_pct", g.risk.price_band_pct)
+    s = g.strategy
+    for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma", "max_trades_per_day"):
+        yield from _positive(f"{p}.strategy.{field}", getattr(s, field))
+    for field in ("stop_loss_pct", "take_profit_pct", "volume_ratio"):
+        yield from _positive(f"{p}.strategy.{field}", getattr(s, field))
+    if s.ema_fast >= s.ema_slow:
+        yield f"{p}.strategy.ema_fast", f"expected ema_fast < ema_slow, got {s.ema_fast} >= {s.ema_slow}"
+    if not 0 < s.confidence <= 1:
+        yield f"{p}.strategy.confidence", f"expected a number in (0, 1], got {s.confidence}"
+    if not 0 < s.max_position_fraction <= 1:
+        yield f"{p}.strategy.max_position_fraction", f"expected a number in (0, 1], got {s.max_position_fraction}"
+    if g.risk.require_stop_loss and s.stop_loss_pct <= 0:
+        yield f"{p}.strategy.stop_loss_pct", "risk.require_stop_loss is set: expected a stop-loss > 0"
+    if not Path(g.feed.path).suffix:
+        yield f"{p}.feed.path", f"expected a data file (.json or .json.gz), got {g.feed.path!r}"
+
+
+# --- diff -------------------------------------------------------------------------------------
+
+
+class ConfigDiff(msgspec.Struct, frozen=True):
+    """What a reload changes. Keys are (exchange, symbol)."""
+
+    start: list[tuple[str, str]]
+    stop: list[tuple[str, str]]
+    restart: list[tuple[str, str]]
+    update: list[tuple[str, str]]
+    process: list[str]
+
+    def describe(self) -> list[str]:
+        out = [f"start {e}:{s}" for e, s in self.start]
+        out += [f"stop {e}:{s}" for e, s in self.stop]
+        out += [f"restart {e}:{s}" for e, s in self.restart]
+        out += [f"update {e}:{s}" for e, s in self.update]
+        out += [f"{name} changed (takes effect on restart)" for name in self.process]
+        return out
+
+
+def diff_configs(old: Config, new: Config) -> ConfigDiff:
+    """Groups whose feed, instrument, account or exchange changed restart; strategy/risk changes apply in place."""
+    old_groups = {g.key: g for g in old.groups if g.enabled}
+    new_groups = {g.key: g for g in new.groups if g.enabled}
+    start = [k for k in new_groups if k not in old_groups]
+    stop = [k for k in old_groups if k not in new_groups]
+    restart: list[tuple[str, str]] = []
+    update: list[tuple[str, str]] = []
+    for k in new_groups.keys() & old_groups.keys():
+        a, b = old_groups[k], new_groups[k]
+        if a == b:
+            continue
+        structural = (a.feed, a.instrument, a.account, a.bar_interval_s) != (b.feed, b.instrument, b.account, b.bar_interval_s)
+        if structural or old.accounts.get(a.account) != new.accounts.get(b.account) or a.strategy.name != b.strategy.name:
+            restart.append(k)
+        else:
+            update.append(k)
+    process = [
+        name
+        for name in ("daemon", "health", "redis", "supervisor", "channels")
+        if getattr(old, name) != getattr(new, name)
+    ]
+    return ConfigDiff(start=sorted(start), stop=sorted(stop), restart=sorted(restart), update=sorted(update), process=process)
