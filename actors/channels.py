@@ -177,7 +177,7 @@ class Router:
     def __init__(self, tap: Tap | None = None) -> None:
         self._routes: dict[type[Message], tuple[Channel[Message], ...]] = {}
         self.tap = tap
-        self.published = 0
+        self.counts: dict[type[Message], int] = {}
 
     def subscribe(self, channel: Channel[Message], types: Iterable[type[Message]]) -> None:
         for t in types:
@@ -194,11 +194,13 @@ class Router:
 
     async def publish(self, msg: Message) -> None:
         """Offer ``msg`` to the tap (never blocks) and deliver it to every subscriber."""
-        self.published += 1
+        counts = self.counts
+        t = type(msg)
+        counts[t] = counts.get(t, 0) + 1
         tap = self.tap
         if tap is not None:
             tap(msg)
-        for ch in self._routes.get(type(msg), ()):
+        for ch in self._routes.get(t, ()):
             if not ch.send_nowait(msg):
                 await ch.send(msg)
 

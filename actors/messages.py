@@ -22,7 +22,7 @@ Groups:
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypedDict
 
 import msgspec
 
@@ -30,6 +30,19 @@ Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop_market", "stop_limit"]
 TimeInForce = Literal["gtc", "ioc", "fok"]
 Liquidity = Literal["maker", "taker"]
+
+
+class Stamp(TypedDict):
+    """The four fields every message starts with; ``Trade(**stamp, ...)`` type-checks."""
+
+    exchange: str
+    symbol: str
+    ts_event: int
+    ts_recv: int
+
+
+def stamp(exchange: str, symbol: str, ts_event: int, ts_recv: int | None = None) -> Stamp:
+    return {"exchange": exchange, "symbol": symbol, "ts_event": ts_event, "ts_recv": ts_event if ts_recv is None else ts_recv}
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True, forbid_unknown_fields=True):

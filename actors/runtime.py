@@ -31,7 +31,7 @@ from tenacity import (
 )
 
 from actors.channels import Channel, Router
-from actors.messages import ActorFailed, ActorStarted, ActorStopped, Message
+from actors.messages import ActorFailed, ActorStarted, ActorStopped, Message, Stamp, stamp
 
 log = logging.getLogger("tradingd.actor")
 
@@ -119,9 +119,8 @@ class Actor(ABC):
     async def on_start(self) -> None:
         """Hook run before :meth:`run` on every (re)start."""
 
-    def system_fields(self) -> dict[str, object]:
-        ts = now_ns()
-        return {"exchange": self.exchange, "symbol": self.symbol, "ts_event": ts, "ts_recv": ts}
+    def system_fields(self) -> Stamp:
+        return stamp(self.exchange, self.symbol, now_ns())
 
 
 class _FailureWindow:
@@ -155,7 +154,9 @@ async def run_supervised(actor: Actor, policy: RestartPolicy, group: GroupState)
 
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(Exception),
-        wait=wait_exponential_jitter(initial=policy.backoff_initial_s, max=policy.backoff_max_s),
+        wait=wait_exponential_jitter(
+            multiplier=policy.backoff_initial_s, max=policy.backoff_max_s, jitter=policy.backoff_initial_s
+        ),
         stop=window.exceeded,
         before_sleep=before_sleep,
         sleep=anyio.sleep,
@@ -189,7 +190,7 @@ async def _run_once(actor: Actor, window: _FailureWindow) -> None:
     await _announce(actor, ActorStopped(actor=actor.name, **_sys(actor)))
 
 
-def _sys(actor: Actor) -> dict[str, object]:
+def _sys(actor: Actor) -> Stamp:
     return actor.system_fields()
 
 

@@ -15,14 +15,19 @@ import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Literal
 
 import msgspec
 
+from actors.params import BreakoutParams, RiskLimits, StrategyParams
 from daemon.config_lines import line_of
 
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+Problems = Iterator[tuple[str, str]]
 
 
 class ConfigError(Exception):
@@ -33,21 +38,21 @@ class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     pass
 
 
-class DaemonSection(Base, kw_only=True):
+class DaemonSection(Base, frozen=True, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
     state_dir: str = ".state"
     feed_stale_after_s: float = 120.0
 
 
-class HealthSection(Base, kw_only=True):
+class HealthSection(Base, frozen=True, kw_only=True):
     enabled: bool = True
     bind: str = "127.0.0.1"
     port: int = 8787
     admin_token_env: str = "TRADINGD_ADMIN_TOKEN"
 
 
-class RedisSection(Base, kw_only=True):
+class RedisSection(Base, frozen=True, kw_only=True):
     enabled: bool = True
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "tradingd"
@@ -61,19 +66,19 @@ class RedisSection(Base, kw_only=True):
     retry_interval_s: float = 1.0
 
 
-class SupervisorSection(Base, kw_only=True):
+class SupervisorSection(Base, frozen=True, kw_only=True):
     max_restarts: int = 5
     window_s: float = 60.0
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 10.0
 
 
-class ChannelsSection(Base, kw_only=True):
+class ChannelsSection(Base, frozen=True, kw_only=True):
     capacity: int = 4096
     batch_size: int = 1024
 
 
-class PaperAccount(Base, kw_only=True):
+class PaperAccount(Base, frozen=True, kw_only=True):
     """A simulated account: the paper matching engine with these balances, fees and slippage."""
 
     exchange: Literal["paper"] = "paper"
@@ -85,7 +90,7 @@ class PaperAccount(Base, kw_only=True):
     latency_ms: int = 0
 
 
-class ReplayFeed(Base, kw_only=True):
+class ReplayFeed(Base, frozen=True, kw_only=True):
     """Recorded data played as a live feed."""
 
     kind: Literal["replay"] = "replay"
@@ -96,41 +101,7 @@ class ReplayFeed(Base, kw_only=True):
     interval_s: int = 60
 
 
-class BreakoutParams(Base, kw_only=True):
-    """The seed breakout strategy (see actors/strategies/breakout.py)."""
-
-    name: Literal["breakout"] = "breakout"
-    lookback: int = 20
-    ema_fast: int = 5
-    ema_slow: int = 13
-    rsi_period: int = 14
-    rsi_buy_max: float = 75.0
-    rsi_sell_min: float = 25.0
-    volume_sma: int = 5
-    volume_ratio: float = 1.2
-    stop_loss_pct: float = 0.3
-    take_profit_pct: float = 0.6
-    cooldown_s: int = 1800
-    max_trades_per_day: int = 10
-    confidence: float = 0.8
-    max_position_fraction: float = 0.5
-    allow_short: bool = False
-
-
-StrategyParams = BreakoutParams
-
-
-class RiskLimits(Base, kw_only=True):
-    max_order_notional: Decimal = Decimal("1000")
-    max_position: Decimal = Decimal("1000000")
-    max_open_orders: int = 4
-    price_band_pct: Decimal = Decimal("5")
-    max_orders_per_minute: int = 30
-    require_stop_loss: bool = True
-    trading_state: Literal["active", "reducing", "halted"] = "active"
-
-
-class Instrument(Base, kw_only=True):
+class Instrument(Base, frozen=True, kw_only=True):
     base: str
     quote: str
     tick_size: Decimal
@@ -138,7 +109,7 @@ class Instrument(Base, kw_only=True):
     min_notional: Decimal = Decimal("0")
 
 
-class GroupConfig(Base, kw_only=True):
+class GroupConfig(Base, frozen=True, kw_only=True):
     """One (exchange, symbol) actor group."""
 
     exchange: str
@@ -146,7 +117,7 @@ class GroupConfig(Base, kw_only=True):
     account: str
     instrument: Instrument
     feed: ReplayFeed
-    strategy: StrategyParams
+    strategy: StrategyParams = BreakoutParams()
     risk: RiskLimits = RiskLimits()
     bar_interval_s: int = 60
     enabled: bool = True
@@ -156,7 +127,7 @@ class GroupConfig(Base, kw_only=True):
         return (self.exchange, self.symbol)
 
 
-class Config(Base, kw_only=True):
+class Config(Base, frozen=True, kw_only=True):
     daemon: DaemonSection = DaemonSection()
     health: HealthSection = HealthSection()
     redis: RedisSection = RedisSection()
@@ -209,6 +180,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
     try:
         cfg = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -248,32 +221,45 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     return msgspec.structs.replace(cfg, groups=groups)
 
 
-def _positive(path: str, value: float | int | Decimal, allow_zero: bool = False):  # type: ignore[no-untyped-def]
-    bad = isinstance(value, float) and not math.isfinite(value)
-    if isinstance(value, Decimal) and not value.is_finite():
-        bad = True
-    if bad or value < 0 or (value == 0 and not allow_zero):
+def _bad(value: float | int | Decimal) -> bool:
+    if isinstance(value, Decimal):
+        return not value.is_finite()
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _positive(path: str, value: float | int | Decimal, allow_zero: bool = False) -> Problems:
+    if _bad(value) or value < 0 or (value == 0 and not allow_zero):
         yield path, f"expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value}"
 
 
-def _validate(cfg: Config):  # type: ignore[no-untyped-def]
-    yield from _positive("redis.maxlen", cfg.redis.maxlen)
-    yield from _positive("redis.batch_size", cfg.redis.batch_size)
-    yield from _positive("redis.queue_size", cfg.redis.queue_size)
-    yield from _positive("channels.capacity", cfg.channels.capacity)
-    yield from _positive("supervisor.window_s", cfg.supervisor.window_s)
-    if not 0 < cfg.health.port < 65536:
-        yield "health.port", f"expected a TCP port 1..65535, got {cfg.health.port}"
+def _between(path: str, value: float | Decimal, low: float, high: float, what: str) -> Problems:
+    if _bad(value) or not low <= value <= high:
+        yield path, f"expected {what}, got {value}"
+
+
+def _validate(cfg: Config) -> Problems:
+    d, r, s, c = cfg.daemon, cfg.redis, cfg.supervisor, cfg.channels
+    for path, value, zero_ok in (
+        ("daemon.feed_stale_after_s", d.feed_stale_after_s, False),
+        ("redis.maxlen", r.maxlen, False),
+        ("redis.batch_size", r.batch_size, False),
+        ("redis.flush_interval_ms", r.flush_interval_ms, False),
+        ("redis.queue_size", r.queue_size, False),
+        ("redis.order_path_memory", r.order_path_memory, False),
+        ("redis.connect_timeout_s", r.connect_timeout_s, False),
+        ("redis.retry_interval_s", r.retry_interval_s, False),
+        ("supervisor.max_restarts", s.max_restarts, True),
+        ("supervisor.window_s", s.window_s, False),
+        ("supervisor.backoff_initial_s", s.backoff_initial_s, False),
+        ("supervisor.backoff_max_s", s.backoff_max_s, False),
+        ("channels.capacity", c.capacity, False),
+        ("channels.batch_size", c.batch_size, False),
+    ):
+        yield from _positive(path, value, zero_ok)
+    if not 0 <= cfg.health.port < 65536:
+        yield "health.port", f"expected a TCP port 0..65535 (0 picks a free one), got {cfg.health.port}"
     for name, acct in cfg.accounts.items():
-        if not NAME_RE.match(name):
-            yield f"accounts.{name}", "expected an account name of lowercase letters, digits, '-' or '_'"
-        for asset, amount in acct.balances.items():
-            yield from _positive(f"accounts.{name}.balances.{asset}", amount, allow_zero=True)
-        yield from _positive(f"accounts.{name}.taker_fee", acct.taker_fee, allow_zero=True)
-        yield from _positive(f"accounts.{name}.maker_fee", acct.maker_fee, allow_zero=True)
-        yield from _positive(f"accounts.{name}.slippage_bps", acct.slippage_bps, allow_zero=True)
-        if not 0 < acct.participation <= 1:
-            yield f"accounts.{name}.participation", f"expected a fraction in (0, 1], got {acct.participation}"
+        yield from _validate_account(name, acct)
     seen: set[tuple[str, str]] = set()
     for i, g in enumerate(cfg.groups):
         yield from _validate_group(cfg, i, g)
@@ -282,7 +268,20 @@ def _validate(cfg: Config):  # type: ignore[no-untyped-def]
         seen.add(g.key)
 
 
-def _validate_group(cfg: Config, i: int, g: GroupConfig):  # type: ignore[no-untyped-def]
+def _validate_account(name: str, acct: PaperAccount) -> Problems:
+    if not NAME_RE.match(name):
+        yield f"accounts.{name}", "expected an account name of lowercase letters, digits, '-' or '_'"
+    for asset, amount in acct.balances.items():
+        yield from _positive(f"accounts.{name}.balances.{asset}", amount, allow_zero=True)
+    yield from _positive(f"accounts.{name}.taker_fee", acct.taker_fee, allow_zero=True)
+    yield from _positive(f"accounts.{name}.maker_fee", acct.maker_fee, allow_zero=True)
+    yield from _positive(f"accounts.{name}.slippage_bps", acct.slippage_bps, allow_zero=True)
+    yield from _positive(f"accounts.{name}.latency_ms", acct.latency_ms, allow_zero=True)
+    if _bad(acct.participation) or not 0 < acct.participation <= 1:
+        yield f"accounts.{name}.participation", f"expected a fraction in (0, 1], got {acct.participation}"
+
+
+def _validate_group(cfg: Config, i: int, g: GroupConfig) -> Problems:
     p = f"groups[{i}]"
     if not SYMBOL_RE.match(g.symbol):
         yield f"{p}.symbol", f"expected a symbol like 'BTC/USDT' (letters, digits, . _ / -), got {g.symbol!r}"
@@ -292,25 +291,40 @@ def _validate_group(cfg: Config, i: int, g: GroupConfig):  # type: ignore[no-unt
         yield f"{p}.account", f"expected the name of an [accounts.*] table, got {g.account!r}"
     yield from _positive(f"{p}.instrument.tick_size", g.instrument.tick_size)
     yield from _positive(f"{p}.instrument.step_size", g.instrument.step_size)
+    yield from _positive(f"{p}.instrument.min_notional", g.instrument.min_notional, allow_zero=True)
     yield from _positive(f"{p}.feed.speed", g.feed.speed, allow_zero=True)
+    yield from _positive(f"{p}.feed.interval_s", g.feed.interval_s)
     yield from _positive(f"{p}.bar_interval_s", g.bar_interval_s)
-    yield from _positive(f"{p}.risk.max_order_notional", g.risk.max_order_notional)
-    yield from _positive(f"{p}.risk.price_band_pct", g.risk.price_band_pct)
-    s = g.strategy
-    for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma", "max_trades_per_day"):
-        yield from _positive(f"{p}.strategy.{field}", getattr(s, field))
-    for field in ("stop_loss_pct", "take_profit_pct", "volume_ratio"):
-        yield from _positive(f"{p}.strategy.{field}", getattr(s, field))
-    if s.ema_fast >= s.ema_slow:
-        yield f"{p}.strategy.ema_fast", f"expected ema_fast < ema_slow, got {s.ema_fast} >= {s.ema_slow}"
-    if not 0 < s.confidence <= 1:
-        yield f"{p}.strategy.confidence", f"expected a number in (0, 1], got {s.confidence}"
-    if not 0 < s.max_position_fraction <= 1:
-        yield f"{p}.strategy.max_position_fraction", f"expected a number in (0, 1], got {s.max_position_fraction}"
-    if g.risk.require_stop_loss and s.stop_loss_pct <= 0:
-        yield f"{p}.strategy.stop_loss_pct", "risk.require_stop_loss is set: expected a stop-loss > 0"
     if not Path(g.feed.path).suffix:
         yield f"{p}.feed.path", f"expected a data file (.json or .json.gz), got {g.feed.path!r}"
+    yield from _validate_risk(f"{p}.risk", g.risk)
+    yield from _validate_strategy(f"{p}.strategy", g.strategy, g.risk)
+
+
+def _validate_risk(p: str, r: RiskLimits) -> Problems:
+    yield from _positive(f"{p}.max_order_notional", r.max_order_notional)
+    yield from _positive(f"{p}.max_position", r.max_position)
+    yield from _positive(f"{p}.max_open_orders", r.max_open_orders)
+    yield from _positive(f"{p}.price_band_pct", r.price_band_pct)
+    yield from _positive(f"{p}.max_orders_per_minute", r.max_orders_per_minute)
+
+
+def _validate_strategy(p: str, s: StrategyParams, risk: RiskLimits) -> Problems:
+    for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma", "max_trades_per_day"):
+        yield from _positive(f"{p}.{field}", getattr(s, field))
+    for field in ("stop_loss_pct", "take_profit_pct", "volume_ratio"):
+        yield from _positive(f"{p}.{field}", getattr(s, field))
+    yield from _positive(f"{p}.cooldown_s", s.cooldown_s, allow_zero=True)
+    yield from _between(f"{p}.rsi_buy_max", s.rsi_buy_max, 0, 100, "a number in [0, 100]")
+    yield from _between(f"{p}.rsi_sell_min", s.rsi_sell_min, 0, 100, "a number in [0, 100]")
+    if s.rsi_period < 2:
+        yield f"{p}.rsi_period", f"expected an RSI period >= 2 (TA-Lib's minimum), got {s.rsi_period}"
+    if s.ema_fast >= s.ema_slow:
+        yield f"{p}.ema_fast", f"expected ema_fast < ema_slow, got {s.ema_fast} >= {s.ema_slow}"
+    yield from _between(f"{p}.confidence", s.confidence, 1e-12, 1, "a number in (0, 1]")
+    yield from _between(f"{p}.max_position_fraction", s.max_position_fraction, 1e-12, 1, "a number in (0, 1]")
+    if risk.require_stop_loss and s.stop_loss_pct <= 0:
+        yield f"{p}.stop_loss_pct", "risk.require_stop_loss is set: expected a stop-loss > 0"
 
 
 # --- diff -------------------------------------------------------------------------------------
@@ -342,14 +356,16 @@ def diff_configs(old: Config, new: Config) -> ConfigDiff:
     stop = [k for k in old_groups if k not in new_groups]
     restart: list[tuple[str, str]] = []
     update: list[tuple[str, str]] = []
-    for k in new_groups.keys() & old_groups.keys():
+    for k in sorted(new_groups.keys() & old_groups.keys()):
         a, b = old_groups[k], new_groups[k]
-        if a == b:
+        account_changed = old.accounts.get(a.account) != new.accounts.get(b.account)
+        if a == b and not account_changed:
             continue
         structural = (a.feed, a.instrument, a.account, a.bar_interval_s) != (b.feed, b.instrument, b.account, b.bar_interval_s)
-        if structural or old.accounts.get(a.account) != new.accounts.get(b.account) or a.strategy.name != b.strategy.name:
+        if structural or a.strategy.name != b.strategy.name:
             restart.append(k)
         else:
+            # strategy/risk parameters and the account's fees/slippage apply in place
             update.append(k)
     process = [
         name

@@ -28,7 +28,9 @@ def _index_lines(text: str) -> dict[str, int]:
         m = _HEADER.match(line)
         if m:
             table = _header_path(_split_key(m.group(2)), m.group(1) == "[[", counts)
-            found.setdefault(table, lineno)
+            parts = table.split(".")
+            for n in range(1, len(parts) + 1):  # [a.b] also defines a (implicitly)
+                found.setdefault(".".join(parts[:n]), lineno)
             continue
         k = _KEY.match(line)
         if k:

@@ -1,0 +1,137 @@
+"""Market-feed actor: the gate between a venue adapter and the rest of the group.
+
+Takes: Trade, Quote, Bar, BookDelta, BookSnapshot from the adapter (its inbox).
+Emits: the same messages once validated, plus Bars built from trades when the feed
+carries no bars of its own.
+
+Every message is checked before anyone sees it: prices must be finite and positive,
+sizes finite and non-negative (trades positive), a quote must not be crossed, a bar's
+high/low must contain open/close, and event time must not go backwards.  A message that
+fails is dropped, counted per reason in ``rejected`` (exported as
+``tradingd_market_rejected_total``) and logged at a bounded rate; the actor keeps going.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from actors.bar_builder import BarBuilder
+from actors.channels import Channel, Router
+from actors.messages import Bar, BookDelta, BookSnapshot, Message, Quote, Trade
+from actors.runtime import Actor
+from actors.state import SymbolState
+
+LOG_EVERY_S = 10.0
+
+
+def _bad_number(value: Decimal, allow_zero: bool) -> bool:
+    if not value.is_finite():
+        return True
+    return value < 0 or (value == 0 and not allow_zero)
+
+
+class MarketFeed(Actor):
+    kind = "market-feed"
+
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        router: Router,
+        inbox: Channel[Message],
+        state: SymbolState,
+        build_bars_s: int | None,
+    ) -> None:
+        super().__init__(exchange, symbol, router, inbox)
+        self.state = state
+        self.bars = BarBuilder(exchange, symbol, build_bars_s) if build_bars_s else None
+        self.rejected: dict[str, int] = {}
+        self.accepted: dict[str, int] = {"Trade": 0, "Quote": 0, "Bar": 0, "BookDelta": 0, "BookSnapshot": 0}
+        self._last_trade_ts = 0
+        self._last_bar_ts = 0
+        self._last_log = time.monotonic()
+        self._window = [0, 0]  # trades, bars since last log line
+
+    async def handle(self, msg: Message) -> None:
+        match msg:
+            case Trade():
+                await self._handle_trade(msg)
+            case Bar():
+                await self._handle_bar(msg)
+            case Quote():
+                await self._handle_quote(msg)
+            case BookDelta() | BookSnapshot():
+                self.accepted[type(msg).__name__] += 1
+                await self.router.publish(msg)
+            case _:
+                self._reject("unknown_kind", msg, f"unexpected message kind {type(msg).__name__}")
+
+    async def _handle_trade(self, t: Trade) -> None:
+        if _bad_number(t.price, False) or _bad_number(t.size, False):
+            self._reject("bad_number", t, f"trade price {t.price} size {t.size}: expected finite positive numbers")
+            return
+        if t.ts_event < self._last_trade_ts:
+            self._reject("out_of_order", t, f"trade at {t.ts_event} is older than the last one at {self._last_trade_ts}")
+            return
+        self._last_trade_ts = t.ts_event
+        self._mark(t.price, t.ts_event)
+        self.accepted["Trade"] += 1
+        self._window[0] += 1
+        await self.router.publish(t)
+        if self.bars is not None:
+            bar = self.bars.on_trade(t, t.ts_recv)
+            if bar is not None:
+                self.accepted["Bar"] += 1
+                self._window[1] += 1
+                await self.router.publish(bar)
+
+    async def _handle_bar(self, b: Bar) -> None:
+        prices = (b.open, b.high, b.low, b.close)
+        if any(_bad_number(p, False) for p in prices) or _bad_number(b.volume, True):
+            self._reject("bad_number", b, f"bar o={b.open} h={b.high} l={b.low} c={b.close} v={b.volume}")
+            return
+        if b.low > min(b.open, b.close) or b.high < max(b.open, b.close):
+            self._reject("inconsistent_bar", b, f"bar high {b.high} / low {b.low} do not contain open/close")
+            return
+        if b.ts_event <= self._last_bar_ts:
+            self._reject("out_of_order", b, f"bar closing at {b.ts_event} is not after {self._last_bar_ts}")
+            return
+        self._last_bar_ts = b.ts_event
+        self._mark(b.close, b.ts_event)
+        self.accepted["Bar"] += 1
+        self._window[1] += 1
+        await self.router.publish(b)
+
+    async def _handle_quote(self, q: Quote) -> None:
+        numbers = (q.bid_price, q.ask_price)
+        if any(_bad_number(p, False) for p in numbers) or any(_bad_number(s, True) for s in (q.bid_size, q.ask_size)):
+            self._reject("bad_number", q, f"quote bid {q.bid_price}x{q.bid_size} ask {q.ask_price}x{q.ask_size}")
+            return
+        if q.bid_price >= q.ask_price:
+            self._reject("crossed_quote", q, f"quote bid {q.bid_price} >= ask {q.ask_price}")
+            return
+        self.accepted["Quote"] += 1
+        await self.router.publish(q)
+
+    def _mark(self, price: Decimal, ts_event: int) -> None:
+        st = self.state
+        st.last_price = price
+        st.last_ts_event = ts_event
+        st.last_recv_ns = time.time_ns()
+
+    def _reject(self, reason: str, msg: Message, text: str) -> None:
+        n = self.rejected.get(reason, 0) + 1
+        self.rejected[reason] = n
+        if n <= 10 or n % 1000 == 0:
+            self.log.warning("dropped market message (%s, #%d): %s", reason, n, text)
+
+    async def after_batch(self) -> None:
+        now = time.monotonic()
+        if now - self._last_log < LOG_EVERY_S:
+            return
+        trades, bars = self._window
+        self._window = [0, 0]
+        self._last_log = now
+        if trades or bars:
+            self.log.info("market: %d trades, %d bars in %.0fs, last price %s", trades, bars, LOG_EVERY_S, self.state.last_price)

@@ -1,0 +1,226 @@
+"""Order actor: turns approved intents into venue orders and tracks them to the end.
+
+Takes: RiskApproved (from risk); OrderAccepted, OrderRejected, OrderFilled,
+OrderCanceled, OrderExpired (from the execution adapter).
+Emits: OrderSubmitted (the order left), SubmitOrder (command to the adapter),
+PositionChanged (after every fill).
+
+Client order ids are derived from intent ids (:mod:`actors.order_ids`): an intent seen
+twice is refused here, and a re-sent order is refused by the venue as a duplicate.
+Quantities are rounded down to the step size and prices to the tick before they leave.
+Events may arrive out of order (a fill before its ack): a fill implies acceptance,
+and anything for an unknown client order id is counted and logged, never guessed at.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from decimal import Decimal
+from typing import Literal
+
+from actors.channels import Channel, Router
+from actors.messages import (
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderSubmitted,
+    PositionChanged,
+    RiskApproved,
+    SubmitOrder,
+)
+from actors.order_ids import client_order_id
+from actors.position import Position
+from actors.runtime import Actor
+from actors.state import SymbolState
+from actors.strategies.base import floor_to_step, round_to_tick
+
+OrderStatus = Literal["submitted", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired"]
+TERMINAL: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
+# Rejections of a request about an order, not of the order itself: the order's state stands.
+REQUEST_REJECTS = ("cancel rejected:", "duplicate client_order_id")
+KEEP_FINISHED = 10_000
+
+
+class OrderRecord:
+    __slots__ = ("cid", "cum_qty", "intent", "quantity", "status", "venue_order_id")
+
+    def __init__(self, cid: str, intent: OrderIntent, quantity: Decimal) -> None:
+        self.cid = cid
+        self.intent = intent
+        self.quantity = quantity
+        self.cum_qty = Decimal(0)
+        self.status: OrderStatus = "submitted"
+        self.venue_order_id = ""
+
+    @property
+    def signed_leaves(self) -> Decimal:
+        leaves = self.quantity - self.cum_qty
+        return leaves if self.intent.side == "buy" else -leaves
+
+
+class OrderActor(Actor):
+    kind = "order"
+
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        router: Router,
+        inbox: Channel[Message],
+        state: SymbolState,
+        tick_size: Decimal,
+        step_size: Decimal,
+    ) -> None:
+        super().__init__(exchange, symbol, router, inbox)
+        self.state = state
+        self.tick_size = tick_size
+        self.step_size = step_size
+        self.position = Position()
+        self.orders: OrderedDict[str, OrderRecord] = OrderedDict()
+        self.counts: dict[str, int] = {
+            k: 0 for k in ("submitted", "accepted", "filled", "partially_filled", "rejected", "canceled", "expired")
+        }
+        self.anomalies: dict[str, int] = {}
+
+    async def handle(self, msg: Message) -> None:
+        match msg:
+            case RiskApproved():
+                await self._handle_approved(msg.intent)
+            case OrderAccepted():
+                self._handle_accepted(msg)
+            case OrderFilled():
+                await self._handle_filled(msg)
+            case OrderRejected() | OrderCanceled() | OrderExpired():
+                self._handle_finished(msg)
+            case _:
+                self._anomaly("unexpected_kind", f"ignored unexpected message kind {type(msg).__name__}")
+
+    def open_orders(self) -> list[OrderRecord]:
+        return [r for r in self.orders.values() if r.status not in TERMINAL]
+
+    async def _handle_approved(self, intent: OrderIntent) -> None:
+        cid = client_order_id(intent.intent_id)
+        if cid in self.orders:
+            self._release(intent.quantity if intent.side == "buy" else -intent.quantity)
+            self.state.open_orders -= 1
+            self._anomaly("duplicate_intent", f"intent {intent.intent_id} already became order {cid}: not sent again")
+            return
+        qty = floor_to_step(intent.quantity, self.step_size)
+        price = round_to_tick(intent.price, self.tick_size) if intent.price is not None else None
+        stop = round_to_tick(intent.stop_price, self.tick_size) if intent.stop_price is not None else None
+        record = OrderRecord(cid, intent, qty)
+        self.orders[cid] = record
+        self._prune()
+        if qty != intent.quantity:
+            # The rounded-off part was reserved by risk; give it back.
+            diff = intent.quantity - qty
+            self.state.pending_exposure -= diff if intent.side == "buy" else -diff
+        fields = self.system_fields()
+        common = {
+            "intent_id": intent.intent_id, "client_order_id": cid, "side": intent.side,
+            "order_type": intent.order_type, "quantity": qty, "price": price, "stop_price": stop,
+        }
+        self.counts["submitted"] += 1
+        self.log.info("submit %s %s %s %s @ %s (intent %s)", cid, intent.side, qty, intent.order_type, price or "market", intent.intent_id)
+        await self.router.publish(OrderSubmitted(**common, **fields))
+        await self.router.publish(
+            SubmitOrder(**common, time_in_force=intent.time_in_force, reduce_only=intent.reduce_only, **fields)
+        )
+
+    def _handle_accepted(self, msg: OrderAccepted) -> None:
+        rec = self._record(msg.client_order_id, "accepted")
+        if rec is None:
+            return
+        rec.venue_order_id = msg.venue_order_id
+        if rec.status == "submitted":
+            rec.status = "accepted"
+            self.counts["accepted"] += 1
+
+    async def _handle_filled(self, msg: OrderFilled) -> None:
+        rec = self._record(msg.client_order_id, "filled")
+        if rec is None:
+            return
+        if rec.status in TERMINAL:
+            self._anomaly("fill_after_terminal", f"fill {msg.trade_id} for {rec.cid} after it was {rec.status}")
+        if rec.cum_qty + msg.last_qty > rec.quantity:
+            self._anomaly("overfill", f"fill {msg.trade_id} would take {rec.cid} over its quantity {rec.quantity}")
+            return
+        rec.venue_order_id = rec.venue_order_id or msg.venue_order_id
+        rec.cum_qty += msg.last_qty
+        was_open = rec.status not in TERMINAL
+        done = rec.cum_qty >= rec.quantity
+        rec.status = "filled" if done else "partially_filled"
+        self.counts["filled" if done else "partially_filled"] += 1
+        signed = msg.last_qty if msg.side == "buy" else -msg.last_qty
+        self.state.pending_exposure -= signed
+        if done and was_open:
+            self.state.open_orders -= 1
+        self._apply_fill(msg)
+        self.log.info(
+            "fill %s %s %s @ %s (cum %s/%s, fee %s %s) position %s",
+            rec.cid, msg.side, msg.last_qty, msg.last_price, rec.cum_qty, rec.quantity, msg.fee, msg.fee_asset,
+            self.position.quantity,
+        )
+        await self.router.publish(
+            PositionChanged(
+                account=self.state.account,
+                quantity=self.position.quantity,
+                avg_price=self.position.avg_price,
+                realized_pnl=self.position.realized_pnl,
+                fees=self.position.fees,
+                last_client_order_id=rec.cid,
+                **self.system_fields(),
+            )
+        )
+
+    def _apply_fill(self, msg: OrderFilled) -> None:
+        pos = self.position
+        pos.apply_fill(msg.side, msg.last_qty, msg.last_price, msg.fee)
+        st = self.state
+        st.position = pos.quantity
+        st.avg_price = pos.avg_price
+        st.realized_pnl = pos.realized_pnl
+
+    def _handle_finished(self, msg: OrderRejected | OrderCanceled | OrderExpired) -> None:
+        if isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS):
+            self._anomaly("request_rejected", f"venue refused a request for {msg.client_order_id}: {msg.reason}")
+            return
+        status: OrderStatus = {OrderRejected: "rejected", OrderCanceled: "canceled", OrderExpired: "expired"}[type(msg)]  # type: ignore[assignment]
+        rec = self._record(msg.client_order_id, status)
+        if rec is None:
+            return
+        if rec.status in TERMINAL:
+            self._anomaly("late_terminal", f"{status} for {rec.cid} after it was {rec.status}")
+            return
+        self._release(rec.signed_leaves)
+        self.state.open_orders -= 1
+        rec.status = status
+        self.counts[status] += 1
+        reason = getattr(msg, "reason", "")
+        self.log.info("order %s %s%s", rec.cid, status, f": {reason}" if reason else "")
+
+    def _release(self, signed_qty: Decimal) -> None:
+        self.state.pending_exposure -= signed_qty
+
+    def _record(self, cid: str, what: str) -> OrderRecord | None:
+        rec = self.orders.get(cid)
+        if rec is None:
+            self._anomaly("unknown_order", f"{what} for unknown client order id {cid!r}")
+        return rec
+
+    def _anomaly(self, key: str, text: str) -> None:
+        n = self.anomalies.get(key, 0) + 1
+        self.anomalies[key] = n
+        if n <= 20 or n % 1000 == 0:
+            self.log.warning("%s (#%d)", text, n)
+
+    def _prune(self) -> None:
+        if len(self.orders) <= KEEP_FINISHED:
+            return
+        for cid in list(self.orders)[: len(self.orders) - KEEP_FINISHED]:
+            if self.orders[cid].status in TERMINAL:
+                del self.orders[cid]

@@ -1,0 +1,20 @@
+"""Deterministic client order ids.
+
+A client order id is derived from the intent id alone, so the same intent (for example
+re-created by a replay after a crash) always maps to the same id and a second
+submission is refused by the venue as a duplicate instead of being filled twice.
+The form fits every venue we target: at most 32 characters of ``[a-z0-9-]``
+(Binance allows 36 of ``[.A-Z:/a-z0-9_-]``, OKX 32 alphanumerics — OKX adapters strip the dash).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+PREFIX = "td-"
+
+
+def client_order_id(intent_id: str) -> str:
+    digest = hashlib.sha256(intent_id.encode("utf-8")).digest()
+    return PREFIX + base64.b32encode(digest).decode("ascii").lower().rstrip("=")[:29]

@@ -1,0 +1,153 @@
+"""Stop-monitor actor: closes positions at their stop-loss or take-profit.
+
+Takes: RiskApproved (remembers the stop-loss / take-profit an entry intent carries),
+PositionChanged (arms, resizes or disarms the stop), RiskRejected (re-arms a stop whose
+exit was refused, so it tries again on the next price), Trade and Bar (prices).
+Emits: StopArmed, StopCanceled, StopTriggered, and a reduce-only market OrderIntent
+for the exit (to risk).
+
+Stops here are synthetic: the monitor watches trades (or bar high/low) itself.  When a
+bar touches both levels the stop-loss is assumed to have come first (the conservative
+choice, as backtesters do).  One armed stop per position: stop-loss and take-profit
+act as one-cancels-other.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from actors.channels import Channel, Router
+from actors.messages import (
+    Bar,
+    Message,
+    OrderIntent,
+    PositionChanged,
+    RiskApproved,
+    RiskRejected,
+    Side,
+    StopArmed,
+    StopCanceled,
+    StopTriggered,
+    Trade,
+    stamp,
+)
+from actors.order_ids import client_order_id
+from actors.runtime import Actor
+
+Trigger = Literal["stop_loss", "take_profit"]
+
+
+class ArmedStop:
+    __slots__ = ("exit_side", "quantity", "stop_id", "stop_price", "take_profit", "triggered")
+
+    def __init__(self, stop_id: str, exit_side: Side, quantity: Decimal, stop: Decimal | None, tp: Decimal | None) -> None:
+        self.stop_id = stop_id
+        self.exit_side: Side = exit_side
+        self.quantity = quantity
+        self.stop_price = stop
+        self.take_profit = tp
+        self.triggered = False
+
+    def check(self, low: Decimal, high: Decimal) -> tuple[Trigger, Decimal] | None:
+        """Which level a price range [low, high] touches; stop-loss first."""
+        sl, tp = self.stop_price, self.take_profit
+        if self.exit_side == "sell":  # long position
+            if sl is not None and low <= sl:
+                return "stop_loss", sl
+            if tp is not None and high >= tp:
+                return "take_profit", tp
+        else:
+            if sl is not None and high >= sl:
+                return "stop_loss", sl
+            if tp is not None and low <= tp:
+                return "take_profit", tp
+        return None
+
+
+class StopMonitor(Actor):
+    kind = "stop-monitor"
+
+    def __init__(self, exchange: str, symbol: str, router: Router, inbox: Channel[Message]) -> None:
+        super().__init__(exchange, symbol, router, inbox)
+        self.levels: dict[str, tuple[Decimal | None, Decimal | None]] = {}  # client order id -> (sl, tp)
+        self.stop: ArmedStop | None = None
+        self.triggered = 0
+        self._seq = 0
+
+    async def handle(self, msg: Message) -> None:
+        match msg:
+            case Trade():
+                await self._on_price(msg.price, msg.price, msg)
+            case Bar():
+                await self._on_price(msg.low, msg.high, msg)
+            case RiskApproved():
+                self._remember(msg.intent)
+            case PositionChanged():
+                await self._on_position(msg)
+            case RiskRejected():
+                if self.stop is not None and msg.intent.intent_id.startswith(self.stop.stop_id):
+                    self.log.warning("exit for %s refused (%s), will retry on next price", self.stop.stop_id, msg.reason)
+                    self.stop.triggered = False
+            case _:
+                self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
+
+    def _remember(self, intent: OrderIntent) -> None:
+        if intent.reduce_only or (intent.stop_loss is None and intent.take_profit is None):
+            return
+        self.levels[client_order_id(intent.intent_id)] = (intent.stop_loss, intent.take_profit)
+        if len(self.levels) > 1000:
+            self.levels.pop(next(iter(self.levels)))
+
+    async def _on_position(self, msg: PositionChanged) -> None:
+        qty = msg.quantity
+        if qty == 0:
+            if self.stop is not None:
+                stop_id, self.stop = self.stop.stop_id, None
+                await self.router.publish(StopCanceled(stop_id=stop_id, reason="position closed", **self.system_fields()))
+            return
+        exit_side: Side = "sell" if qty > 0 else "buy"
+        levels = self.levels.get(msg.last_client_order_id)
+        if self.stop is not None and self.stop.exit_side == exit_side:
+            self.stop.quantity = abs(qty)  # same position, new size; keep its levels unless the fill brought new ones
+            if levels is not None:
+                self.stop.stop_price, self.stop.take_profit = levels
+            return
+        if levels is None:
+            self.log.warning("position %s has no stop-loss/take-profit levels to arm", qty)
+            self.stop = None
+            return
+        self._seq += 1
+        stop_id = f"stop:{msg.last_client_order_id}"
+        self.stop = ArmedStop(stop_id, exit_side, abs(qty), *levels)
+        self.log.info("armed %s: exit %s %s at sl %s / tp %s", stop_id, exit_side, abs(qty), levels[0], levels[1])
+        await self.router.publish(
+            StopArmed(stop_id=stop_id, side=exit_side, quantity=abs(qty), stop_price=levels[0], take_profit=levels[1], **self.system_fields())
+        )
+
+    async def _on_price(self, low: Decimal, high: Decimal, msg: Trade | Bar) -> None:
+        stop = self.stop
+        if stop is None or stop.triggered:
+            return
+        hit = stop.check(low, high)
+        if hit is None:
+            return
+        trigger, level = hit
+        stop.triggered = True
+        self.triggered += 1
+        intent_id = f"{stop.stop_id}:{trigger}:{msg.ts_event}"
+        fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
+        self.log.info("%s hit for %s at %s: exit %s %s", trigger, stop.stop_id, level, stop.exit_side, stop.quantity)
+        await self.router.publish(StopTriggered(stop_id=stop.stop_id, trigger=trigger, price=level, intent_id=intent_id, **fields))
+        await self.router.publish(
+            OrderIntent(
+                intent_id=intent_id,
+                source="stop-monitor",
+                side=stop.exit_side,
+                order_type="market",
+                quantity=stop.quantity,
+                reduce_only=True,
+                reason=f"{trigger} at {level}",
+                **fields,
+            )
+        )

@@ -1,0 +1,99 @@
+"""Strategy actor: runs one pure strategy on the group's market data.
+
+Takes: Bar, Trade, Quote (market), PositionChanged (so the strategy sees its position),
+RiskRejected (logged, counted).
+Emits: Signal (recorded on the bus) and OrderIntent (to risk).
+
+The actor owns I/O and the strategy's state; the strategy itself is a pure function of
+(state, event, context).  ``apply_params`` swaps the strategy's parameters in place on a
+config reload, keeping its state (indicator history, cooldowns).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from actors.channels import Channel, Router
+from actors.messages import Bar, Message, OrderIntent, PositionChanged, Quote, RiskRejected, Signal, Trade
+from actors.runtime import Actor
+from actors.state import SymbolState
+from actors.strategies.base import Output, Strategy, StrategyContext
+
+
+class StrategyActor(Actor):
+    kind = "strategy"
+
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        router: Router,
+        inbox: Channel[Message],
+        state: SymbolState,
+        strategy: Strategy[Any],
+        max_notional: Decimal,
+        tick_size: Decimal,
+        step_size: Decimal,
+    ) -> None:
+        super().__init__(exchange, symbol, router, inbox)
+        self.symbol_state = state
+        self.strategy = strategy
+        self.strategy_state = strategy.initial_state()
+        self.max_notional = max_notional
+        self.tick_size = tick_size
+        self.step_size = step_size
+        self.signals = 0
+        self.intents = 0
+        self.rejections = 0
+
+    def apply_params(self, strategy: Strategy[Any], max_notional: Decimal) -> None:
+        """Config reload: new parameters, same state."""
+        self.strategy = strategy
+        self.max_notional = max_notional
+
+    def _context(self, now_ns: int) -> StrategyContext:
+        st = self.symbol_state
+        return StrategyContext(
+            exchange=self.exchange,
+            symbol=self.symbol,
+            now_ns=now_ns,
+            position=st.position,
+            avg_price=st.avg_price,
+            max_notional=self.max_notional,
+            tick_size=self.tick_size,
+            step_size=self.step_size,
+            open_orders=st.open_orders,
+        )
+
+    async def handle(self, msg: Message) -> None:
+        match msg:
+            case Bar():
+                self.strategy_state, out = self.strategy.on_bar(self.strategy_state, msg, self._context(msg.ts_event))
+            case Trade():
+                self.strategy_state, out = self.strategy.on_trade(self.strategy_state, msg, self._context(msg.ts_event))
+            case Quote():
+                self.strategy_state, out = self.strategy.on_quote(self.strategy_state, msg, self._context(msg.ts_event))
+            case PositionChanged():
+                return
+            case RiskRejected():
+                self.rejections += 1
+                return
+            case _:
+                self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
+                return
+        if out:
+            await self._emit(out)
+
+    async def _emit(self, out: list[Output]) -> None:
+        for item in out:
+            if isinstance(item, Signal):
+                self.signals += 1
+                self.log.info("signal %s %s @ %s: %s", item.side.upper(), self.symbol, item.price, item.reason)
+            elif isinstance(item, OrderIntent):
+                self.intents += 1
+                self.log.info(
+                    "intent %s %s %s %s (sl %s, tp %s) %s",
+                    item.intent_id, item.side, item.quantity, item.order_type, item.stop_loss, item.take_profit, item.reason,
+                )
+            await self.router.publish(item)

@@ -1,0 +1,335 @@
+"""Paper matching engine for one symbol: orders in, the order events a real venue would send out.
+
+:class:`PaperEngine` is plain synchronous code (no I/O, no randomness, no clock other than
+the ``now`` it is given and ``time.time_ns()`` for ``ts_recv``) so it is cheap to test and
+to run.  :class:`adapters.paper.actor.PaperExchange` wraps it in an actor.
+
+In:  ``SubmitOrder`` (:meth:`PaperEngine.submit`), ``CancelOrder`` (:meth:`PaperEngine.cancel`),
+     market data ``Trade``/``Bar``/``Quote`` (:meth:`on_trade`, :meth:`on_bar`, :meth:`on_quote`).
+Out: ``OrderAccepted``, ``OrderRejected``, ``OrderFilled``, ``OrderCanceled``, ``OrderExpired``.
+
+The matching rules are described in :mod:`adapters.paper` (the package docstring).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from actors.messages import (
+    Bar,
+    CancelOrder,
+    Liquidity,
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    Quote,
+    Side,
+    Stamp,
+    SubmitOrder,
+    Trade,
+    stamp,
+)
+from actors.strategies.base import floor_to_step, round_to_tick
+from adapters.paper.account import BPS, ZERO, PaperAccountState
+from adapters.paper.orders import BookLevels, PaperOrder, check_order, ok_price, reference_price
+from daemon.config import Instrument
+
+ONE = Decimal(1)
+TWO = Decimal(2)
+
+
+@dataclass(slots=True)
+class _Event:
+    """A matching event: a trade is a bar with open == high == low."""
+
+    ts: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    is_bar: bool
+    budget: dict[str, Decimal]
+
+
+def _ok_size(s: Decimal) -> bool:
+    return s.is_finite() and s >= ZERO
+
+
+def _crosses(side: Side, px: Decimal, limit: Decimal) -> bool:
+    return px <= limit if side == "buy" else px >= limit
+
+
+class PaperEngine:
+    """Per-symbol order book of our own orders, matched against the public tape."""
+
+    def __init__(
+        self, exchange: str, symbol: str, instrument: Instrument, account: PaperAccountState
+    ) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.instrument = instrument
+        self.account = account
+        self.last_price: Decimal | None = None
+        self.rejected_market_events = 0
+        self._open: dict[str, PaperOrder] = {}
+        self._seen = account.seen_client_ids(exchange, symbol)
+        self._seq = 0
+        self._events = 0  # matching events seen while orders were open
+        self._levels: BookLevels | None = None  # None: recompute before the next event
+
+    # -- queries ---------------------------------------------------------------------------
+    @property
+    def open_orders(self) -> dict[str, PaperOrder]:
+        """Open orders by client_order_id (read only)."""
+        return self._open
+
+    def _hdr(self, ts: int) -> Stamp:
+        return stamp(self.exchange, self.symbol, ts, time.time_ns())
+
+    # -- commands --------------------------------------------------------------------------
+    def submit(self, cmd: SubmitOrder, now: int | None = None) -> list[Message]:
+        """Validate and accept (or reject) an order. Nothing fills before the next market event."""
+        ts = time.time_ns() if now is None else now
+        reason = self._validate(cmd)
+        if reason is None:
+            reason = self._accept(cmd)
+        if reason is not None:
+            return [OrderRejected(client_order_id=cmd.client_order_id, reason=reason, **self._hdr(ts))]
+        vid = self._open[cmd.client_order_id].venue_order_id
+        return [OrderAccepted(client_order_id=cmd.client_order_id, venue_order_id=vid, **self._hdr(ts))]
+
+    def cancel(self, cmd: CancelOrder, now: int | None = None) -> list[Message]:
+        """Cancel an open order; unknown or finished ids are refused like Binance's -2011."""
+        ts = time.time_ns() if now is None else now
+        order = self._open.get(cmd.client_order_id)
+        if order is None and cmd.venue_order_id:
+            order = next((o for o in self._open.values() if o.venue_order_id == cmd.venue_order_id), None)
+        if order is None:
+            reason = f"cancel rejected: unknown order {cmd.client_order_id or cmd.venue_order_id}"
+            return [OrderRejected(client_order_id=cmd.client_order_id, reason=reason, **self._hdr(ts))]
+        return [self._close_canceled(order, "canceled", ts)]
+
+    def cancel_all(self, reason: str, now: int | None = None) -> list[Message]:
+        """Cancel every open order (the venue is going away) and release what they reserved."""
+        ts = time.time_ns() if now is None else now
+        return [self._close_canceled(o, reason, ts) for o in list(self._open.values())]
+
+    # -- validation and reservation ------------------------------------------------------------
+    def _validate(self, cmd: SubmitOrder) -> str | None:
+        cid = cmd.client_order_id
+        if not cid:
+            return "missing client_order_id"
+        if cid in self._seen:
+            return f"duplicate client_order_id {cid}"
+        self._seen.add(cid)
+        if cmd.exchange != self.exchange or cmd.symbol != self.symbol:
+            return f"wrong venue: this engine trades {self.exchange}:{self.symbol}"
+        return check_order(cmd, self.instrument, self.last_price)
+
+    def _accept(self, cmd: SubmitOrder) -> str | None:
+        """Reserve what the order may spend and book it; returns a reject reason instead."""
+        if cmd.side == "buy":
+            asset = self.instrument.quote
+            est = reference_price(cmd, self.last_price) or ZERO
+            if cmd.order_type in ("market", "stop_market"):
+                est = est * (ONE + self.account.slippage_bps / BPS)
+            rate = est * (ONE + self.account.taker_fee)
+        else:
+            asset, rate = self.instrument.base, ONE
+        amount = cmd.quantity * rate
+        free = self.account.free(asset)
+        if amount > free:
+            return f"insufficient balance: need {amount} {asset}, free {free} {asset}"
+        self.account.reserve(asset, amount)
+        self._seq += 1
+        vid = self.account.next_venue_order_id()
+        self._open[cmd.client_order_id] = PaperOrder(
+            cmd, vid, self._seq, asset, rate, amount, arrived=self._events
+        )
+        self._levels = None
+        return None
+
+    # -- market data -----------------------------------------------------------------------------
+    def on_trade(self, msg: Trade) -> list[Message]:
+        price, size = msg.price, msg.size
+        if not (price.is_finite() and price > ZERO and size.is_finite() and size >= ZERO):
+            self.rejected_market_events += 1
+            return []
+        self.last_price = price
+        if not self._open or self._untouched(price, price):
+            return []
+        budget = size * self.account.participation
+        ev = _Event(msg.ts_event, price, price, price, False, {"buy": budget, "sell": budget})
+        return self._match(ev)
+
+    def on_bar(self, msg: Bar) -> list[Message]:
+        o, h, lo, c = msg.open, msg.high, msg.low, msg.close
+        valid = ok_price(o) and ok_price(h) and ok_price(lo) and ok_price(c) and _ok_size(msg.volume)
+        if not valid or lo > min(o, c) or h < max(o, c):
+            self.rejected_market_events += 1
+            return []
+        self.last_price = c
+        if not self._open or self._untouched(h, lo):
+            return []
+        budget = msg.volume * self.account.participation
+        return self._match(_Event(msg.ts_event, o, h, lo, True, {"buy": budget, "sell": budget}))
+
+    def on_quote(self, msg: Quote) -> list[Message]:
+        """Quotes only move the reference price (market-order estimates); they never fill."""
+        if not (ok_price(msg.bid_price) and ok_price(msg.ask_price)):
+            self.rejected_market_events += 1
+            return []
+        self.last_price = (msg.bid_price + msg.ask_price) / TWO
+        return []
+
+    # -- matching ---------------------------------------------------------------------------------
+    def _untouched(self, high: Decimal, low: Decimal) -> bool:
+        """Count a matching event; True when it cannot fill or trigger anything (the common case)."""
+        self._events += 1
+        if self._levels is None:
+            self._levels = BookLevels(self._open.values())
+        return not self._levels.touched(high, low)
+
+    def _match(self, ev: _Event) -> list[Message]:
+        orders = list(self._open.values())
+        triggered = [o for o in orders if not o.active and self._trigger(o, ev)]
+        if triggered:
+            self._levels = None
+        out: list[Message] = []
+        for o in sorted((o for o in orders if o.active), key=self._priority):
+            self._match_order(o, ev, out)
+        for o in triggered:
+            o.trig_px = None
+        return out
+
+    @staticmethod
+    def _priority(o: PaperOrder) -> tuple[int, Decimal, int]:
+        if o.market_like:
+            return (0, ZERO, o.seq)
+        limit = o.cmd.price or ZERO
+        return (1, -limit if o.side == "buy" else limit, o.seq)
+
+    @staticmethod
+    def _trigger(o: PaperOrder, ev: _Event) -> bool:
+        stop = o.cmd.stop_price or ZERO
+        if o.side == "buy" and ev.high >= stop:
+            o.trig_px = max(ev.open, stop)
+        elif o.side == "sell" and ev.low <= stop:
+            o.trig_px = min(ev.open, stop)
+        else:
+            return False
+        o.triggered = True
+        return True
+
+    def _fill_price(self, o: PaperOrder, ev: _Event) -> tuple[Decimal, Liquidity] | None:
+        first = ev.open if o.trig_px is None else o.trig_px
+        if o.market_like:
+            return self._slip(first, o.side), "taker"
+        limit = o.cmd.price or ZERO
+        fresh = o.arrived == self._events - 1
+        if _crosses(o.side, first, limit) and (fresh or ev.is_bar or o.trig_px is not None):
+            return self._to_tick(first), "taker"
+        touch = ev.low if o.side == "buy" else ev.high
+        if o.trig_px is None and _crosses(o.side, touch, limit):
+            return limit, "maker"
+        return None
+
+    def _to_tick(self, px: Decimal) -> Decimal:
+        tick = self.instrument.tick_size
+        return max(round_to_tick(px, tick), tick)
+
+    def _slip(self, px: Decimal, side: Side) -> Decimal:
+        f = self.account.slippage_bps / BPS
+        return self._to_tick(px * (ONE + f) if side == "buy" else px * (ONE - f))
+
+    def _match_order(self, o: PaperOrder, ev: _Event, out: list[Message]) -> None:
+        priced = self._fill_price(o, ev)
+        px, liquidity = priced if priced is not None else (ZERO, "taker")
+        qty, short = ZERO, False
+        if priced is not None:
+            qty = floor_to_step(min(o.leaves, ev.budget[o.side]), self.instrument.step_size)
+            if o.side == "buy" and qty > 0:
+                affordable = self._affordable(o, px, liquidity)
+                short = affordable < qty
+                qty = min(qty, affordable)
+        tif = o.cmd.time_in_force
+        if tif == "fok" and qty < o.leaves:
+            out.append(self._close_expired(o, ev.ts))
+            return
+        if qty > 0:
+            ev.budget[o.side] -= qty
+            out.append(self._fill(o, qty, px, liquidity, ev.ts))
+        if o.leaves == 0:
+            return
+        if short:
+            out.append(self._close_canceled(o, "insufficient balance", ev.ts))
+        elif tif == "ioc":
+            out.append(self._close_canceled(o, "ioc", ev.ts))
+
+    def _fee_rate(self, liquidity: Liquidity) -> Decimal:
+        return self.account.maker_fee if liquidity == "maker" else self.account.taker_fee
+
+    def _affordable(self, o: PaperOrder, px: Decimal, liquidity: Liquidity) -> Decimal:
+        """Largest step multiple of ``o.leaves`` a buy can pay for at ``px``, fee included."""
+        avail = self.account.free(self.instrument.quote) + o.reserved
+        unit = px * (ONE + self._fee_rate(liquidity))
+        step = self.instrument.step_size
+        qty = floor_to_step(min(o.leaves, avail / unit), step)
+        while qty > 0 and qty * unit > avail:
+            qty -= step
+        return qty
+
+    # -- settlement -------------------------------------------------------------------------------
+    def _fill(self, o: PaperOrder, qty: Decimal, px: Decimal, liquidity: Liquidity, ts: int) -> OrderFilled:
+        acct, inst = self.account, self.instrument
+        notional = qty * px
+        fee = notional * self._fee_rate(liquidity)
+        o.cum_qty += qty
+        if o.side == "buy":
+            acct.release(o.reserve_asset, o.reserved)
+            acct.debit(inst.quote, notional + fee)
+            acct.credit(inst.base, qty)
+            o.reserved = min(o.leaves * o.reserve_rate, acct.free(inst.quote))
+            acct.reserve(inst.quote, o.reserved)
+        else:
+            acct.release(o.reserve_asset, qty)
+            o.reserved -= qty
+            acct.debit(inst.base, qty)
+            acct.credit(inst.quote, notional - fee)
+        if o.leaves == 0:
+            self._remove(o)
+        return OrderFilled(
+            client_order_id=o.cmd.client_order_id,
+            venue_order_id=o.venue_order_id,
+            trade_id=acct.next_trade_id(),
+            side=o.side,
+            last_qty=qty,
+            last_price=px,
+            cum_qty=o.cum_qty,
+            leaves_qty=o.leaves,
+            fee=fee,
+            fee_asset=inst.quote,
+            liquidity=liquidity,
+            **self._hdr(ts),
+        )
+
+    def _remove(self, o: PaperOrder) -> None:
+        self.account.release(o.reserve_asset, o.reserved)
+        o.reserved = ZERO
+        del self._open[o.cmd.client_order_id]
+        self._levels = None
+
+    def _close_canceled(self, o: PaperOrder, reason: str, ts: int) -> OrderCanceled:
+        self._remove(o)
+        cid, vid = o.cmd.client_order_id, o.venue_order_id
+        return OrderCanceled(client_order_id=cid, venue_order_id=vid, reason=reason, **self._hdr(ts))
+
+    def _close_expired(self, o: PaperOrder, ts: int) -> OrderExpired:
+        self._remove(o)
+        return OrderExpired(
+            client_order_id=o.cmd.client_order_id, venue_order_id=o.venue_order_id, **self._hdr(ts)
+        )

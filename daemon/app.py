@@ -1,0 +1,149 @@
+"""The running daemon: one root task group that owns everything, and the signal loop.
+
+Start-up: load config (exit 2 if invalid), set up logging, open the Redis mirror, the
+supervisor (symbol groups and account ledgers), the health server and the systemd
+watchdog, then tell systemd READY=1.  Signals: SIGHUP reloads the config (RELOADING=1 …
+READY=1; an invalid file keeps the old config and is reported on /status), SIGTERM and
+SIGINT send STOPPING=1 and cancel the root scope; the process then exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from actors.messages import ConfigReloaded, Message, Stamp, stamp
+from daemon import telemetry
+from daemon.config import Config, ConfigError, load_config
+from daemon.health import open_health_server
+from daemon.logs import setup_logging
+from daemon.metrics import METRICS, Metrics
+from daemon.mirror import RedisMirror
+from daemon.sdnotify import SystemdNotifier
+from daemon.supervisor import Supervisor
+
+log = logging.getLogger("tradingd.daemon")
+
+
+class Daemon:
+    """Everything one process runs, and the health provider for the HTTP server."""
+
+    def __init__(self, cfg: Config, config_path: Path, metrics: Metrics = METRICS) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.metrics = metrics
+        self.notifier = SystemdNotifier.from_env()
+        self.mirror: RedisMirror | None = None
+        if cfg.redis.enabled:
+            self.mirror = RedisMirror(cfg.redis, Path(cfg.daemon.state_dir), metrics)
+        self.supervisor = Supervisor(cfg, self.mirror.offer if self.mirror else None)
+        telemetry.register(metrics, self.supervisor)
+        metrics.describe("tradingd_config_reloads_total", "counter", "Config reloads by result")
+
+    # --- health provider ------------------------------------------------------------------
+    def status(self) -> dict[str, object]:
+        out = self.supervisor.status()
+        out["config"] = {**out["config"], "path": str(self.config_path)}  # type: ignore[dict-item]
+        out["redis"] = msgspec.to_builtins(self.mirror.statistics()) if self.mirror else {"state": "disabled"}
+        out["systemd"] = {"notify": self.notifier.enabled}
+        return out
+
+    def readiness(self) -> list[str]:
+        reasons = self.supervisor.readiness()
+        if self.mirror is not None and self.mirror.redis_state != "up":
+            reasons.append(f"redis {self.mirror.redis_state}: order-path messages are held until it returns")
+        return reasons
+
+    def halt(self, reason: str) -> None:
+        log.warning("trading halted by admin: %s", reason, extra={"component": "admin"})
+        self.supervisor.halt(reason)
+
+    def resume(self) -> None:
+        log.warning("trading resumed by admin", extra={"component": "admin"})
+        self.supervisor.resume()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            if self.mirror is not None:
+                await tg.start(self.mirror.run)
+            await tg.start(self.supervisor.run)
+            tg.start_soon(self.notifier.watchdog_loop)
+            if self.cfg.health.enabled:
+                async with open_health_server(self.cfg.health, self, self.metrics) as server:
+                    log.info("health server on http://%s:%d", self.cfg.health.bind, server.port, extra={"component": "health"})
+                    await self._serve(tg.cancel_scope)
+            else:
+                await self._serve(tg.cancel_scope)
+
+    async def _serve(self, root: anyio.CancelScope) -> None:
+        groups = ", ".join(g.name for g in self.supervisor.groups.values())
+        self.notifier.ready(f"trading {len(self.supervisor.groups)} groups")
+        log.info("tradingd ready: %s", groups or "no groups", extra={"component": "daemon"})
+        with anyio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                    continue
+                log.info("received %s, stopping", signal.Signals(signum).name, extra={"component": "daemon"})
+                self.notifier.stopping()
+                root.cancel()
+                return
+
+    async def reload(self) -> None:
+        """SIGHUP: parse, validate, diff, apply. An invalid file changes nothing."""
+        self.notifier.reloading()
+        sup = self.supervisor
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            sup.reload_failures += 1
+            sup.last_reload_error = str(exc)
+            self.metrics.inc("tradingd_config_reloads_total", {"result": "invalid"})
+            log.error("config reload rejected, keeping the running config: %s", exc, extra={"component": "config"})
+            self._announce(ConfigReloaded(ok=False, error=str(exc), **_sys()))
+            self.notifier.ready("reload rejected: " + str(exc)[:200])
+            return
+        diff = await sup.apply_config(new)
+        self.cfg = new
+        logging.getLogger().setLevel(new.daemon.log_level.upper())
+        sup.reloads += 1
+        sup.last_reload_error = ""
+        sup.last_reload_changes = diff.describe()
+        self.metrics.inc("tradingd_config_reloads_total", {"result": "applied"})
+        log.info("config reloaded: %s", "; ".join(diff.describe()) or "no changes", extra={"component": "config"})
+        self._announce(ConfigReloaded(ok=True, changes=diff.describe(), **_sys()))
+        self.notifier.ready(f"trading {len(sup.groups)} groups")
+
+    def _announce(self, msg: Message) -> None:
+        if self.mirror is not None:
+            self.mirror.offer(msg)
+
+
+def _sys() -> Stamp:
+    return stamp("*", "*", time.time_ns())
+
+
+def run(config_path: str) -> int:
+    """Entry point of ``tradingd run``: returns the process exit code."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        setup_logging("info", "auto")
+        log.error("%s", exc, extra={"component": "config"})
+        return 2
+    setup_logging(cfg.daemon.log_level, cfg.daemon.log_format)
+    daemon = Daemon(cfg, Path(config_path).resolve())
+    try:
+        import uvloop  # noqa: F401 - the backend option below needs it importable
+
+        anyio.run(daemon.run, backend="asyncio", backend_options={"use_uvloop": True})
+    except KeyboardInterrupt:
+        pass
+    log.info("tradingd stopped", extra={"component": "daemon"})
+    return 0

@@ -1,0 +1,46 @@
+"""Command line: ``tradingd run | check-config | schema``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from actors.messages import json_schema
+from daemon.config import ConfigError, load_config
+
+
+def _check_config(path: str) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    groups = ", ".join(f"{g.exchange}:{g.symbol}" for g in cfg.groups if g.enabled) or "none"
+    print(f"{path}: ok ({len(cfg.groups)} groups: {groups})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tradingd", description="Actor-based trading daemon.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", default="config.toml", help="TOML config file (default: config.toml)")
+    check = sub.add_parser("check-config", help="validate a config file; exit 1 with the reason if invalid")
+    check.add_argument("file")
+    sub.add_parser("schema", help="print the JSON Schema of every bus message")
+    args = parser.parse_args(argv)
+
+    if args.command == "check-config":
+        return _check_config(args.file)
+    if args.command == "schema":
+        json.dump(json_schema(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    from daemon.app import run as run_daemon
+
+    return run_daemon(args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""One (exchange, symbol) group: the place that wires its actors together.
+
+A group owns its router, one inbox per actor, the shared :class:`SymbolState`, and
+the actors: feed adapter, market-feed, strategy, risk, order, stop-monitor and (on a
+paper account) the paper exchange.  Routes (who receives which message type):
+
+    feed adapter ──► market-feed ──Trade/Bar/Quote──► strategy, stop-monitor, paper
+    strategy ──OrderIntent──► risk ◄──OrderIntent── stop-monitor
+    risk ──RiskApproved──► order, stop-monitor;  RiskRejected ──► strategy, stop-monitor
+    order ──SubmitOrder/CancelOrder──► paper ──order events──► order
+    order ──PositionChanged──► strategy, stop-monitor, portfolio;  OrderFilled ──► portfolio
+
+Every published message also goes to the router's tap (the Redis mirror).  Order-path
+volume is small and its channels are sized so the order ↔ venue loop cannot fill both
+ways at once.  ``apply`` updates strategy and risk parameters in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+from anyio.abc import TaskStatus
+
+from actors.channels import Channel, Router, Tap, quote_conflation_key
+from actors.messages import (
+    Bar,
+    CancelOrder,
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PositionChanged,
+    Quote,
+    RiskApproved,
+    RiskRejected,
+    SubmitOrder,
+    Trade,
+)
+from actors.market_feed import MarketFeed
+from actors.order import OrderActor
+from actors.portfolio import Portfolio
+from actors.risk import RiskActor
+from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
+from actors.state import SymbolState
+from actors.stop_monitor import StopMonitor
+from actors.strategies.breakout import BreakoutStrategy
+from actors.strategy import StrategyActor
+from adapters.paper.account import PaperAccountState
+from adapters.paper.actor import PaperExchange
+from adapters.replay.feed import ReplayFeed
+from daemon.config import ChannelsSection, GroupConfig
+
+ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderExpired)
+MARKET = (Trade, Bar, Quote)
+
+
+class FeedAdapter(Actor):
+    """Runs the venue/replay feed as a supervised actor; its sink is the market-feed inbox."""
+
+    kind = "feed"
+
+    def __init__(self, exchange: str, symbol: str, router: Router, inbox: Channel[Message], feed: ReplayFeed) -> None:
+        super().__init__(exchange, symbol, router, inbox)
+        self.feed = feed
+        self.emitted = 0
+
+    async def run(self) -> None:
+        inbox = self.inbox
+
+        async def sink(msg: Message) -> None:
+            if not inbox.send_nowait(msg):
+                await inbox.send(msg)
+            self.emitted += 1
+            self.last_message_ns = msg.ts_recv
+
+        await self.feed.run(sink)
+
+    async def handle(self, msg: Message) -> None:  # pragma: no cover - the feed has no inbox of its own
+        raise NotImplementedError
+
+
+def make_strategy(cfg: GroupConfig) -> BreakoutStrategy:
+    return BreakoutStrategy(cfg.strategy)
+
+
+class SymbolGroup:
+    def __init__(
+        self,
+        cfg: GroupConfig,
+        account: PaperAccountState,
+        portfolio: Portfolio,
+        tap: Tap | None,
+        channels: ChannelsSection,
+        policy: RestartPolicy,
+    ) -> None:
+        self.cfg = cfg
+        self.policy = policy
+        ex, sym = cfg.exchange, cfg.symbol
+        self.health = GroupState(ex, sym)
+        self.state = SymbolState(ex, sym, cfg.account)
+        self.router = Router(tap)
+        self.portfolio = portfolio
+        cap = channels.capacity
+
+        def inbox(name: str, conflate: bool = False) -> Channel[Message]:
+            key = quote_conflation_key if conflate else None
+            return Channel[Message](f"{name}:{ex}:{sym}", cap, conflate_key=key)
+
+        inst = cfg.instrument
+        self.market_feed = MarketFeed(ex, sym, self.router, inbox("market-feed", True), self.state,
+                                      cfg.bar_interval_s if cfg.feed.format == "trades" else None)
+        self.feed = FeedAdapter(ex, sym, self.router, self.market_feed.inbox, ReplayFeed(cfg.feed, ex, sym))
+        self.strategy = StrategyActor(ex, sym, self.router, inbox("strategy", True), self.state, make_strategy(cfg),
+                                      cfg.risk.max_order_notional, inst.tick_size, inst.step_size)
+        self.risk = RiskActor(ex, sym, self.router, inbox("risk"), self.state, self.health, cfg.risk)
+        self.order = OrderActor(ex, sym, self.router, inbox("order"), self.state, inst.tick_size, inst.step_size)
+        self.stop_monitor = StopMonitor(ex, sym, self.router, inbox("stop-monitor", True))
+        self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)
+        self._wire()
+        self.actors: list[Actor] = [
+            self.feed, self.market_feed, self.strategy, self.risk, self.order, self.stop_monitor, self.venue,
+        ]
+        self.scope: anyio.CancelScope | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.cfg.key
+
+    @property
+    def name(self) -> str:
+        return f"{self.cfg.exchange}:{self.cfg.symbol}"
+
+    def _wire(self) -> None:
+        r = self.router
+        r.subscribe(self.strategy.inbox, (*MARKET, PositionChanged, RiskRejected))
+        r.subscribe(self.risk.inbox, (OrderIntent,))
+        r.subscribe(self.order.inbox, (RiskApproved, *ORDER_EVENTS))
+        r.subscribe(self.stop_monitor.inbox, (Trade, Bar, RiskApproved, RiskRejected, PositionChanged))
+        r.subscribe(self.venue.inbox, PaperExchange.subscribes)
+        r.subscribe(self.portfolio.inbox, (OrderFilled, PositionChanged))
+
+    def apply(self, cfg: GroupConfig) -> None:
+        """Config reload: strategy and risk parameters in place; nothing restarts."""
+        self.cfg = cfg
+        self.strategy.apply_params(make_strategy(cfg), cfg.risk.max_order_notional)
+        self.risk.apply_limits(cfg.risk)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run every actor of the group until cancelled (``stop``)."""
+        with anyio.CancelScope() as scope:
+            self.scope = scope
+            async with anyio.create_task_group() as tg:
+                for actor in self.actors:
+                    tg.start_soon(run_supervised, actor, self.policy, self.health, name=actor.name)
+                task_status.started()
+        self.portfolio_detach()
+
+    def stop(self) -> None:
+        """Cancel the group's actors; open paper orders are canceled and their reservations released."""
+        if self.scope is not None:
+            self.scope.cancel()
+        self.venue.close_book("venue stopped")
+
+    def portfolio_detach(self) -> None:
+        self.router.unsubscribe(self.portfolio.inbox)
+
+    def channels(self) -> Iterator[Channel[Message]]:
+        for actor in self.actors:
+            if actor is not self.feed:
+                yield actor.inbox
+
+    def feed_age_s(self, now_ns: int) -> float | None:
+        last = self.state.last_recv_ns
+        return None if last == 0 else (now_ns - last) / 1e9
+

@@ -1,0 +1,67 @@
+"""Scrape-time metrics of the actor groups, read from the actors' own counters.
+
+Actors keep plain integer counters on their hot paths; this collector turns them into
+Prometheus samples only when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from daemon.metrics import Labels, Metrics, Sample
+from daemon.supervisor import Supervisor
+
+HELP = {
+    "tradingd_messages_total": ("counter", "Messages published on a group's bus, by message type"),
+    "tradingd_queue_depth": ("gauge", "Messages waiting in an actor's inbox"),
+    "tradingd_channel_conflated_total": ("counter", "Quotes dropped by conflation because a consumer lagged"),
+    "tradingd_channel_blocked_sends_total": ("counter", "Sends that had to wait because an inbox was full"),
+    "tradingd_actor_restarts_total": ("counter", "Actor restarts after a failure"),
+    "tradingd_actor_up": ("gauge", "1 when the actor is running"),
+    "tradingd_market_rejected_total": ("counter", "Market messages dropped by validation, by reason"),
+    "tradingd_orders_total": ("counter", "Order lifecycle events seen by the order actor"),
+    "tradingd_order_anomalies_total": ("counter", "Order events that did not fit an order's state (unknown ids, overfills)"),
+    "tradingd_risk_decisions_total": ("counter", "Risk decisions by outcome or rule that rejected"),
+    "tradingd_signals_total": ("counter", "Strategy signals"),
+    "tradingd_group_halted": ("gauge", "1 when a symbol group is halted"),
+    "tradingd_position": ("gauge", "Net position per symbol"),
+    "tradingd_realized_pnl": ("gauge", "Realized PnL per symbol in quote currency"),
+}
+
+
+def register(metrics: Metrics, supervisor: Supervisor) -> None:
+    for name, (kind, text) in HELP.items():
+        metrics.describe(name, kind, text)
+    metrics.add_collector(lambda: list(collect(supervisor)))
+
+
+def _l(**labels: str) -> Labels:
+    return tuple(sorted(labels.items()))
+
+
+def collect(sup: Supervisor) -> Iterator[Sample]:
+    for group in list(sup.groups.values()):
+        ex, sym = group.cfg.exchange, group.cfg.symbol
+        for t, n in group.router.counts.items():
+            yield "tradingd_messages_total", _l(exchange=ex, symbol=sym, type=t.__name__), n
+        for actor in group.actors:
+            labels = _l(exchange=ex, symbol=sym, actor=actor.kind)
+            yield "tradingd_actor_restarts_total", labels, actor.restarts
+            yield "tradingd_actor_up", labels, 1.0 if actor.status == "running" else 0.0
+            if actor is not group.feed:
+                stats = actor.inbox.statistics()
+                yield "tradingd_queue_depth", labels, stats.depth
+                yield "tradingd_channel_conflated_total", labels, stats.conflated
+                yield "tradingd_channel_blocked_sends_total", labels, stats.blocked_sends
+        for reason, n in group.market_feed.rejected.items():
+            yield "tradingd_market_rejected_total", _l(exchange=ex, symbol=sym, reason=reason), n
+        for event, n in group.order.counts.items():
+            yield "tradingd_orders_total", _l(exchange=ex, symbol=sym, event=event), n
+        for kind, n in group.order.anomalies.items():
+            yield "tradingd_order_anomalies_total", _l(exchange=ex, symbol=sym, kind=kind), n
+        for rule, n in group.risk.decisions.items():
+            yield "tradingd_risk_decisions_total", _l(exchange=ex, symbol=sym, decision=rule), n
+        yield "tradingd_signals_total", _l(exchange=ex, symbol=sym), group.strategy.signals
+        yield "tradingd_group_halted", _l(exchange=ex, symbol=sym), 1.0 if group.health.halted else 0.0
+        yield "tradingd_position", _l(exchange=ex, symbol=sym), float(group.state.position)
+        yield "tradingd_realized_pnl", _l(exchange=ex, symbol=sym), float(group.state.realized_pnl)

@@ -1,0 +1,124 @@
+"""Test helpers: configs pointing at the bundled data, free ports, waiting with a deadline."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CANDLES = ROOT / "adapters/replay/data/candles/UNITTEST_BTC-1m.json"
+TRADES = ROOT / "adapters/replay/data/trades/XRP_ETH-trades.json.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unique_prefix() -> str:
+    return f"test{uuid.uuid4().hex[:10]}"
+
+
+def make_config(
+    state_dir: Path,
+    *,
+    prefix: str,
+    redis_url: str = "redis://127.0.0.1:6379/0",
+    port: int = 0,
+    speed: float = 0.0,
+    loop: bool = False,
+    trades_group: bool = True,
+    candles_group: bool = True,
+    rsi_buy_max: float = 75.0,
+    redis_enabled: bool = True,
+) -> str:
+    """A config like the shipped one, pointed at temp state and a private Redis prefix."""
+    parts = [
+        f"""
+[daemon]
+log_level = "info"
+log_format = "json"
+state_dir = "{state_dir}"
+feed_stale_after_s = 120.0
+
+[health]
+bind = "127.0.0.1"
+port = {port}
+
+[redis]
+enabled = {str(redis_enabled).lower()}
+url = "{redis_url}"
+prefix = "{prefix}"
+maxlen = 200000
+retry_interval_s = 0.2
+connect_timeout_s = 0.5
+
+[supervisor]
+max_restarts = 3
+window_s = 30.0
+backoff_initial_s = 0.01
+backoff_max_s = 0.1
+
+[accounts.paper]
+balances = {{ BTC = "1.0", ETH = "10.0" }}
+"""
+    ]
+    if candles_group:
+        parts.append(
+            f"""
+[[groups]]
+exchange = "paper"
+symbol = "UNITTEST/BTC"
+account = "paper"
+[groups.instrument]
+base = "UNITTEST"
+quote = "BTC"
+tick_size = "0.00000001"
+step_size = "0.01"
+[groups.feed]
+path = "{CANDLES}"
+format = "candles"
+speed = {speed}
+loop = {str(loop).lower()}
+[groups.strategy]
+rsi_buy_max = {rsi_buy_max}
+[groups.risk]
+max_order_notional = "0.5"
+"""
+        )
+    if trades_group:
+        parts.append(
+            f"""
+[[groups]]
+exchange = "paper"
+symbol = "XRP/ETH"
+account = "paper"
+[groups.instrument]
+base = "XRP"
+quote = "ETH"
+tick_size = "0.00000001"
+step_size = "1"
+[groups.feed]
+path = "{TRADES}"
+format = "trades"
+speed = {speed}
+loop = {str(loop).lower()}
+[groups.risk]
+max_order_notional = "2.0"
+"""
+        )
+    return "".join(parts)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``predicate`` (blocking) until true or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
