@@ -16,7 +16,18 @@ NS = 1_000_000_000
 
 
 class BarBuilder:
-    __slots__ = ("_close", "_count", "_high", "_low", "_open", "_start", "_volume", "exchange", "interval_ns", "symbol")
+    __slots__ = (
+        "_close",
+        "_count",
+        "_high",
+        "_low",
+        "_open",
+        "_start",
+        "_volume",
+        "exchange",
+        "interval_ns",
+        "symbol",
+    )
 
     def __init__(self, exchange: str, symbol: str, interval_s: int) -> None:
         if interval_s <= 0:

@@ -64,6 +64,7 @@ class Channel(Generic[T]):
         self._tx, self._rx = anyio.create_memory_object_stream[T](capacity)
         self._conflate_key = conflate_key
         self._pending: dict[Hashable, T] = {}
+        self._room: anyio.Event | None = None  # set by the consumer after it took a batch
         self.sent = 0
         self.received = 0
         self.conflated = 0
@@ -82,17 +83,21 @@ class Channel(Generic[T]):
         return True
 
     async def send(self, item: T) -> None:
-        """Deliver, waiting for room if ``item`` is lossless and the buffer is full."""
+        """Deliver, waiting for room if ``item`` is lossless and the buffer is full.
+
+        Waiting happens on an event the consumer sets after each batch; held quotes stay in
+        ``_pending`` until a synchronous send moves them, so a cancelled ``send`` loses nothing
+        and the consumer can never receive a held quote twice.
+        """
         if self.send_nowait(item):
             return
         self.blocked_sends += 1
-        while self._pending:
-            key, held = next(iter(self._pending.items()))
-            del self._pending[key]
-            await self._tx.send(held)
-            self.sent += 1
-        await self._tx.send(item)
-        self.sent += 1
+        while True:
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+            if self.send_nowait(item):
+                return
 
     def _hold_or_refuse(self, item: T) -> bool:
         key = self._conflate_key(item) if self._conflate_key is not None else None
@@ -128,7 +133,7 @@ class Channel(Generic[T]):
         rx = self._rx
         try:
             first = rx.receive_nowait()
-        except WouldBlock:
+        except (WouldBlock, anyio.EndOfStream):
             if self._pending:
                 return self._take_pending()
             first = await rx.receive()
@@ -142,13 +147,22 @@ class Channel(Generic[T]):
             if self._pending:
                 self.received += len(batch)
                 batch.extend(self._take_pending())
+                self._wake_senders()
                 return batch
         self.received += len(batch)
+        self._wake_senders()
         return batch
+
+    def _wake_senders(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
 
     def _take_pending(self) -> list[T]:
         items = list(self._pending.values())
         self._pending.clear()
+        self._wake_senders()
         self.sent += len(items)
         self.received += len(items)
         return items
@@ -192,17 +206,28 @@ class Router:
     def routes_for(self, msg_type: type[Message]) -> tuple[Channel[Message], ...]:
         return self._routes.get(msg_type, ())
 
-    async def publish(self, msg: Message) -> None:
-        """Offer ``msg`` to the tap (never blocks) and deliver it to every subscriber."""
+    def publish_nowait(self, msg: Message) -> tuple[Channel[Message], ...]:
+        """Offer ``msg`` to the tap and every subscriber without waiting.
+
+        Returns the subscribers whose buffer was full for a lossless message (normally none):
+        the caller must ``await ch.send(msg)`` on each before publishing anything else.
+        """
         counts = self.counts
         t = type(msg)
         counts[t] = counts.get(t, 0) + 1
         tap = self.tap
         if tap is not None:
             tap(msg)
+        full: tuple[Channel[Message], ...] = ()
         for ch in self._routes.get(t, ()):
             if not ch.send_nowait(msg):
-                await ch.send(msg)
+                full += (ch,)
+        return full
+
+    async def publish(self, msg: Message) -> None:
+        """Deliver ``msg`` everywhere, waiting only on subscribers that are full."""
+        for ch in self.publish_nowait(msg):
+            await ch.send(msg)
 
     async def publish_many(self, msgs: Iterable[Message]) -> None:
         for msg in msgs:

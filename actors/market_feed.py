@@ -23,6 +23,7 @@ from actors.runtime import Actor
 from actors.state import SymbolState
 
 LOG_EVERY_S = 10.0
+ZERO = Decimal(0)
 
 
 def _bad_number(value: Decimal, allow_zero: bool) -> bool:
@@ -67,24 +68,50 @@ class MarketFeed(Actor):
             case _:
                 self._reject("unknown_kind", msg, f"unexpected message kind {type(msg).__name__}")
 
+    async def handle_batch(self, batch: list[Message]) -> None:
+        """Trades take a synchronous fast path; everything else goes through :meth:`handle`."""
+        publish_nowait = self.router.publish_nowait
+        bars = self.bars
+        for msg in batch:
+            if type(msg) is not Trade:
+                await self.handle(msg)
+                continue
+            if not self._accept_trade(msg):
+                continue
+            for ch in publish_nowait(msg):
+                await ch.send(msg)
+            if bars is not None:
+                bar = bars.on_trade(msg, msg.ts_recv)
+                if bar is not None:
+                    self.accepted["Bar"] += 1
+                    self._window[1] += 1
+                    for ch in publish_nowait(bar):
+                        await ch.send(bar)
+
     async def _handle_trade(self, t: Trade) -> None:
-        if _bad_number(t.price, False) or _bad_number(t.size, False):
-            self._reject("bad_number", t, f"trade price {t.price} size {t.size}: expected finite positive numbers")
-            return
-        if t.ts_event < self._last_trade_ts:
-            self._reject("out_of_order", t, f"trade at {t.ts_event} is older than the last one at {self._last_trade_ts}")
-            return
-        self._last_trade_ts = t.ts_event
-        self._mark(t.price, t.ts_event)
+        await self.handle_batch([t])
+
+    def _accept_trade(self, t: Trade) -> bool:
+        price, size = t.price, t.size
+        if not (price.is_finite() and price > ZERO and size.is_finite() and size > ZERO):
+            self._reject(
+                "bad_number", t, f"trade price {price} size {size}: expected finite positive numbers"
+            )
+            return False
+        ts = t.ts_event
+        if ts < self._last_trade_ts:
+            self._reject(
+                "out_of_order", t, f"trade at {ts} is older than the last one at {self._last_trade_ts}"
+            )
+            return False
+        self._last_trade_ts = ts
+        st = self.state
+        st.last_price = price
+        st.last_ts_event = ts
+        st.last_recv_ns = t.ts_recv
         self.accepted["Trade"] += 1
         self._window[0] += 1
-        await self.router.publish(t)
-        if self.bars is not None:
-            bar = self.bars.on_trade(t, t.ts_recv)
-            if bar is not None:
-                self.accepted["Bar"] += 1
-                self._window[1] += 1
-                await self.router.publish(bar)
+        return True
 
     async def _handle_bar(self, b: Bar) -> None:
         prices = (b.open, b.high, b.low, b.close)
@@ -105,8 +132,12 @@ class MarketFeed(Actor):
 
     async def _handle_quote(self, q: Quote) -> None:
         numbers = (q.bid_price, q.ask_price)
-        if any(_bad_number(p, False) for p in numbers) or any(_bad_number(s, True) for s in (q.bid_size, q.ask_size)):
-            self._reject("bad_number", q, f"quote bid {q.bid_price}x{q.bid_size} ask {q.ask_price}x{q.ask_size}")
+        if any(_bad_number(p, False) for p in numbers) or any(
+            _bad_number(s, True) for s in (q.bid_size, q.ask_size)
+        ):
+            self._reject(
+                "bad_number", q, f"quote bid {q.bid_price}x{q.bid_size} ask {q.ask_price}x{q.ask_size}"
+            )
             return
         if q.bid_price >= q.ask_price:
             self._reject("crossed_quote", q, f"quote bid {q.bid_price} >= ask {q.ask_price}")
@@ -134,4 +165,10 @@ class MarketFeed(Actor):
         self._window = [0, 0]
         self._last_log = now
         if trades or bars:
-            self.log.info("market: %d trades, %d bars in %.0fs, last price %s", trades, bars, LOG_EVERY_S, self.state.last_price)
+            self.log.info(
+                "market: %d trades, %d bars in %.0fs, last price %s",
+                trades,
+                bars,
+                LOG_EVERY_S,
+                self.state.last_price,
+            )

@@ -42,10 +42,17 @@ class Stamp(TypedDict):
 
 
 def stamp(exchange: str, symbol: str, ts_event: int, ts_recv: int | None = None) -> Stamp:
-    return {"exchange": exchange, "symbol": symbol, "ts_event": ts_event, "ts_recv": ts_event if ts_recv is None else ts_recv}
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "ts_event": ts_event,
+        "ts_recv": ts_event if ts_recv is None else ts_recv,
+    }
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True, forbid_unknown_fields=True):
+class Message(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True, forbid_unknown_fields=True
+):
     """Base of every message: where it comes from and when."""
 
     exchange: str

@@ -38,7 +38,9 @@ from actors.runtime import Actor
 from actors.state import SymbolState
 from actors.strategies.base import floor_to_step, round_to_tick
 
-OrderStatus = Literal["submitted", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired"]
+OrderStatus = Literal[
+    "submitted", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired"
+]
 TERMINAL: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
 # Rejections of a request about an order, not of the order itself: the order's state stands.
 REQUEST_REJECTS = ("cancel rejected:", "duplicate client_order_id")
@@ -82,7 +84,16 @@ class OrderActor(Actor):
         self.position = Position()
         self.orders: OrderedDict[str, OrderRecord] = OrderedDict()
         self.counts: dict[str, int] = {
-            k: 0 for k in ("submitted", "accepted", "filled", "partially_filled", "rejected", "canceled", "expired")
+            k: 0
+            for k in (
+                "submitted",
+                "accepted",
+                "filled",
+                "partially_filled",
+                "rejected",
+                "canceled",
+                "expired",
+            )
         }
         self.anomalies: dict[str, int] = {}
 
@@ -107,7 +118,9 @@ class OrderActor(Actor):
         if cid in self.orders:
             self._release(intent.quantity if intent.side == "buy" else -intent.quantity)
             self.state.open_orders -= 1
-            self._anomaly("duplicate_intent", f"intent {intent.intent_id} already became order {cid}: not sent again")
+            self._anomaly(
+                "duplicate_intent", f"intent {intent.intent_id} already became order {cid}: not sent again"
+            )
             return
         qty = floor_to_step(intent.quantity, self.step_size)
         price = round_to_tick(intent.price, self.tick_size) if intent.price is not None else None
@@ -121,14 +134,29 @@ class OrderActor(Actor):
             self.state.pending_exposure -= diff if intent.side == "buy" else -diff
         fields = self.system_fields()
         common = {
-            "intent_id": intent.intent_id, "client_order_id": cid, "side": intent.side,
-            "order_type": intent.order_type, "quantity": qty, "price": price, "stop_price": stop,
+            "intent_id": intent.intent_id,
+            "client_order_id": cid,
+            "side": intent.side,
+            "order_type": intent.order_type,
+            "quantity": qty,
+            "price": price,
+            "stop_price": stop,
         }
         self.counts["submitted"] += 1
-        self.log.info("submit %s %s %s %s @ %s (intent %s)", cid, intent.side, qty, intent.order_type, price or "market", intent.intent_id)
+        self.log.info(
+            "submit %s %s %s %s @ %s (intent %s)",
+            cid,
+            intent.side,
+            qty,
+            intent.order_type,
+            price or "market",
+            intent.intent_id,
+        )
         await self.router.publish(OrderSubmitted(**common, **fields))
         await self.router.publish(
-            SubmitOrder(**common, time_in_force=intent.time_in_force, reduce_only=intent.reduce_only, **fields)
+            SubmitOrder(
+                **common, time_in_force=intent.time_in_force, reduce_only=intent.reduce_only, **fields
+            )
         )
 
     def _handle_accepted(self, msg: OrderAccepted) -> None:
@@ -145,9 +173,13 @@ class OrderActor(Actor):
         if rec is None:
             return
         if rec.status in TERMINAL:
-            self._anomaly("fill_after_terminal", f"fill {msg.trade_id} for {rec.cid} after it was {rec.status}")
+            self._anomaly(
+                "fill_after_terminal", f"fill {msg.trade_id} for {rec.cid} after it was {rec.status}"
+            )
         if rec.cum_qty + msg.last_qty > rec.quantity:
-            self._anomaly("overfill", f"fill {msg.trade_id} would take {rec.cid} over its quantity {rec.quantity}")
+            self._anomaly(
+                "overfill", f"fill {msg.trade_id} would take {rec.cid} over its quantity {rec.quantity}"
+            )
             return
         rec.venue_order_id = rec.venue_order_id or msg.venue_order_id
         rec.cum_qty += msg.last_qty
@@ -162,7 +194,14 @@ class OrderActor(Actor):
         self._apply_fill(msg)
         self.log.info(
             "fill %s %s %s @ %s (cum %s/%s, fee %s %s) position %s",
-            rec.cid, msg.side, msg.last_qty, msg.last_price, rec.cum_qty, rec.quantity, msg.fee, msg.fee_asset,
+            rec.cid,
+            msg.side,
+            msg.last_qty,
+            msg.last_price,
+            rec.cum_qty,
+            rec.quantity,
+            msg.fee,
+            msg.fee_asset,
             self.position.quantity,
         )
         await self.router.publish(
@@ -187,9 +226,13 @@ class OrderActor(Actor):
 
     def _handle_finished(self, msg: OrderRejected | OrderCanceled | OrderExpired) -> None:
         if isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS):
-            self._anomaly("request_rejected", f"venue refused a request for {msg.client_order_id}: {msg.reason}")
+            self._anomaly(
+                "request_rejected", f"venue refused a request for {msg.client_order_id}: {msg.reason}"
+            )
             return
-        status: OrderStatus = {OrderRejected: "rejected", OrderCanceled: "canceled", OrderExpired: "expired"}[type(msg)]  # type: ignore[assignment]
+        status: OrderStatus = {OrderRejected: "rejected", OrderCanceled: "canceled", OrderExpired: "expired"}[
+            type(msg)
+        ]  # type: ignore[assignment]
         rec = self._record(msg.client_order_id, status)
         if rec is None:
             return

@@ -48,5 +48,3 @@ class RiskLimits(Base, frozen=True, kw_only=True):
     max_orders_per_minute: int = 30
     require_stop_loss: bool = True
     trading_state: Literal["active", "reducing", "halted"] = "active"
-
-

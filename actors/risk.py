@@ -8,22 +8,24 @@ Checks, in order, each returning early with the rule's name: trading state (grou
 halted, HALTED, REDUCING), intent sanity (positive finite quantity, prices where the
 order type needs them), reduce-only really reduces, mandatory stop-loss on entries,
 a fresh last price exists, price band vs last trade, max order notional, max position
-(including exposure of orders already approved), max open orders, order rate.
+(including exposure of orders already approved), max open orders, order rate (entries
+only, in event time: a stop-loss exit is never throttled, and accelerated replays see the
+same rule as live trading).
 Limits are replaced in place on config reload (``apply_limits``).
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 from actors.channels import Channel, Router
 from actors.messages import Message, OrderIntent, RiskApproved, RiskRejected
+from actors.params import RiskLimits
 from actors.runtime import Actor, GroupState
 from actors.state import SymbolState
-from actors.params import RiskLimits
 
 Verdict = tuple[str, str] | None  # (rule, reason) when rejected
+NS = 1_000_000_000
 
 
 class RiskActor(Actor):
@@ -44,7 +46,7 @@ class RiskActor(Actor):
         self.group = group
         self.limits = limits
         self.decisions: dict[str, int] = {}
-        self._recent_orders: deque[float] = deque()
+        self._recent_orders: deque[int] = deque()  # event times (ns) of recent entries
 
     def apply_limits(self, limits: RiskLimits) -> None:
         self.limits = limits
@@ -100,7 +102,10 @@ class RiskActor(Actor):
             return "invalid", f"quantity must be a positive number, got {intent.quantity}"
         needs_price = intent.order_type in ("limit", "stop_limit")
         needs_stop = intent.order_type in ("stop_market", "stop_limit")
-        for name, value, needed in (("price", intent.price, needs_price), ("stop_price", intent.stop_price, needs_stop)):
+        for name, value, needed in (
+            ("price", intent.price, needs_price),
+            ("stop_price", intent.stop_price, needs_stop),
+        ):
             if needed and value is None:
                 return "invalid", f"{intent.order_type} order needs {name}"
             if value is not None and (not value.is_finite() or value <= 0):
@@ -110,12 +115,16 @@ class RiskActor(Actor):
     def _check_reduce_only(self, intent: OrderIntent) -> Verdict:
         if not intent.reduce_only:
             return None
-        pos = self.state.position
+        # Net of orders already working: an exit that is pending leaves nothing to reduce.
+        pos = self.state.position + self.state.pending_exposure
         reduces = (pos > 0 and intent.side == "sell") or (pos < 0 and intent.side == "buy")
         if not reduces:
-            return "reduce_only", f"reduce-only {intent.side} but position is {pos}"
+            return "reduce_only", f"reduce-only {intent.side} but position net of open orders is {pos}"
         if intent.quantity > abs(pos):
-            return "reduce_only", f"reduce-only quantity {intent.quantity} exceeds position {abs(pos)}"
+            return (
+                "reduce_only",
+                f"reduce-only quantity {intent.quantity} exceeds position net of open orders {abs(pos)}",
+            )
         return None
 
     def _check_stop_loss(self, intent: OrderIntent) -> Verdict:
@@ -133,7 +142,10 @@ class RiskActor(Actor):
             return "price_band", f"price {intent.price} is more than {band}% away from last trade {last}"
         notional = intent.quantity * price
         if not intent.reduce_only and notional > self.limits.max_order_notional:
-            return "max_notional", f"notional {notional} exceeds max_order_notional {self.limits.max_order_notional}"
+            return (
+                "max_notional",
+                f"notional {notional} exceeds max_order_notional {self.limits.max_order_notional}",
+            )
         return None
 
     def _check_position(self, intent: OrderIntent) -> Verdict:
@@ -146,21 +158,33 @@ class RiskActor(Actor):
         return None
 
     def _check_open_orders(self, intent: OrderIntent) -> Verdict:
+        if intent.reduce_only:
+            return None  # exits are never blocked by working entries
         if self.state.open_orders >= self.limits.max_open_orders:
-            return "max_open_orders", f"{self.state.open_orders} orders open, max_open_orders is {self.limits.max_open_orders}"
+            return (
+                "max_open_orders",
+                f"{self.state.open_orders} orders open, max_open_orders is {self.limits.max_open_orders}",
+            )
         return None
 
     def _check_rate(self, intent: OrderIntent) -> Verdict:
-        now = time.monotonic()
+        if intent.reduce_only:
+            return None  # a stop-loss exit is never throttled
+        now = intent.ts_event  # event time: the same rule live, on paper and in accelerated replay
         recent = self._recent_orders
-        while recent and now - recent[0] > 60.0:
+        while recent and now - recent[0] > 60 * NS:
             recent.popleft()
         if len(recent) >= self.limits.max_orders_per_minute:
-            return "order_rate", f"{len(recent)} orders in the last minute, max_orders_per_minute is {self.limits.max_orders_per_minute}"
+            return (
+                "order_rate",
+                f"{len(recent)} orders in the last minute, "
+                f"max_orders_per_minute is {self.limits.max_orders_per_minute}",
+            )
         return None
 
     def _reserve(self, intent: OrderIntent) -> None:
-        self._recent_orders.append(time.monotonic())
+        if not intent.reduce_only:
+            self._recent_orders.append(intent.ts_event)
         st = self.state
         st.open_orders += 1
         st.pending_exposure += intent.quantity if intent.side == "buy" else -intent.quantity

@@ -97,17 +97,22 @@ class Actor(ABC):
     async def run(self) -> None:
         """Handle inbox batches until the inbox is closed."""
         inbox = self.inbox
-        handle = self.handle
+        handle_batch = self.handle_batch
         while True:
             try:
                 batch = await inbox.receive_batch(self.batch_size)
             except anyio.EndOfStream:
                 return
-            for msg in batch:
-                await handle(msg)
+            await handle_batch(batch)
             self.handled += len(batch)
             self.last_message_ns = now_ns()
             await self.after_batch()
+
+    async def handle_batch(self, batch: list[Message]) -> None:
+        """Handle one inbox batch in order. Hot actors override this with synchronous fast paths."""
+        handle = self.handle
+        for msg in batch:
+            await handle(msg)
 
     @abstractmethod
     async def handle(self, msg: Message) -> None:
@@ -166,10 +171,15 @@ async def run_supervised(actor: Actor, policy: RestartPolicy, group: GroupState)
         async for attempt in retrying:
             with attempt:
                 await _run_once(actor, window)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - tenacity gave up: this is the escalation, not a swallow
         actor.status = "halted"
         group.halt(f"{actor.name} failed {len(window.times)} times in {policy.window_s:g}s: {exc!r}")
-        await _announce(actor, ActorFailed(actor=actor.name, error=repr(exc), restarts=actor.restarts, halted=True, **_sys(actor)))
+        await _announce(
+            actor,
+            ActorFailed(
+                actor=actor.name, error=repr(exc), restarts=actor.restarts, halted=True, **_sys(actor)
+            ),
+        )
         return
     actor.status = "stopped"
 
@@ -185,7 +195,10 @@ async def _run_once(actor: Actor, window: _FailureWindow) -> None:
         actor.status = "failed"
         actor.last_error = "".join(traceback.format_exception_only(exc)).strip()
         if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            await _announce(actor, ActorFailed(actor=actor.name, error=actor.last_error, restarts=actor.restarts, **_sys(actor)))
+            await _announce(
+                actor,
+                ActorFailed(actor=actor.name, error=actor.last_error, restarts=actor.restarts, **_sys(actor)),
+            )
         raise
     await _announce(actor, ActorStopped(actor=actor.name, **_sys(actor)))
 

@@ -2,7 +2,9 @@
 
 Takes: RiskApproved (remembers the stop-loss / take-profit an entry intent carries),
 PositionChanged (arms, resizes or disarms the stop), RiskRejected (re-arms a stop whose
-exit was refused, so it tries again on the next price), Trade and Bar (prices).
+exit was refused, so it tries again on the next price — unless another exit is already
+working), OrderCanceled/OrderExpired/OrderRejected (an exit it deferred to may have
+ended unfilled: look again), Trade and Bar (prices).
 Emits: StopArmed, StopCanceled, StopTriggered, and a reduce-only market OrderIntent
 for the exit (to risk).
 
@@ -21,7 +23,10 @@ from actors.channels import Channel, Router
 from actors.messages import (
     Bar,
     Message,
+    OrderCanceled,
+    OrderExpired,
     OrderIntent,
+    OrderRejected,
     PositionChanged,
     RiskApproved,
     RiskRejected,
@@ -41,7 +46,9 @@ Trigger = Literal["stop_loss", "take_profit"]
 class ArmedStop:
     __slots__ = ("exit_side", "quantity", "stop_id", "stop_price", "take_profit", "triggered")
 
-    def __init__(self, stop_id: str, exit_side: Side, quantity: Decimal, stop: Decimal | None, tp: Decimal | None) -> None:
+    def __init__(
+        self, stop_id: str, exit_side: Side, quantity: Decimal, stop: Decimal | None, tp: Decimal | None
+    ) -> None:
         self.stop_id = stop_id
         self.exit_side: Side = exit_side
         self.quantity = quantity
@@ -75,6 +82,15 @@ class StopMonitor(Actor):
         self.triggered = 0
         self._seq = 0
 
+    async def handle_batch(self, batch: list[Message]) -> None:
+        """Prices are skipped without a coroutine while no stop is live (the common case)."""
+        handle = self.handle
+        for msg in batch:
+            t = type(msg)
+            if (t is Trade or t is Bar) and (self.stop is None or self.stop.triggered):
+                continue
+            await handle(msg)
+
     async def handle(self, msg: Message) -> None:
         match msg:
             case Trade():
@@ -86,11 +102,24 @@ class StopMonitor(Actor):
             case PositionChanged():
                 await self._on_position(msg)
             case RiskRejected():
-                if self.stop is not None and msg.intent.intent_id.startswith(self.stop.stop_id):
-                    self.log.warning("exit for %s refused (%s), will retry on next price", self.stop.stop_id, msg.reason)
+                self._on_rejected(msg)
+            case OrderCanceled() | OrderExpired() | OrderRejected():
+                # A working order ended without a fill: if it was the exit we deferred to, look again.
+                if self.stop is not None and self.stop.triggered:
                     self.stop.triggered = False
             case _:
                 self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
+
+    def _on_rejected(self, msg: RiskRejected) -> None:
+        stop = self.stop
+        if stop is None or not msg.intent.intent_id.startswith(stop.stop_id):
+            return
+        if msg.rule == "reduce_only":
+            # Another exit (e.g. the strategy's) is already working for this position: let it finish.
+            self.log.info("exit for %s not needed: %s", stop.stop_id, msg.reason)
+            return
+        self.log.warning("exit for %s refused (%s), will retry on next price", stop.stop_id, msg.reason)
+        stop.triggered = False
 
     def _remember(self, intent: OrderIntent) -> None:
         if intent.reduce_only or (intent.stop_loss is None and intent.take_profit is None):
@@ -104,12 +133,16 @@ class StopMonitor(Actor):
         if qty == 0:
             if self.stop is not None:
                 stop_id, self.stop = self.stop.stop_id, None
-                await self.router.publish(StopCanceled(stop_id=stop_id, reason="position closed", **self.system_fields()))
+                await self.router.publish(
+                    StopCanceled(stop_id=stop_id, reason="position closed", **self.system_fields())
+                )
             return
         exit_side: Side = "sell" if qty > 0 else "buy"
         levels = self.levels.get(msg.last_client_order_id)
         if self.stop is not None and self.stop.exit_side == exit_side:
-            self.stop.quantity = abs(qty)  # same position, new size; keep its levels unless the fill brought new ones
+            self.stop.quantity = abs(
+                qty
+            )  # same position, new size; keep its levels unless the fill brought new ones
             if levels is not None:
                 self.stop.stop_price, self.stop.take_profit = levels
             return
@@ -120,9 +153,18 @@ class StopMonitor(Actor):
         self._seq += 1
         stop_id = f"stop:{msg.last_client_order_id}"
         self.stop = ArmedStop(stop_id, exit_side, abs(qty), *levels)
-        self.log.info("armed %s: exit %s %s at sl %s / tp %s", stop_id, exit_side, abs(qty), levels[0], levels[1])
+        self.log.info(
+            "armed %s: exit %s %s at sl %s / tp %s", stop_id, exit_side, abs(qty), levels[0], levels[1]
+        )
         await self.router.publish(
-            StopArmed(stop_id=stop_id, side=exit_side, quantity=abs(qty), stop_price=levels[0], take_profit=levels[1], **self.system_fields())
+            StopArmed(
+                stop_id=stop_id,
+                side=exit_side,
+                quantity=abs(qty),
+                stop_price=levels[0],
+                take_profit=levels[1],
+                **self.system_fields(),
+            )
         )
 
     async def _on_price(self, low: Decimal, high: Decimal, msg: Trade | Bar) -> None:
@@ -137,8 +179,12 @@ class StopMonitor(Actor):
         self.triggered += 1
         intent_id = f"{stop.stop_id}:{trigger}:{msg.ts_event}"
         fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
-        self.log.info("%s hit for %s at %s: exit %s %s", trigger, stop.stop_id, level, stop.exit_side, stop.quantity)
-        await self.router.publish(StopTriggered(stop_id=stop.stop_id, trigger=trigger, price=level, intent_id=intent_id, **fields))
+        self.log.info(
+            "%s hit for %s at %s: exit %s %s", trigger, stop.stop_id, level, stop.exit_side, stop.quantity
+        )
+        await self.router.publish(
+            StopTriggered(stop_id=stop.stop_id, trigger=trigger, price=level, intent_id=intent_id, **fields)
+        )
         await self.router.publish(
             OrderIntent(
                 intent_id=intent_id,

@@ -66,14 +66,32 @@ class StrategyActor(Actor):
             open_orders=st.open_orders,
         )
 
+    async def handle_batch(self, batch: list[Message]) -> None:
+        handle = self.handle
+        for msg in batch:
+            if type(msg) is Bar:
+                self.strategy_state, out = self.strategy.on_bar(
+                    self.strategy_state, msg, self._context(msg.ts_event)
+                )
+                if out:
+                    await self._emit(out)
+            else:
+                await handle(msg)
+
     async def handle(self, msg: Message) -> None:
         match msg:
             case Bar():
-                self.strategy_state, out = self.strategy.on_bar(self.strategy_state, msg, self._context(msg.ts_event))
+                self.strategy_state, out = self.strategy.on_bar(
+                    self.strategy_state, msg, self._context(msg.ts_event)
+                )
             case Trade():
-                self.strategy_state, out = self.strategy.on_trade(self.strategy_state, msg, self._context(msg.ts_event))
+                self.strategy_state, out = self.strategy.on_trade(
+                    self.strategy_state, msg, self._context(msg.ts_event)
+                )
             case Quote():
-                self.strategy_state, out = self.strategy.on_quote(self.strategy_state, msg, self._context(msg.ts_event))
+                self.strategy_state, out = self.strategy.on_quote(
+                    self.strategy_state, msg, self._context(msg.ts_event)
+                )
             case PositionChanged():
                 return
             case RiskRejected():
@@ -89,11 +107,19 @@ class StrategyActor(Actor):
         for item in out:
             if isinstance(item, Signal):
                 self.signals += 1
-                self.log.info("signal %s %s @ %s: %s", item.side.upper(), self.symbol, item.price, item.reason)
+                self.log.info(
+                    "signal %s %s @ %s: %s", item.side.upper(), self.symbol, item.price, item.reason
+                )
             elif isinstance(item, OrderIntent):
                 self.intents += 1
                 self.log.info(
                     "intent %s %s %s %s (sl %s, tp %s) %s",
-                    item.intent_id, item.side, item.quantity, item.order_type, item.stop_loss, item.take_profit, item.reason,
+                    item.intent_id,
+                    item.side,
+                    item.quantity,
+                    item.order_type,
+                    item.stop_loss,
+                    item.take_profit,
+                    item.reason,
                 )
             await self.router.publish(item)

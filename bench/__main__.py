@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import machine_info, machine_line
 
-BENCHES: tuple[str, ...] = ("channel_hop",)
+BENCHES: tuple[str, ...] = ("channel_hop", "actor_graph")
 
 
 def run(names: Sequence[str]) -> dict[str, dict[str, Any]]:

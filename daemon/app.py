@@ -76,7 +76,12 @@ class Daemon:
             tg.start_soon(self.notifier.watchdog_loop)
             if self.cfg.health.enabled:
                 async with open_health_server(self.cfg.health, self, self.metrics) as server:
-                    log.info("health server on http://%s:%d", self.cfg.health.bind, server.port, extra={"component": "health"})
+                    log.info(
+                        "health server on http://%s:%d",
+                        self.cfg.health.bind,
+                        server.port,
+                        extra={"component": "health"},
+                    )
                     await self._serve(tg.cancel_scope)
             else:
                 await self._serve(tg.cancel_scope)
@@ -105,7 +110,9 @@ class Daemon:
             sup.reload_failures += 1
             sup.last_reload_error = str(exc)
             self.metrics.inc("tradingd_config_reloads_total", {"result": "invalid"})
-            log.error("config reload rejected, keeping the running config: %s", exc, extra={"component": "config"})
+            log.error(
+                "config reload rejected, keeping the running config: %s", exc, extra={"component": "config"}
+            )
             self._announce(ConfigReloaded(ok=False, error=str(exc), **_sys()))
             self.notifier.ready("reload rejected: " + str(exc)[:200])
             return
@@ -116,7 +123,9 @@ class Daemon:
         sup.last_reload_error = ""
         sup.last_reload_changes = diff.describe()
         self.metrics.inc("tradingd_config_reloads_total", {"result": "applied"})
-        log.info("config reloaded: %s", "; ".join(diff.describe()) or "no changes", extra={"component": "config"})
+        log.info(
+            "config reloaded: %s", "; ".join(diff.describe()) or "no changes", extra={"component": "config"}
+        )
         self._announce(ConfigReloaded(ok=True, changes=diff.describe(), **_sys()))
         self.notifier.ready(f"trading {len(sup.groups)} groups")
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Literal
 
 import msgspec
@@ -286,7 +286,10 @@ def _validate_group(cfg: Config, i: int, g: GroupConfig) -> Problems:
     if not SYMBOL_RE.match(g.symbol):
         yield f"{p}.symbol", f"expected a symbol like 'BTC/USDT' (letters, digits, . _ / -), got {g.symbol!r}"
     if not NAME_RE.match(g.exchange):
-        yield f"{p}.exchange", f"expected an exchange name of lowercase letters and digits, got {g.exchange!r}"
+        yield (
+            f"{p}.exchange",
+            f"expected an exchange name of lowercase letters and digits, got {g.exchange!r}",
+        )
     if g.account not in cfg.accounts:
         yield f"{p}.account", f"expected the name of an [accounts.*] table, got {g.account!r}"
     yield from _positive(f"{p}.instrument.tick_size", g.instrument.tick_size)
@@ -349,7 +352,7 @@ class ConfigDiff(msgspec.Struct, frozen=True):
 
 
 def diff_configs(old: Config, new: Config) -> ConfigDiff:
-    """Groups whose feed, instrument, account or exchange changed restart; strategy/risk changes apply in place."""
+    """Groups whose feed, instrument or account name changed restart; parameter changes apply in place."""
     old_groups = {g.key: g for g in old.groups if g.enabled}
     new_groups = {g.key: g for g in new.groups if g.enabled}
     start = [k for k in new_groups if k not in old_groups]
@@ -361,7 +364,12 @@ def diff_configs(old: Config, new: Config) -> ConfigDiff:
         account_changed = old.accounts.get(a.account) != new.accounts.get(b.account)
         if a == b and not account_changed:
             continue
-        structural = (a.feed, a.instrument, a.account, a.bar_interval_s) != (b.feed, b.instrument, b.account, b.bar_interval_s)
+        structural = (a.feed, a.instrument, a.account, a.bar_interval_s) != (
+            b.feed,
+            b.instrument,
+            b.account,
+            b.bar_interval_s,
+        )
         if structural or a.strategy.name != b.strategy.name:
             restart.append(k)
         else:
@@ -372,4 +380,10 @@ def diff_configs(old: Config, new: Config) -> ConfigDiff:
         for name in ("daemon", "health", "redis", "supervisor", "channels")
         if getattr(old, name) != getattr(new, name)
     ]
-    return ConfigDiff(start=sorted(start), stop=sorted(stop), restart=sorted(restart), update=sorted(update), process=process)
+    return ConfigDiff(
+        start=sorted(start),
+        stop=sorted(stop),
+        restart=sorted(restart),
+        update=sorted(update),
+        process=process,
+    )

@@ -23,9 +23,9 @@ import anyio
 from anyio.abc import TaskStatus
 
 from actors.channels import Channel, Router, Tap, quote_conflation_key
+from actors.market_feed import MarketFeed
 from actors.messages import (
     Bar,
-    CancelOrder,
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -37,10 +37,8 @@ from actors.messages import (
     Quote,
     RiskApproved,
     RiskRejected,
-    SubmitOrder,
     Trade,
 )
-from actors.market_feed import MarketFeed
 from actors.order import OrderActor
 from actors.portfolio import Portfolio
 from actors.risk import RiskActor
@@ -63,7 +61,9 @@ class FeedAdapter(Actor):
 
     kind = "feed"
 
-    def __init__(self, exchange: str, symbol: str, router: Router, inbox: Channel[Message], feed: ReplayFeed) -> None:
+    def __init__(
+        self, exchange: str, symbol: str, router: Router, inbox: Channel[Message], feed: ReplayFeed
+    ) -> None:
         super().__init__(exchange, symbol, router, inbox)
         self.feed = feed
         self.emitted = 0
@@ -96,6 +96,7 @@ class SymbolGroup:
         tap: Tap | None,
         channels: ChannelsSection,
         policy: RestartPolicy,
+        channel_cls: type[Channel[Message]] = Channel,
     ) -> None:
         self.cfg = cfg
         self.policy = policy
@@ -108,21 +109,44 @@ class SymbolGroup:
 
         def inbox(name: str, conflate: bool = False) -> Channel[Message]:
             key = quote_conflation_key if conflate else None
-            return Channel[Message](f"{name}:{ex}:{sym}", cap, conflate_key=key)
+            return channel_cls(f"{name}:{ex}:{sym}", cap, conflate_key=key)
 
         inst = cfg.instrument
-        self.market_feed = MarketFeed(ex, sym, self.router, inbox("market-feed", True), self.state,
-                                      cfg.bar_interval_s if cfg.feed.format == "trades" else None)
+        self.market_feed = MarketFeed(
+            ex,
+            sym,
+            self.router,
+            inbox("market-feed", True),
+            self.state,
+            cfg.bar_interval_s if cfg.feed.format == "trades" else None,
+        )
         self.feed = FeedAdapter(ex, sym, self.router, self.market_feed.inbox, ReplayFeed(cfg.feed, ex, sym))
-        self.strategy = StrategyActor(ex, sym, self.router, inbox("strategy", True), self.state, make_strategy(cfg),
-                                      cfg.risk.max_order_notional, inst.tick_size, inst.step_size)
+        self.strategy = StrategyActor(
+            ex,
+            sym,
+            self.router,
+            inbox("strategy", True),
+            self.state,
+            make_strategy(cfg),
+            cfg.risk.max_order_notional,
+            inst.tick_size,
+            inst.step_size,
+        )
         self.risk = RiskActor(ex, sym, self.router, inbox("risk"), self.state, self.health, cfg.risk)
-        self.order = OrderActor(ex, sym, self.router, inbox("order"), self.state, inst.tick_size, inst.step_size)
+        self.order = OrderActor(
+            ex, sym, self.router, inbox("order"), self.state, inst.tick_size, inst.step_size
+        )
         self.stop_monitor = StopMonitor(ex, sym, self.router, inbox("stop-monitor", True))
         self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)
         self._wire()
         self.actors: list[Actor] = [
-            self.feed, self.market_feed, self.strategy, self.risk, self.order, self.stop_monitor, self.venue,
+            self.feed,
+            self.market_feed,
+            self.strategy,
+            self.risk,
+            self.order,
+            self.stop_monitor,
+            self.venue,
         ]
         self.scope: anyio.CancelScope | None = None
 
@@ -136,10 +160,24 @@ class SymbolGroup:
 
     def _wire(self) -> None:
         r = self.router
-        r.subscribe(self.strategy.inbox, (*MARKET, PositionChanged, RiskRejected))
+        wants = self.strategy.strategy.consumes
+        market = (Bar, *((Trade,) if "trade" in wants else ()), *((Quote,) if "quote" in wants else ()))
+        r.subscribe(self.strategy.inbox, (*market, PositionChanged, RiskRejected))
         r.subscribe(self.risk.inbox, (OrderIntent,))
         r.subscribe(self.order.inbox, (RiskApproved, *ORDER_EVENTS))
-        r.subscribe(self.stop_monitor.inbox, (Trade, Bar, RiskApproved, RiskRejected, PositionChanged))
+        r.subscribe(
+            self.stop_monitor.inbox,
+            (
+                Trade,
+                Bar,
+                RiskApproved,
+                RiskRejected,
+                PositionChanged,
+                OrderRejected,
+                OrderCanceled,
+                OrderExpired,
+            ),
+        )
         r.subscribe(self.venue.inbox, PaperExchange.subscribes)
         r.subscribe(self.portfolio.inbox, (OrderFilled, PositionChanged))
 
@@ -176,4 +214,3 @@ class SymbolGroup:
     def feed_age_s(self, now_ns: int) -> float | None:
         last = self.state.last_recv_ns
         return None if last == 0 else (now_ns - last) / 1e9
-

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from time import time_ns
 from typing import Any, Literal
 
 import anyio
@@ -123,6 +124,7 @@ class RedisMirror:
         self._cfg, self._metrics = config, metrics
         self._max_attempts, self._shutdown_timeout_s = max_attempts, shutdown_timeout_s
         self._op_timeout = 3 * config.connect_timeout_s + 1.0
+        self._queue_size = config.queue_size
         self._disabled = not config.enabled
         enc = msgspec.json.Encoder() if config.encoding == "json" else msgspec.msgpack.Encoder()
         self._encode = enc.encode
@@ -151,15 +153,17 @@ class RedisMirror:
             queue = self._op_new
         else:
             queue = self._mkt
-            if self._up is False or len(queue) >= self._cfg.queue_size:
+            if self._up is False or len(queue) >= self._queue_size:
                 self._drop(st.kind, "redis_down" if self._up is False else "queue_full")
                 return
-        now = time.time_ns() // 1_000_000
+        now = time_ns() // 1_000_000
         if now > st.ms:
-            st.ms, st.seq = now, 0
+            st.ms = now
+            st.seq = 0
+            queue.append(Entry(st, now, 0, msg))
         else:
             st.seq += 1
-        queue.append(Entry(st, st.ms, st.seq, msg))
+            queue.append(Entry(st, st.ms, st.seq, msg))
 
     def _route(self, msg: Message) -> StreamState:
         kind = STREAM_KIND[type(msg)]

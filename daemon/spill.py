@@ -249,18 +249,22 @@ class StreamState:
             self.ms, self.seq = rid
 
 
-class Entry:
-    """One message for one stream with its id; encoded lazily (``msg`` -> ``data``)."""
+class Entry(msgspec.Struct):
+    """One message for one stream with its id; encoded lazily (``msg`` -> ``data``).
 
-    __slots__ = ("attempts", "data", "maybe_sent", "ms", "msg", "segment", "seq", "stream", "tname")
+    ``maybe_sent``: the id may already be in Redis (an attempt's outcome is unknown, or it
+    came from disk), so it never changes and a refusal of it means "already delivered".
+    """
 
-    def __init__(self, stream: StreamState, ms: int, seq: int, msg: Message | None) -> None:
-        self.stream, self.ms, self.seq, self.msg = stream, ms, seq, msg
-        self.data: bytes | None = None
-        self.tname = ""
-        self.maybe_sent = False
-        self.attempts = 0
-        self.segment: int | None = None
+    stream: StreamState
+    ms: int
+    seq: int
+    msg: Message | None
+    data: bytes | None = None
+    tname: str = ""
+    maybe_sent: bool = False
+    attempts: int = 0
+    segment: int | None = None
 
     def encoded(self, encode: Callable[[Message], bytes]) -> bytes:
         if self.data is None:
@@ -366,11 +370,14 @@ class Backlog:
         entries = list(self.new)
         self.new.clear()
         records = [e.record(self._encode) for e in entries]
+
+        def write() -> None:
+            self.spill.append(records)
+            self._writing = 0  # counted by the spill now (a moment of overcount, never an undercount)
+
         self._writing = len(records)
         try:
-            if await self._disk(
-                lambda: self.spill.append(records), lambda: self.new.extendleft(reversed(entries))
-            ):
+            if await self._disk(write, lambda: self.new.extendleft(reversed(entries))):
                 self._metrics.inc("tradingd_mirror_spilled_total", None, len(records))
         finally:
             self._writing = 0

@@ -62,8 +62,10 @@ class Supervisor:
     def policy(self) -> RestartPolicy:
         s = self.cfg.supervisor
         return RestartPolicy(
-            max_restarts=s.max_restarts, window_s=s.window_s,
-            backoff_initial_s=s.backoff_initial_s, backoff_max_s=s.backoff_max_s,
+            max_restarts=s.max_restarts,
+            window_s=s.window_s,
+            backoff_initial_s=s.backoff_initial_s,
+            backoff_max_s=s.backoff_max_s,
         )
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -82,7 +84,9 @@ class Supervisor:
             acct = AccountRuntime(name, self.cfg, self.tap)
             self.accounts[name] = acct
             assert self._tg is not None
-            self._tg.start_soon(run_supervised, acct.portfolio, self.policy, acct.health, name=acct.portfolio.name)
+            self._tg.start_soon(
+                run_supervised, acct.portfolio, self.policy, acct.health, name=acct.portfolio.name
+            )
         return acct
 
     async def _start_group(self, cfg: GroupConfig) -> None:
@@ -92,7 +96,9 @@ class Supervisor:
         group = SymbolGroup(cfg, acct.paper, acct.portfolio, self.tap, self.cfg.channels, self.policy)
         self.groups[cfg.key] = group
         await self._tg.start(group.run, name=f"group:{group.name}")
-        log.info("group started", extra={"component": "supervisor", "exchange": cfg.exchange, "symbol": cfg.symbol})
+        log.info(
+            "group started", extra={"component": "supervisor", "exchange": cfg.exchange, "symbol": cfg.symbol}
+        )
 
     def _stop_group(self, key: tuple[str, str]) -> None:
         group = self.groups.pop(key, None)
@@ -179,7 +185,9 @@ class Supervisor:
                     "state": a.status,
                     "restarts": a.restarts,
                     "handled": a.handled,
-                    "last_message_age_s": None if not a.last_message_ns else round((now - a.last_message_ns) / 1e9, 3),
+                    "last_message_age_s": None
+                    if not a.last_message_ns
+                    else round((now - a.last_message_ns) / 1e9, 3),
                     "queue_depth": a.inbox.depth(),
                     "last_error": a.last_error,
                 }

@@ -20,7 +20,10 @@ HELP = {
     "tradingd_actor_up": ("gauge", "1 when the actor is running"),
     "tradingd_market_rejected_total": ("counter", "Market messages dropped by validation, by reason"),
     "tradingd_orders_total": ("counter", "Order lifecycle events seen by the order actor"),
-    "tradingd_order_anomalies_total": ("counter", "Order events that did not fit an order's state (unknown ids, overfills)"),
+    "tradingd_order_anomalies_total": (
+        "counter",
+        "Order events that did not fit an order's state (unknown ids, overfills)",
+    ),
     "tradingd_risk_decisions_total": ("counter", "Risk decisions by outcome or rule that rejected"),
     "tradingd_signals_total": ("counter", "Strategy signals"),
     "tradingd_group_halted": ("gauge", "1 when a symbol group is halted"),

@@ -1,8 +1,7 @@
 """Channel and Router semantics: batching, order, lossless back-pressure, quote conflation, fan-out.
 
-Tests marked ``xfail(strict=True)`` document known bugs in actors/channels.py: they fail
-today and start "XPASS"-ing (an error under strict) once the bug is fixed, so the marker
-must then be removed.
+The two ``test_held_quote_*`` tests pin bugs these tests found in actors/channels.py
+(since fixed): a held quote lost at end of stream, or when a blocked send was cancelled.
 """
 
 from __future__ import annotations
@@ -235,16 +234,9 @@ async def test_without_conflate_key_quotes_are_lossless() -> None:
     assert ch.conflated == 0 and ch.depth() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG actors/channels.py: held quote lost at end of stream")
-async def test_bug_held_quote_lost_when_closed_after_exact_max_items_drain() -> None:
-    """BUG: receive_batch() raises EndOfStream from its first receive_nowait() without
-    looking at ``_pending``; the held (conflated) quote is never delivered.
-
-    Reached when a batch stops at exactly ``max_items`` (no WouldBlock/EndOfStream seen,
-    so the pending quotes are not appended), the buffer is then empty, and the channel is
-    closed before the next batch.  Fix: in the first ``try``, catch ``EndOfStream`` too and
-    return ``self._take_pending()`` when ``_pending`` is non-empty (re-raise otherwise).
-    """
+async def test_held_quote_delivered_when_closed_after_exact_max_items_drain() -> None:
+    """Was lost: a batch that stops at exactly ``max_items`` leaves the buffer empty and the
+    quote held; after close(), receive_batch() raised EndOfStream without looking at it."""
     ch = conflating(2)
     ch.send_nowait(trade(1))
     ch.send_nowait(trade(2))
@@ -252,17 +244,12 @@ async def test_bug_held_quote_lost_when_closed_after_exact_max_items_drain() -> 
     with anyio.fail_after(1):
         assert ids(await ch.receive_batch(max_items=2)) == [1, 2]
         ch.close()
-        assert [ids(b) for b in await drain(ch)] == [[3]]  # today: [] and depth() stays 1
+        assert [ids(b) for b in await drain(ch)] == [[3]]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG actors/channels.py: held quote lost when send() is cancelled")
-async def test_bug_held_quote_lost_when_blocked_send_is_cancelled() -> None:
-    """BUG: Channel.send() deletes a held quote from ``_pending`` *before*
-    ``await self._tx.send(held)``; if that await is cancelled (actor restart, shutdown,
-    fail_after) the newest quote for the key vanishes without being counted as conflated,
-    and the consumer keeps the older price as the latest one.  Fix: delete it only after
-    the send succeeded (or put it back in ``except BaseException``/``finally``).
-    """
+async def test_held_quote_kept_when_blocked_send_is_cancelled() -> None:
+    """Was lost: send() removed the held quote before awaiting its delivery, so a cancelled
+    send (actor restart, shutdown) dropped the newest quote uncounted."""
     ch = conflating(1)
     ch.send_nowait(trade(1))
     ch.send_nowait(quote(2))  # held
@@ -271,7 +258,7 @@ async def test_bug_held_quote_lost_when_blocked_send_is_cancelled() -> None:
             await ch.send(trade(3))  # blocks on the held quote, then is cancelled
         ch.close()
         got = [m for b in await drain(ch) for m in b]
-    assert ids(got) == [1, 2]  # today: [1]; the trade was never accepted, the quote was
+    assert ids(got) == [1, 2]  # the trade was never accepted, the quote was
 
 
 # --- router ------------------------------------------------------------------------------------

@@ -453,9 +453,9 @@ def test_diff_feed_change_restarts(shipped: Config) -> None:
     assert diff_configs(shipped, moved).restart == [("paper", "XRP/ETH")]
 
 
-def test_account_change_restarts_its_groups(shipped: Config) -> None:
+def test_account_change_updates_its_groups(shipped: Config) -> None:
     """Was: ``if a == b: continue`` ran before the account comparison, so changed fees gave
-    an empty diff and SIGHUP kept the old fees."""
+    an empty diff and SIGHUP kept the old fees.  Now every group on the account updates."""
     acct = replace(shipped.accounts["paper"], taker_fee=Decimal("0.002"))
     fees = replace(shipped, accounts={"paper": acct})
     d = diff_configs(shipped, fees)

@@ -68,23 +68,37 @@ def test_reload_then_broken_reload_then_sigterm(tmp_path: Path, notify: Notify) 
     prefix = unique_prefix()
     cfg_path = tmp_path / "config.toml"
     cfg_path.write_text(make_config(tmp_path / "state", prefix=prefix, port=port, speed=50.0, loop=True))
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(notify.path),
+        "WATCHDOG_USEC": "400000",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("WATCHDOG_PID", None)
     log = (tmp_path / "daemon.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "daemon", "run", "--config", str(cfg_path)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for(lambda: notify.seen("READY=1"), 20, "READY=1")
         wait_for(lambda: notify.seen("WATCHDOG=1"), 5, "WATCHDOG=1")
         code, status = _get(port, "/status")
         assert code == 200
-        wait_for(lambda: all(a["state"] == "running" for a in _actors(_get(port, "/status")[1]).values()), 10, "actors running")
+        wait_for(
+            lambda: all(a["state"] == "running" for a in _actors(_get(port, "/status")[1]).values()),
+            10,
+            "actors running",
+        )
         before = _actors(_get(port, "/status")[1])
 
         # 1. a changed strategy parameter is applied in place; nothing restarts
-        cfg_path.write_text(make_config(tmp_path / "state", prefix=prefix, port=port, speed=50.0, loop=True, rsi_buy_max=70.0))
+        cfg_path.write_text(
+            make_config(tmp_path / "state", prefix=prefix, port=port, speed=50.0, loop=True, rsi_buy_max=70.0)
+        )
         ready_before = notify.count("READY=1")
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: notify.count("READY=1") > ready_before, 10, "READY=1 after reload")

@@ -36,8 +36,12 @@ async def _run_until_round_trip(tmp_path: Path, prefix: str) -> Daemon:
         await _wait(lambda: ("paper", "UNITTEST/BTC") in daemon.supervisor.groups, 10, "groups to start")
         group = daemon.supervisor.groups[("paper", "UNITTEST/BTC")]
         # a round trip: an entry filled, then an exit (stop-loss, take-profit or signal) filled
-        await _wait(lambda: group.order.counts["filled"] >= 2 and group.state.position == 0, 60, "a round trip")
-        await _wait(lambda: daemon.mirror is not None and daemon.mirror.statistics().pending == 0, 30, "mirror flush")
+        await _wait(
+            lambda: group.order.counts["filled"] >= 2 and group.state.position == 0, 60, "a round trip"
+        )
+        await _wait(
+            lambda: daemon.mirror is not None and daemon.mirror.statistics().pending == 0, 30, "mirror flush"
+        )
         tg.cancel_scope.cancel()
     return daemon
 
@@ -53,9 +57,15 @@ async def test_replay_produces_round_trip_visible_to_a_redis_consumer_group(tmp_
     r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
     try:
         seen: dict[str, set[str]] = {}
-        for kind, sym in (("bar", "UNITTEST/BTC"), ("signal", "UNITTEST/BTC"), ("order", "UNITTEST/BTC"),
-                          ("fill", "UNITTEST/BTC"), ("risk", "UNITTEST/BTC"), ("position", "UNITTEST/BTC"),
-                          ("trade", "XRP/ETH")):
+        for kind, sym in (
+            ("bar", "UNITTEST/BTC"),
+            ("signal", "UNITTEST/BTC"),
+            ("order", "UNITTEST/BTC"),
+            ("fill", "UNITTEST/BTC"),
+            ("risk", "UNITTEST/BTC"),
+            ("position", "UNITTEST/BTC"),
+            ("trade", "XRP/ETH"),
+        ):
             key = f"{prefix}:paper:{sym}:{kind}"
             await r.xgroup_create(key, "downstream", id="0")
             entries = await r.xreadgroup("downstream", "c1", {key: ">"}, count=100_000)
@@ -92,7 +102,9 @@ async def test_mirrored_records_validate_against_the_exported_json_schema(tmp_pa
         await _wait(lambda: ("paper", "UNITTEST/BTC") in daemon.supervisor.groups, 10, "groups")
         group = daemon.supervisor.groups[("paper", "UNITTEST/BTC")]
         await _wait(lambda: group.order.counts["filled"] >= 1, 60, "a fill")
-        await _wait(lambda: daemon.mirror is not None and daemon.mirror.statistics().pending == 0, 30, "flush")
+        await _wait(
+            lambda: daemon.mirror is not None and daemon.mirror.statistics().pending == 0, 30, "flush"
+        )
         tg.cancel_scope.cancel()
     schema = json_schema()
     defs = schema["$defs"]

@@ -118,10 +118,10 @@ async def test_a_failed_run_keeps_the_book_for_the_supervisors_restart() -> None
     _, actor, _ = wire()
     actor.engine.submit(order("a", "buy", "limit", "1", "2000"))
 
-    async def boom(msg: Message) -> None:
+    def boom(msg: Message) -> list[Message]:
         raise RuntimeError("bug")
 
-    actor.handle = boom  # type: ignore[method-assign]
+    actor.dispatch = boom  # type: ignore[method-assign]
     await actor.inbox.send(trade("2000"))
     with anyio.fail_after(5), pytest.raises(RuntimeError):
         await actor.run()

@@ -278,13 +278,14 @@ async def test_speed_factor_honoured(tmp_path: Path) -> None:
     assert len(sink.msgs) == 11
     for k, t in enumerate(sink.times):
         scheduled = k / 20.0
-        assert scheduled - 0.002 <= t - start <= scheduled + 0.1, (k, t - start)
-    assert 0.45 <= sink.times[-1] - start <= 0.7
+        assert scheduled - 0.002 <= t - start <= scheduled + 0.25, (k, t - start)  # never early
+    assert 0.45 <= sink.times[-1] - start <= 0.9
 
 
 @pytest.mark.anyio
-async def test_due_messages_emitted_in_one_batch(tmp_path: Path) -> None:
-    # Bars 2 ms apart in data time at 2x are due 1 ms apart: no sleep between them.
+async def test_sub_millisecond_gaps_keep_the_schedule(tmp_path: Path) -> None:
+    # Bars 2 ms apart in data time at 2x are due 1 ms apart: emitted without sleeping
+    # between them (at most 1 ms early), yet the whole run still takes ~99 ms.
     path = tmp_path / "dense.json"
     path.write_text(json.dumps([[ms * 2, 1, 1, 1, 1, 1] for ms in range(100)]))
     feed = ReplayFeed(feed_cfg(path, speed=2.0, interval_s=1), "paper", "X/Y")

@@ -49,6 +49,8 @@ class Strategy(Protocol, Generic[S]):
     """What the strategy actor calls. Implementations are plain classes holding their parameters."""
 
     name: str
+    consumes: frozenset[str]
+    """Market data the strategy wants besides bars: any of "trade", "quote". Only those are routed to it."""
 
     def initial_state(self) -> S: ...
 

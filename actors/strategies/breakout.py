@@ -147,6 +147,7 @@ class BreakoutStrategy:
     """The breakout strategy for one symbol; holds only its (immutable) parameters."""
 
     name = NAME
+    consumes: frozenset[str] = frozenset()  # bars only
 
     def __init__(self, params: BreakoutParams, window_factor: int = DEFAULT_WINDOW_FACTOR) -> None:
         if params.rsi_period < 2:
@@ -261,6 +262,9 @@ class BreakoutStrategy:
         self, state: BreakoutState, side: Side, reason: str, bar: Bar, ctx: StrategyContext
     ) -> tuple[BreakoutState, OrderIntent | None]:
         position = ctx.position
+        if ctx.open_orders:
+            # An order is already working (an entry not yet filled, or an exit): never stack another.
+            return state, None
         if (side == "buy" and position < 0) or (side == "sell" and position > 0):
             return state, self._exit(side, abs(position), reason, bar, ctx)
         if position != 0 or (side == "sell" and not self._params.allow_short):

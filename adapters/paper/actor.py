@@ -92,6 +92,15 @@ class PaperExchange(Actor):
                 tap(event)
         return events
 
+    async def handle_batch(self, batch: list[Message]) -> None:
+        """Market data without resting orders produces nothing: no coroutine per message."""
+        dispatch = self.dispatch
+        publish = self.router.publish
+        for msg in batch:
+            out = dispatch(msg)
+            for event in out:
+                await publish(event)
+
     async def handle(self, msg: Message) -> None:
         out = self.dispatch(msg)
         if out:
