@@ -72,7 +72,8 @@ class MarketFeed(Actor):
         """Trades take a synchronous fast path; everything else goes through :meth:`handle`."""
         publish_nowait = self.router.publish_nowait
         bars = self.bars
-        for msg in batch:
+        for i, msg in enumerate(batch):
+            self._progress = i
             if type(msg) is not Trade:
                 await self.handle(msg)
                 continue

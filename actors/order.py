@@ -123,6 +123,14 @@ class OrderActor(Actor):
             )
             return
         qty = floor_to_step(intent.quantity, self.step_size)
+        if qty <= 0:
+            self._release(intent.quantity if intent.side == "buy" else -intent.quantity)
+            self.state.open_orders -= 1
+            self._anomaly(
+                "zero_quantity",
+                f"intent {intent.intent_id}: {intent.quantity} rounds to 0 at step {self.step_size}",
+            )
+            return
         price = round_to_tick(intent.price, self.tick_size) if intent.price is not None else None
         stop = round_to_tick(intent.stop_price, self.tick_size) if intent.stop_price is not None else None
         record = OrderRecord(cid, intent, qty)
@@ -133,15 +141,28 @@ class OrderActor(Actor):
             diff = intent.quantity - qty
             self.state.pending_exposure -= diff if intent.side == "buy" else -diff
         fields = self.system_fields()
-        common = {
-            "intent_id": intent.intent_id,
-            "client_order_id": cid,
-            "side": intent.side,
-            "order_type": intent.order_type,
-            "quantity": qty,
-            "price": price,
-            "stop_price": stop,
-        }
+        submitted = OrderSubmitted(
+            intent_id=intent.intent_id,
+            client_order_id=cid,
+            side=intent.side,
+            order_type=intent.order_type,
+            quantity=qty,
+            price=price,
+            stop_price=stop,
+            **fields,
+        )
+        command = SubmitOrder(
+            intent_id=intent.intent_id,
+            client_order_id=cid,
+            side=intent.side,
+            order_type=intent.order_type,
+            quantity=qty,
+            price=price,
+            stop_price=stop,
+            time_in_force=intent.time_in_force,
+            reduce_only=intent.reduce_only,
+            **fields,
+        )
         self.counts["submitted"] += 1
         self.log.info(
             "submit %s %s %s %s @ %s (intent %s)",
@@ -152,12 +173,8 @@ class OrderActor(Actor):
             price or "market",
             intent.intent_id,
         )
-        await self.router.publish(OrderSubmitted(**common, **fields))
-        await self.router.publish(
-            SubmitOrder(
-                **common, time_in_force=intent.time_in_force, reduce_only=intent.reduce_only, **fields
-            )
-        )
+        await self.router.publish(submitted)
+        await self.router.publish(command)
 
     def _handle_accepted(self, msg: OrderAccepted) -> None:
         rec = self._record(msg.client_order_id, "accepted")
@@ -172,10 +189,9 @@ class OrderActor(Actor):
         rec = self._record(msg.client_order_id, "filled")
         if rec is None:
             return
-        if rec.status in TERMINAL:
-            self._anomaly(
-                "fill_after_terminal", f"fill {msg.trade_id} for {rec.cid} after it was {rec.status}"
-            )
+        if msg.last_qty <= 0 or not msg.last_qty.is_finite():
+            self._anomaly("bad_fill", f"fill {msg.trade_id} for {rec.cid} has quantity {msg.last_qty}")
+            return
         if rec.cum_qty + msg.last_qty > rec.quantity:
             self._anomaly(
                 "overfill", f"fill {msg.trade_id} would take {rec.cid} over its quantity {rec.quantity}"
@@ -183,14 +199,19 @@ class OrderActor(Actor):
             return
         rec.venue_order_id = rec.venue_order_id or msg.venue_order_id
         rec.cum_qty += msg.last_qty
-        was_open = rec.status not in TERMINAL
-        done = rec.cum_qty >= rec.quantity
-        rec.status = "filled" if done else "partially_filled"
-        self.counts["filled" if done else "partially_filled"] += 1
-        signed = msg.last_qty if msg.side == "buy" else -msg.last_qty
-        self.state.pending_exposure -= signed
-        if done and was_open:
-            self.state.open_orders -= 1
+        if rec.status in TERMINAL:
+            # e.g. a fill racing a cancel: the position moves, but the reservation was released
+            # when the order ended and the order stays ended.
+            self._anomaly(
+                "fill_after_terminal", f"fill {msg.trade_id} for {rec.cid} after it was {rec.status}"
+            )
+        else:
+            done = rec.cum_qty >= rec.quantity
+            rec.status = "filled" if done else "partially_filled"
+            self.counts["filled" if done else "partially_filled"] += 1
+            self.state.pending_exposure -= msg.last_qty if msg.side == "buy" else -msg.last_qty
+            if done:
+                self.state.open_orders -= 1
         self._apply_fill(msg)
         self.log.info(
             "fill %s %s %s @ %s (cum %s/%s, fee %s %s) position %s",

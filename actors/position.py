@@ -24,8 +24,10 @@ class Position:
 
     def apply_fill(self, side: str, qty: Decimal, price: Decimal, fee: Decimal = ZERO) -> Decimal:
         """Apply a fill; return the PnL it realized (before fees)."""
-        signed = qty if side == "buy" else -qty
         self.fees += fee
+        if qty == 0:
+            return ZERO
+        signed = qty if side == "buy" else -qty
         pos = self.quantity
         if pos == 0 or (pos > 0) == (signed > 0):
             total = pos + signed

@@ -105,6 +105,8 @@ class RiskActor(Actor):
         for name, value, needed in (
             ("price", intent.price, needs_price),
             ("stop_price", intent.stop_price, needs_stop),
+            ("stop_loss", intent.stop_loss, False),
+            ("take_profit", intent.take_profit, False),
         ):
             if needed and value is None:
                 return "invalid", f"{intent.order_type} order needs {name}"

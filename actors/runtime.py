@@ -85,6 +85,9 @@ class Actor(ABC):
         self.handled = 0
         self.last_message_ns = 0
         self.last_error = ""
+        self.poisoned = 0  # messages dropped because handling them raised
+        self._carry: list[Message] = []  # unhandled rest of a batch that raised
+        self._progress = 0  # index in the current batch
         self.log = logging.LoggerAdapter(
             logging.getLogger(f"tradingd.{self.kind}"),
             {"component": self.kind, "exchange": exchange, "symbol": symbol},
@@ -95,23 +98,40 @@ class Actor(ABC):
         return f"{self.kind}:{self.exchange}:{self.symbol}"
 
     async def run(self) -> None:
-        """Handle inbox batches until the inbox is closed."""
+        """Handle inbox batches until the inbox is closed.
+
+        If handling raises, the rest of that batch is kept and handled first after the
+        restart; only the message that raised is dropped (counted in ``poisoned``).
+        """
         inbox = self.inbox
         handle_batch = self.handle_batch
         while True:
+            if self._carry:
+                batch, self._carry = self._carry, []
+            else:
+                try:
+                    batch = await inbox.receive_batch(self.batch_size)
+                except anyio.EndOfStream:
+                    return
+            self._progress = 0
             try:
-                batch = await inbox.receive_batch(self.batch_size)
-            except anyio.EndOfStream:
-                return
-            await handle_batch(batch)
+                await handle_batch(batch)
+            except Exception:
+                self._carry = batch[self._progress + 1 :]
+                self.poisoned += 1
+                raise
             self.handled += len(batch)
             self.last_message_ns = now_ns()
             await self.after_batch()
 
     async def handle_batch(self, batch: list[Message]) -> None:
-        """Handle one inbox batch in order. Hot actors override this with synchronous fast paths."""
+        """Handle one inbox batch in order, keeping ``_progress`` at the message being handled.
+
+        Hot actors override this with synchronous fast paths; they must keep ``_progress``.
+        """
         handle = self.handle
-        for msg in batch:
+        for i, msg in enumerate(batch):
+            self._progress = i
             await handle(msg)
 
     @abstractmethod
@@ -190,15 +210,17 @@ async def _run_once(actor: Actor, window: _FailureWindow) -> None:
     try:
         await actor.on_start()
         await actor.run()
+    except anyio.get_cancelled_exc_class():
+        actor.status = "stopped"  # the owner cancelled us: not a failure
+        raise
     except Exception as exc:
         window.record()
         actor.status = "failed"
         actor.last_error = "".join(traceback.format_exception_only(exc)).strip()
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            await _announce(
-                actor,
-                ActorFailed(actor=actor.name, error=actor.last_error, restarts=actor.restarts, **_sys(actor)),
-            )
+        await _announce(
+            actor,
+            ActorFailed(actor=actor.name, error=actor.last_error, restarts=actor.restarts, **_sys(actor)),
+        )
         raise
     await _announce(actor, ActorStopped(actor=actor.name, **_sys(actor)))
 

@@ -37,6 +37,7 @@ from actors.messages import (
     Trade,
     stamp,
 )
+from actors.order import REQUEST_REJECTS
 from actors.order_ids import client_order_id
 from actors.runtime import Actor
 
@@ -44,7 +45,7 @@ Trigger = Literal["stop_loss", "take_profit"]
 
 
 class ArmedStop:
-    __slots__ = ("exit_side", "quantity", "stop_id", "stop_price", "take_profit", "triggered")
+    __slots__ = ("exit_cid", "exit_side", "quantity", "stop_id", "stop_price", "take_profit", "triggered")
 
     def __init__(
         self, stop_id: str, exit_side: Side, quantity: Decimal, stop: Decimal | None, tp: Decimal | None
@@ -55,6 +56,7 @@ class ArmedStop:
         self.stop_price = stop
         self.take_profit = tp
         self.triggered = False
+        self.exit_cid = ""  # client order id of the exit this stop sent, while it is working
 
     def check(self, low: Decimal, high: Decimal) -> tuple[Trigger, Decimal] | None:
         """Which level a price range [low, high] touches; stop-loss first."""
@@ -80,12 +82,13 @@ class StopMonitor(Actor):
         self.levels: dict[str, tuple[Decimal | None, Decimal | None]] = {}  # client order id -> (sl, tp)
         self.stop: ArmedStop | None = None
         self.triggered = 0
-        self._seq = 0
+        self._last_exit_cid = ""  # the most recent approved reduce-only order (any source)
 
     async def handle_batch(self, batch: list[Message]) -> None:
         """Prices are skipped without a coroutine while no stop is live (the common case)."""
         handle = self.handle
-        for msg in batch:
+        for i, msg in enumerate(batch):
+            self._progress = i
             t = type(msg)
             if (t is Trade or t is Bar) and (self.stop is None or self.stop.triggered):
                 continue
@@ -104,24 +107,45 @@ class StopMonitor(Actor):
             case RiskRejected():
                 self._on_rejected(msg)
             case OrderCanceled() | OrderExpired() | OrderRejected():
-                # A working order ended without a fill: if it was the exit we deferred to, look again.
-                if self.stop is not None and self.stop.triggered:
-                    self.stop.triggered = False
+                self._on_order_ended(msg)
             case _:
                 self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
+
+    def _on_order_ended(self, msg: OrderCanceled | OrderExpired | OrderRejected) -> None:
+        """An order ended unfilled: if it was our exit (or the exit we deferred to), look again."""
+        stop = self.stop
+        if stop is None or not stop.triggered:
+            return
+        if isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS):
+            return  # a refused request (e.g. a cancel) ends nothing
+        if stop.exit_cid in (msg.client_order_id, "*"):
+            self.log.warning(
+                "exit %s ended unfilled; %s will trigger again", msg.client_order_id, stop.stop_id
+            )
+            stop.triggered = False
+            stop.exit_cid = ""
 
     def _on_rejected(self, msg: RiskRejected) -> None:
         stop = self.stop
         if stop is None or not msg.intent.intent_id.startswith(stop.stop_id):
             return
         if msg.rule == "reduce_only":
-            # Another exit (e.g. the strategy's) is already working for this position: let it finish.
-            self.log.info("exit for %s not needed: %s", stop.stop_id, msg.reason)
+            # Another exit (e.g. the strategy's) is already working for this position: follow it,
+            # and trigger again only if it ends unfilled ("*": one we never saw approved — any
+            # order ending unfilled makes us look again).
+            stop.exit_cid = self._last_exit_cid or "*"
+            self.log.info(
+                "exit for %s deferred to working order %s: %s", stop.stop_id, stop.exit_cid, msg.reason
+            )
             return
         self.log.warning("exit for %s refused (%s), will retry on next price", stop.stop_id, msg.reason)
         stop.triggered = False
+        stop.exit_cid = ""
 
     def _remember(self, intent: OrderIntent) -> None:
+        if intent.reduce_only:
+            self._last_exit_cid = client_order_id(intent.intent_id)
+            return
         if intent.reduce_only or (intent.stop_loss is None and intent.take_profit is None):
             return
         self.levels[client_order_id(intent.intent_id)] = (intent.stop_loss, intent.take_profit)
@@ -130,37 +154,39 @@ class StopMonitor(Actor):
 
     async def _on_position(self, msg: PositionChanged) -> None:
         qty = msg.quantity
-        if qty == 0:
-            if self.stop is not None:
-                stop_id, self.stop = self.stop.stop_id, None
-                await self.router.publish(
-                    StopCanceled(stop_id=stop_id, reason="position closed", **self.system_fields())
-                )
-            return
         exit_side: Side = "sell" if qty > 0 else "buy"
+        if self.stop is not None and (qty == 0 or self.stop.exit_side != exit_side):
+            reason = "position closed" if qty == 0 else "position flipped"
+            await self._disarm(reason)
+        if qty == 0:
+            return
         levels = self.levels.get(msg.last_client_order_id)
-        if self.stop is not None and self.stop.exit_side == exit_side:
-            self.stop.quantity = abs(
-                qty
-            )  # same position, new size; keep its levels unless the fill brought new ones
+        if self.stop is not None:
+            # Same position, new size; new levels only if this fill brought them.
+            self.stop.quantity = abs(qty)
             if levels is not None:
                 self.stop.stop_price, self.stop.take_profit = levels
             return
         if levels is None:
             self.log.warning("position %s has no stop-loss/take-profit levels to arm", qty)
-            self.stop = None
             return
-        self._seq += 1
-        stop_id = f"stop:{msg.last_client_order_id}"
-        self.stop = ArmedStop(stop_id, exit_side, abs(qty), *levels)
-        self.log.info(
-            "armed %s: exit %s %s at sl %s / tp %s", stop_id, exit_side, abs(qty), levels[0], levels[1]
-        )
+        await self._arm(f"stop:{msg.last_client_order_id}", exit_side, abs(qty), levels)
+
+    async def _disarm(self, reason: str) -> None:
+        assert self.stop is not None
+        stop_id, self.stop = self.stop.stop_id, None
+        await self.router.publish(StopCanceled(stop_id=stop_id, reason=reason, **self.system_fields()))
+
+    async def _arm(
+        self, stop_id: str, exit_side: Side, qty: Decimal, levels: tuple[Decimal | None, Decimal | None]
+    ) -> None:
+        self.stop = ArmedStop(stop_id, exit_side, qty, *levels)
+        self.log.info("armed %s: exit %s %s at sl %s / tp %s", stop_id, exit_side, qty, levels[0], levels[1])
         await self.router.publish(
             StopArmed(
                 stop_id=stop_id,
                 side=exit_side,
-                quantity=abs(qty),
+                quantity=qty,
                 stop_price=levels[0],
                 take_profit=levels[1],
                 **self.system_fields(),
@@ -178,6 +204,7 @@ class StopMonitor(Actor):
         stop.triggered = True
         self.triggered += 1
         intent_id = f"{stop.stop_id}:{trigger}:{msg.ts_event}"
+        stop.exit_cid = client_order_id(intent_id)
         fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
         self.log.info(
             "%s hit for %s at %s: exit %s %s", trigger, stop.stop_id, level, stop.exit_side, stop.quantity

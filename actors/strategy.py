@@ -68,7 +68,8 @@ class StrategyActor(Actor):
 
     async def handle_batch(self, batch: list[Message]) -> None:
         handle = self.handle
-        for msg in batch:
+        for i, msg in enumerate(batch):
+            self._progress = i
             if type(msg) is Bar:
                 self.strategy_state, out = self.strategy.on_bar(
                     self.strategy_state, msg, self._context(msg.ts_event)

@@ -206,7 +206,8 @@ class SpillQueue:
         if not self._unread:
             return None
         n = min(self._unread)
-        return n, read_frames(self._path(n))[0]
+        path = self._path(n)
+        return n, read_frames(path)[0] if path.exists() else []
 
     def mark_loaded(self, n: int) -> None:
         """The caller holds segment ``n`` in memory now; its file stays until :meth:`release`."""

@@ -124,7 +124,7 @@ async def running(mirror: RedisMirror) -> AsyncIterator[None]:
 
 async def wait_until(pred: Callable[[], bool], limit_s: float = 10.0) -> None:
     with anyio.fail_after(limit_s):
-        while not pred():  # noqa: ASYNC110 - polling the mirror's state is the point
+        while not pred():
             await anyio.sleep(0.005)
 
 
@@ -340,6 +340,33 @@ async def test_order_path_survives_redis_outages_exactly_once(tmp_path: Path, mo
     assert producer.slowest < 0.02, f"offer() blocked for {producer.slowest:.3f}s"
     if mode == "pause":  # the batch sent to the frozen server ran when it woke: re-sent, refused, counted
         assert metrics.get(DUPLICATES) >= 1
+
+
+@pytest.mark.anyio
+async def test_a_batch_in_flight_at_shutdown_is_kept_and_not_written_twice(tmp_path: Path) -> None:
+    prefix, metrics = f"t{uuid4().hex[:8]}", Metrics()
+    with anyio.fail_after(20), RedisServer(tmp_path / "redis") as server:
+        first = RedisMirror(config(prefix, server.url, connect_timeout_s=5.0), tmp_path / "state", Metrics())
+        async with running(first):
+            first.offer(fill(0))  # the stream's top is known from here on: the next batch goes straight out
+            await wait_until(lambda: first.pending() == 0)
+            server.pause()
+            for i in range(1, 11):
+                first.offer(fill(i))
+            await anyio.sleep(0.2)  # the MULTI..EXEC sits in the frozen server's socket buffer
+            assert first.pending() == 10
+        assert len(spilled(tmp_path / "state")) == 10  # kept on disk by the shutdown
+        server.resume()  # ...and the frozen server runs the transaction after all
+        second = RedisMirror(config(prefix, server.url), tmp_path / "state", metrics)
+        async with running(second):
+            await wait_until(lambda: second.pending() == 0)
+        client = Redis.from_url(server.url)
+        try:
+            got = await stream(client, key(prefix, fill(0)))
+        finally:
+            await client.aclose()
+    assert [m for _, m in got] == [fill(i) for i in range(11)]
+    assert metrics.get(DUPLICATES) == 10 and metrics.total(PUBLISHED) == 0
 
 
 # --- the spill --------------------------------------------------------------------------------

@@ -184,8 +184,24 @@ async def test_quantity_floored_to_step_gives_the_rounded_off_reservation_back()
     w = Wired()
     await w.send(w.approve(intent("a", "buy", "1.23456")))
     assert w.exposure() == (1, D("1.234"))
-    await w.send(w.approve(intent("b", "sell", "0.0009")))  # floors to 0
-    assert w.exposure() == (2, D("1.234"))
+    await w.send(w.approve(intent("b", "sell", "0.5009")))
+    assert w.exposure() == (2, D("0.734"))
+
+
+async def test_intent_that_floors_to_zero_quantity_is_not_sent_and_its_reservation_is_released() -> None:
+    """Risk checks the intent's quantity (> 0) but not the instrument's step; the order
+    actor floors ``0.0009`` to ``0.000`` with step 0.001 and still publishes
+    OrderSubmitted + SubmitOrder with ``quantity=0``, keeps the open-order slot reserved
+    and records an order that can never fill.  Fix: in ``_handle_approved``, when
+    ``qty <= 0`` after flooring, publish nothing, release the whole reservation
+    (``pending_exposure`` and ``open_orders``) and count an anomaly such as
+    ``"below_step"`` (or let risk reject quantities below one step).
+    """
+    w = Wired()
+    out = await w.send(w.approve(intent("b", "sell", "0.0009")))
+    assert out == []
+    assert w.exposure() == (0, D(0))
+    assert sum(w.order.anomalies.values()) == 1
 
 
 async def test_same_intent_approved_twice_is_sent_once_and_the_second_reservation_is_released() -> None:
@@ -397,9 +413,6 @@ async def test_unexpected_message_kind_is_counted() -> None:
     assert w.order.anomalies == {"unexpected_kind": 1}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG actors/order.py: fill after cancel releases exposure twice, reopens order"
-)
 async def test_fill_arriving_after_cancel_moves_the_position_but_not_the_reservations() -> None:
     """Events may arrive out of order (module docstring), so a fill can land after the
     order's OrderCanceled.  ``_handle_filled`` counts ``fill_after_terminal`` but carries

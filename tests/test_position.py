@@ -122,9 +122,6 @@ def test_unrealized_pnl_is_signed_by_the_position() -> None:
     assert short.unrealized(D("101.5")) == D("-3.0")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG actors/position.py: zero-qty fill on a flat position divides 0 by 0"
-)
 def test_zero_quantity_fill_on_a_flat_position_changes_nothing_but_fees() -> None:
     """A fill with ``qty == 0`` on a flat position takes the "adds" branch and computes
     ``(0 * avg + 0 * price) / abs(0)``: decimal.InvalidOperation (0/0).  Through the order

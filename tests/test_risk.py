@@ -266,9 +266,6 @@ async def test_reduce_only_exit_needs_no_stop_loss() -> None:
     await w.approved(exit_("x", "sell", "1"))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG actors/risk.py: stop_loss/take_profit levels are not sanity-checked"
-)
 @pytest.mark.parametrize(
     ("stop_loss", "take_profit"),
     [("NaN", None), ("-95", None), ("0", None), ("95", "Infinity")],

@@ -96,7 +96,8 @@ class PaperExchange(Actor):
         """Market data without resting orders produces nothing: no coroutine per message."""
         dispatch = self.dispatch
         publish = self.router.publish
-        for msg in batch:
+        for i, msg in enumerate(batch):
+            self._progress = i
             out = dispatch(msg)
             for event in out:
                 await publish(event)
