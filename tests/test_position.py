@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-import pytest
-
 from actors.position import Position
 
 
