@@ -72,22 +72,30 @@ class MarketFeed(Actor):
         """Trades take a synchronous fast path; everything else goes through :meth:`handle`."""
         publish_nowait = self.router.publish_nowait
         bars = self.bars
-        for i, msg in enumerate(batch):
-            self._progress = i
-            if type(msg) is not Trade:
-                await self.handle(msg)
-                continue
-            if not self._accept_trade(msg):
-                continue
-            for ch in publish_nowait(msg):
-                await ch.send(msg)
-            if bars is not None:
-                bar = bars.on_trade(msg, msg.ts_recv)
-                if bar is not None:
-                    self.accepted["Bar"] += 1
-                    self._window[1] += 1
-                    for ch in publish_nowait(bar):
-                        await ch.send(bar)
+        accept = self._accept_trade
+        n_trades = n_bars = 0
+        try:
+            for i, msg in enumerate(batch):
+                self._progress = i
+                if type(msg) is not Trade:
+                    await self.handle(msg)
+                    continue
+                if not accept(msg):
+                    continue
+                n_trades += 1
+                for ch in publish_nowait(msg):
+                    await ch.send(msg)
+                if bars is not None:
+                    bar = bars.on_trade(msg, msg.ts_recv)
+                    if bar is not None:
+                        n_bars += 1
+                        for ch in publish_nowait(bar):
+                            await ch.send(bar)
+        finally:
+            self.accepted["Trade"] += n_trades
+            self.accepted["Bar"] += n_bars
+            self._window[0] += n_trades
+            self._window[1] += n_bars
 
     async def _handle_trade(self, t: Trade) -> None:
         await self.handle_batch([t])
@@ -110,8 +118,6 @@ class MarketFeed(Actor):
         st.last_price = price
         st.last_ts_event = ts
         st.last_recv_ns = t.ts_recv
-        self.accepted["Trade"] += 1
-        self._window[0] += 1
         return True
 
     async def _handle_bar(self, b: Bar) -> None:

@@ -8,6 +8,9 @@ fixed window after a warm-up; the graph is lossless, so the strategy and every o
 consumer handled them too (checked).
 
 Variants, in the same run:
+- ``feed → strategy``: only the replay feed, market-feed and strategy actors (the strategy
+  subscribed to every trade as well as the bars), the path a market event takes to
+  reach a strategy;
 - ``naive``: the same graph, but every channel used one ``await`` per message (send and
   receive) — the baseline the batch-drain pattern is measured against;
 - ``mirror off``: our channels, no Redis;
@@ -25,14 +28,19 @@ from typing import Any
 import anyio
 import redis
 
-from actors.channels import Channel, Router
-from actors.messages import Message
+from actors.channels import Channel, Router, quote_conflation_key
+from actors.market_feed import MarketFeed
+from actors.messages import Bar, Message, Trade
 from actors.portfolio import Portfolio
 from actors.runtime import GroupState, RestartPolicy, run_supervised
+from actors.state import SymbolState
+from actors.strategies.breakout import BreakoutStrategy
+from actors.strategy import StrategyActor
 from adapters.paper.account import PaperAccountState
+from adapters.replay.feed import ReplayFeed
 from bench import run_async, write_result
 from daemon.config import ChannelsSection, RedisSection, parse_config
-from daemon.group import SymbolGroup
+from daemon.group import FeedAdapter, SymbolGroup
 from daemon.metrics import Metrics
 from daemon.mirror import RedisMirror
 
@@ -105,8 +113,46 @@ async def _measure(channel_cls: type[Channel[Message]], mirror: RedisMirror | No
     }
 
 
+class _TradeBreakout(BreakoutStrategy):
+    """The breakout strategy, also subscribed to trades (it ignores them): every event reaches it."""
+
+    consumes = frozenset({"trade"})
+
+
+async def _feed_to_strategy() -> dict[str, Any]:
+    g = parse_config(CONFIG).groups[0]
+    ex, sym = g.exchange, g.symbol
+    router = Router()
+    state = SymbolState(ex, sym, g.account)
+    feed_inbox = Channel[Message]("market-feed", 4096, conflate_key=quote_conflation_key)
+    market = MarketFeed(ex, sym, router, feed_inbox, state, g.bar_interval_s)
+    feed = FeedAdapter(ex, sym, router, feed_inbox, ReplayFeed(g.feed, ex, sym))
+    strategy = StrategyActor(
+        ex,
+        sym,
+        router,
+        Channel[Message]("strategy", 4096),
+        state,
+        _TradeBreakout(g.strategy),
+        g.risk.max_order_notional,
+        g.instrument.tick_size,
+        g.instrument.step_size,
+    )
+    router.subscribe(strategy.inbox, (Trade, Bar))
+    health = GroupState(ex, sym)
+    async with anyio.create_task_group() as tg:
+        for actor in (market, strategy, feed):
+            tg.start_soon(run_supervised, actor, RestartPolicy(), health)
+        await anyio.sleep(WARMUP_S)
+        n0, s0, t0 = market.accepted["Trade"], strategy.handled, time.perf_counter()
+        await anyio.sleep(WINDOW_S)
+        n1, s1, t1 = market.accepted["Trade"], strategy.handled, time.perf_counter()
+        tg.cancel_scope.cancel()
+    return {"events_per_s": (n1 - n0) / (t1 - t0), "strategy_msgs_per_s": (s1 - s0) / (t1 - t0)}
+
+
 async def _with_mirror(prefix: str, state_dir: Path) -> dict[str, Any]:
-    cfg = RedisSection(prefix=prefix, maxlen=100_000)
+    cfg = RedisSection(prefix=prefix, maxlen=100_000, batch_size=1024)
     mirror = RedisMirror(cfg, state_dir, Metrics())
     return await _measure(Channel, mirror)
 
@@ -117,6 +163,7 @@ def main() -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        results["feed_to_strategy"] = run_async(_feed_to_strategy)
         results["naive"] = run_async(lambda: _measure(NaiveChannel, None))
         results["mirror_off"] = run_async(lambda: _measure(Channel, None))
         results["mirror_on"] = run_async(lambda: _with_mirror(prefix, Path(tmp)))
@@ -130,6 +177,9 @@ def main() -> dict[str, Any]:
     off, on, naive = (results[k]["events_per_s"] for k in ("mirror_off", "mirror_on", "naive"))
     results["batch_vs_naive"] = off / naive
     results["mirror_cost_pct"] = 100.0 * (1 - on / off)
+    fts = results["feed_to_strategy"]["events_per_s"]
+    print(f"  feed -> strategy only         : {fts:>12,.0f} market events/s (trades; bars built on the way)")
+    print("  whole group (feed, strategy, risk, order, stop-monitor, paper exchange, portfolio):")
     print(f"  naive channels (one await/msg): {naive:>12,.0f} market events/s")
     print(f"  batch-drain, mirror off       : {off:>12,.0f} market events/s  ({off / naive:.1f}x naive)")
     print(

@@ -39,16 +39,14 @@ from typing import Any, Literal
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
-from redis.asyncio import Redis
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from actors.messages import STREAM_KIND, Message
 from daemon.config import RedisSection
 from daemon.metrics import Metrics, Sample
+from daemon.redis_wire import RespConnection, pack_xadd, xadd_prefix, xinfo_dict
 from daemon.spill import Backlog, Entry, Id, StreamState, parse_id
 
 log = logging.getLogger("tradingd.mirror")
@@ -134,7 +132,9 @@ class RedisMirror:
         self._routes: dict[tuple[type[Message], str, str], StreamState] = {}
         self._mkt: deque[Entry] = deque()
         self._inflight: list[Entry] = []
-        self._client: Redis | None = None
+        self._client: RespConnection | None = None
+        self._xadd_heads: dict[str, bytes] = {}  # per stream key: packed "XADD key MAXLEN ~ n"
+        self._type_bulks: dict[str, bytes] = {}  # per message tag: the packed value
         self._up: bool | None = None  # None: not tried yet (market data is queued meanwhile)
         self._down_since = 0.0
         self._published = self._dropped = self._rr = 0
@@ -244,34 +244,21 @@ class RedisMirror:
         """Ping until Redis answers, every ``retry_interval_s``; each try is bounded."""
         cfg = self._cfg
         while True:
-            client = Redis.from_url(
-                cfg.url,
-                socket_connect_timeout=cfg.connect_timeout_s,
-                socket_timeout=cfg.connect_timeout_s,
-                retry=Retry(NoBackoff(), 0),
-            )
-            error: BaseException | None = None
             try:
-                with anyio.fail_after(self._op_timeout):
-                    await client.ping()
-                self._client = client
+                self._client = await RespConnection.open(cfg.url, self._op_timeout)
             except (RedisError, OSError) as exc:
-                error = exc
-            finally:
-                if self._client is not client:
-                    await self._close(client)
-            if error is None:
-                self._set_up()
-                return
-            self._set_down(error)
-            await anyio.sleep(cfg.retry_interval_s)
+                self._set_down(exc)
+                await anyio.sleep(cfg.retry_interval_s)
+                continue
+            self._set_up()
+            return
 
-    async def _close(self, client: Redis) -> None:
+    async def _close(self, client: RespConnection) -> None:
         with anyio.move_on_after(1.0, shield=True):
             try:
                 await client.aclose()
             except (RedisError, OSError) as exc:
-                log.debug("closing the redis client: %s", exc, extra=_X)
+                log.debug("closing the redis connection: %s", exc, extra=_X)
 
     def _set_down(self, exc: BaseException) -> None:
         if self._up is not False:
@@ -334,52 +321,72 @@ class RedisMirror:
         self._inflight = []
         self._settle(batch, results)
 
-    async def _prime(self, client: Redis, batch: list[Entry]) -> None:
+    async def _prime(self, client: RespConnection, batch: list[Entry]) -> None:
         """Read the top id of streams not written on this connection yet."""
         todo = list({id(e.stream): e.stream for e in batch if e.stream.floor is None}.values())
         if not todo:
             return
-        pipe = client.pipeline(transaction=False)
-        for st in todo:
-            pipe.xinfo_stream(st.key)
-        for st, info in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
-            st.floor = _top_id(info)
+        replies = await client.pipeline([("XINFO", "STREAM", st.key) for st in todo])
+        for st, info in zip(todo, replies, strict=True):
+            st.floor = _top_id(xinfo_dict(info))
             st.raise_to(st.floor)
 
     def _fix_ids(self, batch: list[Entry]) -> list[Entry]:
-        """Entries that never left the process and sit at or below their stream's top move above it."""
+        """Entries that never left the process and sit at or below their stream's top move above it.
+
+        Ids within a stream's queue only grow, so a stream whose first entry in the batch is
+        above the top needs no further look (the common case: one comparison per stream).
+        """
+        clean: set[int] = set()
         tops: dict[int, Id] = {}
         for e in batch:
             st = e.stream
-            top = tops.get(id(st), st.floor or _NO_ID)
+            sid = id(st)
+            if sid in clean:
+                continue
+            top = tops.get(sid, st.floor or _NO_ID)
+            if (e.ms, e.seq) > top and sid not in tops:
+                clean.add(sid)
+                continue
             if not e.maybe_sent and (e.ms, e.seq) <= top:
                 e.ms, e.seq = top[0], top[1] + 1
                 st.raise_to((e.ms, e.seq))
-            tops[id(st)] = max(top, (e.ms, e.seq))
+            tops[sid] = max(top, (e.ms, e.seq))
         return batch
 
-    async def _execute(self, client: Redis, batch: list[Entry]) -> list[Any]:
-        pipe = client.pipeline(transaction=True)
-        maxlen, encode = self._cfg.maxlen, self._encode
+    async def _execute(self, client: RespConnection, batch: list[Entry]) -> list[Any]:
+        encode, heads, types = self._encode, self._xadd_heads, self._type_bulks
+        commands: list[bytes] = []
         for e in batch:
-            data = e.encoded(encode)
-            pipe.execute_command(
-                "XADD", e.stream.key, "MAXLEN", "~", maxlen, f"{e.ms}-{e.seq}", "type", e.tname, "data", data
-            )
-        return await pipe.execute(raise_on_error=False)
+            data = e.encoded(encode)  # sets e.tname too
+            key = e.stream.key
+            head = heads.get(key)
+            if head is None:
+                head = heads[key] = xadd_prefix(key, self._cfg.maxlen)
+            tname = types.get(e.tname)
+            if tname is None:
+                tname = types[e.tname] = b"$%d\r\n%s\r\n" % (len(e.tname), e.tname.encode())
+            commands.append(pack_xadd(head, f"{e.ms}-{e.seq}", tname, data))
+        return await client.transaction(commands)
 
     def _settle(self, batch: list[Entry], results: list[Any]) -> None:
         retry: list[Entry] = []
         published: dict[str, int] = {}
+        last: dict[int, Entry] = {}  # per stream, the last entry Redis now has
         for e, res in zip(batch, results, strict=True):
             if not isinstance(res, Exception):
-                published[e.stream.kind] = published.get(e.stream.kind, 0) + 1
-                self._delivered(e)
+                kind = e.stream.kind
+                published[kind] = published.get(kind, 0) + 1
             elif e.maybe_sent and _is_dup(res):
                 self._metrics.inc(DUPLICATES)
-                self._delivered(e)
             else:
                 self._refused(e, res, retry)
+                continue
+            last[id(e.stream)] = e
+            if e.segment is not None:
+                self._backlog.settled(e)
+        for e in last.values():
+            self._delivered(e)
         for kind, n in published.items():
             self._published += n
             self._metrics.inc(PUBLISHED, {"kind": kind}, n)
@@ -387,12 +394,12 @@ class RedisMirror:
             e.stream.pending.appendleft(e)
 
     def _delivered(self, e: Entry) -> None:
+        """``e`` is the newest entry of its stream that Redis has: raise the stream's floor."""
         st = e.stream
         st.floor = max(st.floor or _NO_ID, (e.ms, e.seq))
         if st.error:
             log.warning("redis accepts writes to %s again", st.key, extra=_X)
             st.error = ""
-        self._backlog.settled(e)
 
     def _refused(self, e: Entry, exc: Exception, retry: list[Entry]) -> None:
         """Per-entry refusal: market data is dropped, the order path retried, then dead-lettered."""

@@ -1,0 +1,167 @@
+"""A lean RESP connection for the mirror's hot path: one write, one parse per batch.
+
+redis-py's asyncio pipeline packs every command in Python and reads every reply with
+its own timeout, which held the mirror to ~20k entries/s.  This connection packs with
+hiredis (C) and parses the replies of a whole batch with one ``hiredis.Reader``, so a
+MULTI/XADD*N/EXEC batch costs one round trip and little Python.
+
+It speaks only what the mirror needs (AUTH, SELECT, PING, XINFO, MULTI/EXEC/XADD) over
+TCP or a unix socket, and raises redis-py's exception types so callers handle errors
+the same way: ``ConnectionError`` / ``TimeoutError`` when the outcome is unknown,
+``ResponseError`` (``OutOfMemoryError`` for OOM) for a refusal.  Error replies inside a
+batch come back as exception instances in the result list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import anyio
+import hiredis
+from anyio.abc import ByteStream
+from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Command = Sequence[str | bytes | int]
+
+# hiredis' stub types pack_command's argument as a 1-tuple and redis-py's parse_url is untyped.
+_pack = cast(Callable[[tuple[str | bytes | int, ...]], bytes], hiredis.pack_command)
+_parse_url = cast(Callable[[str], dict[str, Any]], parse_url)
+
+
+def _error(reply: Exception) -> ResponseError:
+    text = str(reply)
+    return OutOfMemoryError(text) if text.startswith("OOM") else ResponseError(text)
+
+
+def xadd_prefix(key: str, maxlen: int) -> bytes:
+    """The constant head of ``XADD key MAXLEN ~ maxlen <id> type <t> data <d>`` for one stream."""
+    return _pack(("XADD", key, "MAXLEN", "~", maxlen))[4:]  # drop "*5\r\n"
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+TYPE_FIELD = _bulk(b"type")
+DATA_FIELD = _bulk(b"data")
+
+
+def pack_xadd(prefix: bytes, entry_id: str, type_name: bytes, data: bytes) -> bytes:
+    """One XADD in RESP, from a cached per-stream prefix: cheaper than packing 10 arguments."""
+    return b"".join(
+        (
+            b"*10\r\n",
+            prefix,
+            _bulk(entry_id.encode()),
+            TYPE_FIELD,
+            type_name,
+            DATA_FIELD,
+            b"$%d\r\n" % len(data),
+            data,
+            b"\r\n",
+        )
+    )
+
+
+class RespConnection:
+    """One connection to Redis. Not for concurrent use: the mirror's sender owns it."""
+
+    def __init__(self, stream: ByteStream, timeout_s: float) -> None:
+        self._stream = stream
+        self._timeout = timeout_s
+        self._reader = hiredis.Reader(notEnoughData=False)
+
+    @classmethod
+    async def open(cls, url: str, timeout_s: float) -> RespConnection:
+        """Connect, AUTH and SELECT as the URL says (redis:// or unix://; TLS is not supported here)."""
+        if url.startswith("rediss://"):
+            raise RedisConnectionError(
+                "the mirror does not speak TLS (rediss://); use a local stunnel or redis://"
+            )
+        opts = _parse_url(url)
+        try:
+            with anyio.fail_after(timeout_s):
+                if "path" in opts:
+                    stream: ByteStream = await anyio.connect_unix(opts["path"])
+                else:
+                    stream = await anyio.connect_tcp(
+                        opts.get("host", "127.0.0.1"), int(opts.get("port", 6379))
+                    )
+        except TimeoutError as exc:
+            raise RedisTimeoutError(f"connecting to {opts.get('host', opts.get('path'))}: timed out") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"connecting to {opts.get('host', opts.get('path'))}: {exc}") from exc
+        conn = cls(stream, timeout_s)
+        setup: list[Command] = []
+        if opts.get("password"):
+            user = opts.get("username")
+            setup.append(("AUTH", user, opts["password"]) if user else ("AUTH", opts["password"]))
+        if int(opts.get("db", 0)):
+            setup.append(("SELECT", int(opts["db"])))
+        setup.append(("PING",))
+        try:
+            for reply in await conn.pipeline(setup):
+                if isinstance(reply, ResponseError):
+                    raise reply
+        except BaseException:
+            await conn.aclose()
+            raise
+        return conn
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._stream.aclose()
+
+    async def pipeline(self, commands: Sequence[Command | bytes]) -> list[Any]:
+        """Send all commands in one write and return one reply per command (errors as instances).
+
+        A command is an argument tuple, or bytes already in RESP (see :func:`pack_xadd`).
+        """
+        payload = b"".join(c if isinstance(c, bytes) else _pack(tuple(c)) for c in commands)
+        try:
+            with anyio.fail_after(self._timeout):
+                await self._stream.send(payload)
+                return await self._replies(len(commands))
+        except TimeoutError as exc:
+            raise RedisTimeoutError("redis did not answer in time") from exc
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
+            raise RedisConnectionError(f"redis connection lost: {exc!r}") from exc
+
+    async def _replies(self, n: int) -> list[Any]:
+        out: list[Any] = []
+        reader = self._reader
+        while len(out) < n:
+            reply = reader.gets()
+            if reply is False:
+                reader.feed(await self._stream.receive(1 << 16))
+                continue
+            out.append(_error(reply) if isinstance(reply, hiredis.ReplyError) else reply)
+        return out
+
+    async def transaction(self, commands: Sequence[Command | bytes]) -> list[Any]:
+        """MULTI, the commands, EXEC: all run or none. Per-command errors come back as instances.
+
+        Raises ResponseError when Redis refuses the transaction as a whole (EXECABORT, OOM).
+        """
+        replies = await self.pipeline([("MULTI",), *commands, ("EXEC",)])
+        result = replies[-1]
+        if isinstance(result, ResponseError):
+            queued = [r for r in replies[1:-1] if isinstance(r, ResponseError)]
+            raise queued[0] if queued else result
+        if not isinstance(result, list):
+            raise ResponseError(f"unexpected EXEC reply {result!r}")
+        return [_error(r) if isinstance(r, hiredis.ReplyError) else r for r in result]
+
+
+def xinfo_dict(reply: Any) -> dict[str, Any]:
+    """XINFO STREAM's flat key/value reply (RESP2) as a dict with str keys; {} for an error reply."""
+    if not isinstance(reply, list):
+        return {}
+    return {
+        k.decode() if isinstance(k, bytes) else str(k): v
+        for k, v in zip(reply[::2], reply[1::2], strict=False)
+    }
