@@ -118,7 +118,37 @@ def test_reload_then_broken_reload_then_sigterm(tmp_path: Path, notify: Notify) 
             assert actor["restarts"] == 0, name
             assert actor["handled"] >= before[name]["handled"], f"{name} was rebuilt by the reload"
 
-        # 2. a broken file keeps the old config running and says why on /status
+        # 2. removing a group stops only that group; adding it back starts it again
+        def reload_with(text: str) -> dict[str, object]:
+            cfg_path.write_text(text)
+            ready = notify.count("READY=1")
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: notify.count("READY=1") > ready, 10, "READY=1 after reload")
+            return _get(port, "/status")[1]
+
+        btc_only = make_config(
+            tmp_path / "state",
+            prefix=prefix,
+            port=port,
+            speed=50.0,
+            loop=True,
+            rsi_buy_max=70.0,
+            trades_group=False,
+        )
+        status = reload_with(btc_only)
+        assert status["config"]["last_changes"] == ["stop paper:XRP/ETH"]  # type: ignore[index]
+        now = _actors(status)
+        assert all(":XRP/ETH" not in name for name in now)
+        for name, actor in now.items():
+            assert actor["restarts"] == 0 and actor["handled"] >= after[name]["handled"], name
+        both = make_config(
+            tmp_path / "state", prefix=prefix, port=port, speed=50.0, loop=True, rsi_buy_max=70.0
+        )
+        status = reload_with(both)
+        assert status["config"]["last_changes"] == ["start paper:XRP/ETH"]  # type: ignore[index]
+        assert any(":XRP/ETH" in name for name in _actors(status))
+
+        # 3. a broken file keeps the old config running and says why on /status
         cfg_path.write_text(cfg_path.read_text().replace("rsi_buy_max = 70.0", 'rsi_buy_max = "high"'))
         ready_before = notify.count("READY=1")
         proc.send_signal(signal.SIGHUP)
@@ -132,7 +162,7 @@ def test_reload_then_broken_reload_then_sigterm(tmp_path: Path, notify: Notify) 
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as resp:
             assert resp.status == 200
 
-        # 3. SIGTERM: STOPPING=1 and exit code 0 within 5 s
+        # 4. SIGTERM: STOPPING=1 and exit code 0 within 5 s
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
