@@ -365,7 +365,8 @@ class RedisMirror:
                 head = heads[key] = xadd_prefix(key, self._cfg.maxlen)
             tname = types.get(e.tname)
             if tname is None:
-                tname = types[e.tname] = b"$%d\r\n%s\r\n" % (len(e.tname), e.tname.encode())
+                raw = e.tname.encode()
+                tname = types[e.tname] = b"$%d\r\n%s\r\n" % (len(raw), raw)
             commands.append(pack_xadd(head, f"{e.ms}-{e.seq}", tname, data))
         return await client.transaction(commands)
 

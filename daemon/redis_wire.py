@@ -130,6 +130,8 @@ class RespConnection:
             raise RedisTimeoutError("redis did not answer in time") from exc
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
             raise RedisConnectionError(f"redis connection lost: {exc!r}") from exc
+        except hiredis.ProtocolError as exc:  # not Redis at the other end; the reader is unusable now
+            raise RedisConnectionError(f"redis protocol error: {exc}") from exc
 
     async def _replies(self, n: int) -> list[Any]:
         out: list[Any] = []
@@ -148,6 +150,11 @@ class RespConnection:
         Raises ResponseError when Redis refuses the transaction as a whole (EXECABORT, OOM).
         """
         replies = await self.pipeline([("MULTI",), *commands, ("EXEC",)])
+        if isinstance(replies[0], ResponseError):
+            # Without MULTI the commands ran one by one: what was applied is unknown to us.
+            raise RedisConnectionError(
+                f"MULTI refused ({replies[0]}); commands may have run outside a transaction"
+            )
         result = replies[-1]
         if isinstance(result, ResponseError):
             queued = [r for r in replies[1:-1] if isinstance(r, ResponseError)]
