@@ -42,8 +42,10 @@ OrderStatus = Literal[
     "submitted", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired"
 ]
 TERMINAL: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
-# Rejections of a request about an order, not of the order itself: the order's state stands.
-REQUEST_REJECTS = ("cancel rejected:", "duplicate client_order_id")
+# Rejections of a request about an order (a cancel), not of the order itself: its state stands.
+# A "duplicate client_order_id" reject of a submit ends our order: the venue already has that id
+# from an earlier life of this intent (re-sent after a restart), and this submission did nothing.
+REQUEST_REJECTS = ("cancel rejected:",)
 KEEP_FINISHED = 10_000
 
 

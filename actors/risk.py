@@ -88,8 +88,8 @@ class RiskActor(Actor):
         return None
 
     def _check_state(self, intent: OrderIntent) -> Verdict:
-        if self.group.halted:
-            return "halted", f"group halted: {self.group.halt_reason}"
+        if self.group.halted and not intent.reduce_only:
+            return "halted", f"group halted ({self.group.reason}): only reduce-only orders are allowed"
         mode = self.limits.trading_state
         if mode == "halted":
             return "halted", "trading state is HALTED"

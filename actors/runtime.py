@@ -50,23 +50,43 @@ class RestartPolicy(msgspec.Struct, frozen=True):
 
 
 class GroupState:
-    """Health of one (exchange, symbol) group, shared by its actors and read by the health server."""
+    """Health of one (exchange, symbol) group, shared by its actors and read by the health server.
+
+    Two independent halts: the supervisor's (an actor kept failing; only a restart of the
+    group clears it, since that actor is down) and the operator's kill switch (cleared by
+    ``resume``).  While halted, risk lets only reduce-only orders (exits, stop-losses) through.
+    """
 
     def __init__(self, exchange: str, symbol: str) -> None:
         self.exchange = exchange
         self.symbol = symbol
-        self.halted = False
-        self.halt_reason = ""
+        self.halt_reason = ""  # supervisor: an actor failed too often
+        self.admin_reason = ""  # operator: POST /admin/halt
+
+    @property
+    def halted(self) -> bool:
+        return bool(self.halt_reason or self.admin_reason)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(
+            r for r in (self.halt_reason, self.admin_reason and f"admin: {self.admin_reason}") if r
+        )
 
     def halt(self, reason: str) -> None:
-        if not self.halted:
+        if not self.halt_reason:
             log.error(
                 "group halted: %s",
                 reason,
                 extra={"component": "supervisor", "exchange": self.exchange, "symbol": self.symbol},
             )
-        self.halted = True
         self.halt_reason = reason
+
+    def admin_halt(self, reason: str) -> None:
+        self.admin_reason = reason
+
+    def admin_resume(self) -> None:
+        self.admin_reason = ""
 
 
 class Actor(ABC):

@@ -3,7 +3,8 @@
 Takes: RiskApproved (remembers the stop-loss / take-profit an entry intent carries),
 PositionChanged (arms, resizes or disarms the stop), RiskRejected (re-arms a stop whose
 exit was refused, so it tries again on the next price — unless another exit is already
-working), OrderCanceled/OrderExpired/OrderRejected (an exit it deferred to may have
+working), OrderFilled (its exit completed: if the position is still open it re-arms for
+the rest), OrderCanceled/OrderExpired/OrderRejected (an exit it deferred to may have
 ended unfilled: look again), Trade and Bar (prices).
 Emits: StopArmed, StopCanceled, StopTriggered, and a reduce-only market OrderIntent
 for the exit (to risk).
@@ -25,6 +26,7 @@ from actors.messages import (
     Message,
     OrderCanceled,
     OrderExpired,
+    OrderFilled,
     OrderIntent,
     OrderRejected,
     PositionChanged,
@@ -45,7 +47,16 @@ Trigger = Literal["stop_loss", "take_profit"]
 
 
 class ArmedStop:
-    __slots__ = ("exit_cid", "exit_side", "quantity", "stop_id", "stop_price", "take_profit", "triggered")
+    __slots__ = (
+        "exit_cid",
+        "exit_done",
+        "exit_side",
+        "quantity",
+        "stop_id",
+        "stop_price",
+        "take_profit",
+        "triggered",
+    )
 
     def __init__(
         self, stop_id: str, exit_side: Side, quantity: Decimal, stop: Decimal | None, tp: Decimal | None
@@ -57,6 +68,7 @@ class ArmedStop:
         self.take_profit = tp
         self.triggered = False
         self.exit_cid = ""  # client order id of the exit this stop sent, while it is working
+        self.exit_done = False  # that exit filled completely (the position may still be open)
 
     def check(self, low: Decimal, high: Decimal) -> tuple[Trigger, Decimal] | None:
         """Which level a price range [low, high] touches; stop-loss first."""
@@ -106,6 +118,10 @@ class StopMonitor(Actor):
                 await self._on_position(msg)
             case RiskRejected():
                 self._on_rejected(msg)
+            case OrderFilled():
+                stop = self.stop
+                if stop is not None and msg.client_order_id == stop.exit_cid and msg.leaves_qty == 0:
+                    stop.exit_done = True
             case OrderCanceled() | OrderExpired() | OrderRejected():
                 self._on_order_ended(msg)
             case _:
@@ -161,11 +177,19 @@ class StopMonitor(Actor):
         if qty == 0:
             return
         levels = self.levels.get(msg.last_client_order_id)
-        if self.stop is not None:
+        stop = self.stop
+        if stop is not None:
             # Same position, new size; new levels only if this fill brought them.
-            self.stop.quantity = abs(qty)
+            stop.quantity = abs(qty)
             if levels is not None:
-                self.stop.stop_price, self.stop.take_profit = levels
+                stop.stop_price, stop.take_profit = levels
+            if stop.exit_done and msg.last_client_order_id == stop.exit_cid:
+                # Our exit filled but the position is still open (e.g. the entry kept filling
+                # after the trigger): watch the rest, and exit it on the next price beyond a level.
+                self.log.warning(
+                    "exit %s filled, %s still open: %s re-armed", stop.exit_cid, qty, stop.stop_id
+                )
+                stop.triggered, stop.exit_done, stop.exit_cid = False, False, ""
             return
         if levels is None:
             self.log.warning("position %s has no stop-loss/take-profit levels to arm", qty)

@@ -69,22 +69,26 @@ class Daemon:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
+        """Mirror outside, trading inside: on shutdown the groups stop first (their last order
+        events still reach the mirror), then the mirror keeps what Redis has not got on disk."""
+        async with anyio.create_task_group() as outer:
             if self.mirror is not None:
-                await tg.start(self.mirror.run)
-            await tg.start(self.supervisor.run)
-            tg.start_soon(self.notifier.watchdog_loop)
-            if self.cfg.health.enabled:
-                async with open_health_server(self.cfg.health, self, self.metrics) as server:
-                    log.info(
-                        "health server on http://%s:%d",
-                        self.cfg.health.bind,
-                        server.port,
-                        extra={"component": "health"},
-                    )
-                    await self._serve(tg.cancel_scope)
-            else:
-                await self._serve(tg.cancel_scope)
+                await outer.start(self.mirror.run)
+            outer.start_soon(self.notifier.watchdog_loop)
+            async with anyio.create_task_group() as inner:
+                await inner.start(self.supervisor.run)
+                if self.cfg.health.enabled:
+                    async with open_health_server(self.cfg.health, self, self.metrics) as server:
+                        log.info(
+                            "health server on http://%s:%d",
+                            self.cfg.health.bind,
+                            server.port,
+                            extra={"component": "health"},
+                        )
+                        await self._serve(inner.cancel_scope)
+                else:
+                    await self._serve(inner.cancel_scope)
+            outer.cancel_scope.cancel()
 
     async def _serve(self, root: anyio.CancelScope) -> None:
         groups = ", ".join(g.name for g in self.supervisor.groups.values())
@@ -106,6 +110,7 @@ class Daemon:
         sup = self.supervisor
         try:
             new = load_config(self.config_path)
+            sup.check_reload(new)
         except ConfigError as exc:
             sup.reload_failures += 1
             sup.last_reload_error = str(exc)
@@ -116,7 +121,17 @@ class Daemon:
             self._announce(ConfigReloaded(ok=False, error=str(exc), **_sys()))
             self.notifier.ready("reload rejected: " + str(exc)[:200])
             return
-        diff = await sup.apply_config(new)
+        try:
+            diff = await sup.apply_config(new)
+        except Exception as exc:
+            sup.reload_failures += 1
+            sup.last_reload_error = f"reload failed while applying: {exc!r}"
+            self.metrics.inc("tradingd_config_reloads_total", {"result": "failed"})
+            log.exception(
+                "config reload failed while applying; running groups kept", extra={"component": "config"}
+            )
+            self.notifier.ready("reload failed: " + repr(exc)[:200])
+            return
         self.cfg = new
         logging.getLogger().setLevel(new.daemon.log_level.upper())
         sup.reloads += 1

@@ -23,6 +23,7 @@ import msgspec
 from actors.params import BreakoutParams, RiskLimits, StrategyParams
 from daemon.config_lines import line_of
 
+MAX_PERIOD = 10_000  # indicator windows hold a multiple of this many bars
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -256,6 +257,13 @@ def _validate(cfg: Config) -> Problems:
         ("channels.batch_size", c.batch_size, False),
     ):
         yield from _positive(path, value, zero_ok)
+    if not r.url.startswith(("redis://", "unix://")):
+        yield (
+            "redis.url",
+            f"expected a redis:// or unix:// URL (TLS rediss:// is not supported yet), got {r.url!r}",
+        )
+    if c.capacity > 10_000_000:
+        yield "channels.capacity", f"expected at most 10000000 messages, got {c.capacity}"
     if not 0 <= cfg.health.port < 65536:
         yield "health.port", f"expected a TCP port 0..65535 (0 picks a free one), got {cfg.health.port}"
     for name, acct in cfg.accounts.items():
@@ -315,6 +323,9 @@ def _validate_risk(p: str, r: RiskLimits) -> Problems:
 def _validate_strategy(p: str, s: StrategyParams, risk: RiskLimits) -> Problems:
     for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma", "max_trades_per_day"):
         yield from _positive(f"{p}.{field}", getattr(s, field))
+    for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma"):
+        if getattr(s, field) > MAX_PERIOD:
+            yield f"{p}.{field}", f"expected at most {MAX_PERIOD} bars, got {getattr(s, field)}"
     for field in ("stop_loss_pct", "take_profit_pct", "volume_ratio"):
         yield from _positive(f"{p}.{field}", getattr(s, field))
     yield from _positive(f"{p}.cooldown_s", s.cooldown_s, allow_zero=True)

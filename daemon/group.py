@@ -173,6 +173,7 @@ class SymbolGroup:
                 RiskApproved,
                 RiskRejected,
                 PositionChanged,
+                OrderFilled,
                 OrderRejected,
                 OrderCanceled,
                 OrderExpired,

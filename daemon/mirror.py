@@ -246,7 +246,7 @@ class RedisMirror:
         while True:
             try:
                 self._client = await RespConnection.open(cfg.url, self._op_timeout)
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, ValueError) as exc:  # ValueError: a URL redis cannot parse
                 self._set_down(exc)
                 await anyio.sleep(cfg.retry_interval_s)
                 continue

@@ -24,9 +24,9 @@ from anyio.abc import TaskGroup
 from actors.channels import Channel, Router, Tap
 from actors.messages import Message
 from actors.portfolio import Portfolio
-from actors.runtime import GroupState, RestartPolicy, run_supervised
+from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
 from adapters.paper.account import PaperAccountState
-from daemon.config import Config, ConfigDiff, GroupConfig, diff_configs
+from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, diff_configs
 from daemon.group import SymbolGroup
 
 log = logging.getLogger("tradingd.supervisor")
@@ -94,6 +94,8 @@ class Supervisor:
         acct = self._account(cfg.account)
         acct.portfolio.set_assets(cfg.symbol, cfg.instrument.base, cfg.instrument.quote)
         group = SymbolGroup(cfg, acct.paper, acct.portfolio, self.tap, self.cfg.channels, self.policy)
+        if self.admin_halt_reason:
+            group.health.admin_halt(self.admin_halt_reason)
         self.groups[cfg.key] = group
         await self._tg.start(group.run, name=f"group:{group.name}")
         log.info(
@@ -106,9 +108,30 @@ class Supervisor:
             group.stop()
             log.info("group stopped", extra={"component": "supervisor", "exchange": key[0], "symbol": key[1]})
 
-    async def apply_config(self, new: Config) -> ConfigDiff:
-        """Carry out the diff between the running config and ``new``."""
+    def check_reload(self, new: Config) -> ConfigDiff:
+        """The diff ``new`` would apply; ConfigError if it would abandon a position or open orders.
+
+        Stopping or restarting a group starts its order book, position and stops afresh, so
+        it is refused while the group holds a position or working orders.
+        """
         diff = diff_configs(self.cfg, new)
+        busy = []
+        for key in diff.stop + diff.restart:
+            group = self.groups.get(key)
+            if group is not None and (group.state.position != 0 or group.state.open_orders > 0):
+                busy.append(
+                    f"{group.name} (position {group.state.position}, {group.state.open_orders} open orders)"
+                )
+        if busy:
+            raise ConfigError(
+                "reload refused: it would stop or restart " + ", ".join(busy) + "; close the position and "
+                "let orders finish first, or keep the group's feed, instrument and account unchanged"
+            )
+        return diff
+
+    async def apply_config(self, new: Config) -> ConfigDiff:
+        """Carry out the diff between the running config and ``new`` (see ``check_reload``)."""
+        diff = self.check_reload(new)
         self.cfg = new
         for name, acct_cfg in new.accounts.items():
             if name in self.accounts:
@@ -129,8 +152,11 @@ class Supervisor:
         stale_after = self.cfg.daemon.feed_stale_after_s
         if self.admin_halt_reason:
             reasons.append(f"trading halted by admin: {self.admin_halt_reason}")
+        for acct in self.accounts.values():
+            if acct.health.halt_reason:
+                reasons.append(f"account {acct.name} ledger halted: {acct.health.halt_reason}")
         for group in self.groups.values():
-            if group.health.halted:
+            if group.health.halt_reason:
                 reasons.append(f"group {group.name} halted: {group.health.halt_reason}")
             age = group.feed_age_s(now)
             if age is None and (now - self.started_ns) / 1e9 > stale_after:
@@ -140,15 +166,16 @@ class Supervisor:
         return reasons
 
     def halt(self, reason: str) -> None:
+        """Kill switch: no new exposure on any group (exits and stop-losses still go through)."""
         self.admin_halt_reason = reason or "halted by admin"
         for group in self.groups.values():
-            group.health.halt(self.admin_halt_reason)
+            group.health.admin_halt(self.admin_halt_reason)
 
     def resume(self) -> None:
+        """Lift the kill switch. A supervisor halt (an actor that kept failing) stays."""
         self.admin_halt_reason = ""
         for group in self.groups.values():
-            group.health.halted = False
-            group.health.halt_reason = ""
+            group.health.admin_resume()
 
     def status(self) -> dict[str, object]:
         now = time.time_ns()
@@ -161,7 +188,14 @@ class Supervisor:
                 "last_changes": self.last_reload_changes,
             },
             "groups": [self._group_status(g, now) for g in self.groups.values()],
-            "accounts": {name: a.portfolio.snapshot() for name, a in self.accounts.items()},
+            "accounts": {name: self._account_status(a, now) for name, a in self.accounts.items()},
+        }
+
+    def _account_status(self, acct: AccountRuntime, now: int) -> dict[str, object]:
+        return {
+            **acct.portfolio.snapshot(),
+            "halted": acct.health.halted,
+            "actor": _actor_status(acct.portfolio, now),
         }
 
     def _group_status(self, group: SymbolGroup, now: int) -> dict[str, object]:
@@ -170,7 +204,7 @@ class Supervisor:
             "exchange": group.cfg.exchange,
             "symbol": group.cfg.symbol,
             "halted": group.health.halted,
-            "halt_reason": group.health.halt_reason,
+            "halt_reason": group.health.reason,
             "last_price": str(st.last_price) if st.last_price is not None else None,
             "position": str(st.position),
             "avg_price": str(st.avg_price),
@@ -178,19 +212,19 @@ class Supervisor:
             "open_orders": st.open_orders,
             "strategy": msgspec.to_builtins(group.cfg.strategy),
             "risk": msgspec.to_builtins(group.cfg.risk),
-            "actors": [
-                {
-                    "name": a.name,
-                    "kind": a.kind,
-                    "state": a.status,
-                    "restarts": a.restarts,
-                    "handled": a.handled,
-                    "last_message_age_s": None
-                    if not a.last_message_ns
-                    else round((now - a.last_message_ns) / 1e9, 3),
-                    "queue_depth": a.inbox.depth(),
-                    "last_error": a.last_error,
-                }
-                for a in group.actors
-            ],
+            "actors": [_actor_status(a, now) for a in group.actors],
         }
+
+
+def _actor_status(a: Actor, now: int) -> dict[str, object]:
+    return {
+        "name": a.name,
+        "kind": a.kind,
+        "state": a.status,
+        "restarts": a.restarts,
+        "handled": a.handled,
+        "poisoned": a.poisoned,
+        "last_message_age_s": None if not a.last_message_ns else round((now - a.last_message_ns) / 1e9, 3),
+        "queue_depth": a.inbox.depth(),
+        "last_error": a.last_error,
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from actors.runtime import Actor
 from daemon.metrics import Labels, Metrics, Sample
 from daemon.supervisor import Supervisor
 
@@ -18,6 +19,10 @@ HELP = {
     "tradingd_channel_blocked_sends_total": ("counter", "Sends that had to wait because an inbox was full"),
     "tradingd_actor_restarts_total": ("counter", "Actor restarts after a failure"),
     "tradingd_actor_up": ("gauge", "1 when the actor is running"),
+    "tradingd_actor_poisoned_total": (
+        "counter",
+        "Messages dropped because handling them raised (then restarted)",
+    ),
     "tradingd_market_rejected_total": ("counter", "Market messages dropped by validation, by reason"),
     "tradingd_orders_total": ("counter", "Order lifecycle events seen by the order actor"),
     "tradingd_order_anomalies_total": (
@@ -42,15 +47,25 @@ def _l(**labels: str) -> Labels:
     return tuple(sorted(labels.items()))
 
 
+def _actor_samples(actor: Actor, labels: Labels) -> Iterator[Sample]:
+    yield "tradingd_actor_restarts_total", labels, actor.restarts
+    yield "tradingd_actor_poisoned_total", labels, actor.poisoned
+    yield "tradingd_actor_up", labels, 1.0 if actor.status == "running" else 0.0
+
+
 def collect(sup: Supervisor) -> Iterator[Sample]:
+    for acct in list(sup.accounts.values()):
+        p = acct.portfolio
+        labels = _l(exchange="*", symbol=f"account:{acct.name}", actor=p.kind)
+        yield from _actor_samples(p, labels)
+        yield "tradingd_queue_depth", labels, p.inbox.depth()
     for group in list(sup.groups.values()):
         ex, sym = group.cfg.exchange, group.cfg.symbol
         for t, n in group.router.counts.items():
             yield "tradingd_messages_total", _l(exchange=ex, symbol=sym, type=t.__name__), n
         for actor in group.actors:
             labels = _l(exchange=ex, symbol=sym, actor=actor.kind)
-            yield "tradingd_actor_restarts_total", labels, actor.restarts
-            yield "tradingd_actor_up", labels, 1.0 if actor.status == "running" else 0.0
+            yield from _actor_samples(actor, labels)
             if actor is not group.feed:
                 stats = actor.inbox.statistics()
                 yield "tradingd_queue_depth", labels, stats.depth

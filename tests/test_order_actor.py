@@ -383,18 +383,27 @@ async def test_fill_that_would_overfill_the_order_is_refused() -> None:
     assert w.exposure() == (1, D("0.4"))
 
 
-@pytest.mark.parametrize(
-    "reason",
-    ["cancel rejected: unknown order td-abc", "duplicate client_order_id td-abc"],
-    ids=["cancel_rejected", "duplicate_id"],
-)
-async def test_rejection_of_a_request_about_an_order_does_not_end_the_order(reason: str) -> None:
+async def test_duplicate_client_order_id_reject_of_a_submit_ends_the_order_and_frees_its_reservation() -> (
+    None
+):
+    """After a restart the same intent is re-sent; the venue refuses the id it already has.
+    This submission did nothing: the order ends here and its reservation comes back, so
+    open_orders cannot stay stuck (which would block every later entry)."""
+    w = Wired()
+    cid = await w.submit(intent("e1", "buy", "2"))
+    await w.send(rejected(cid, f"duplicate client_order_id {cid}"))
+    assert w.order.orders[cid].status == "rejected"
+    assert w.exposure() == (0, D(0))
+    assert w.order.counts["rejected"] == 1
+
+
+async def test_rejection_of_a_cancel_request_does_not_end_the_order() -> None:
     # Arrange
     w = Wired()
     cid = await w.submit(intent("e1", "buy", "2"))
     await w.send(accepted(cid))
     # Act
-    await w.send(rejected(cid, reason))
+    await w.send(rejected(cid, "cancel rejected: unknown order td-abc"))
     # Assert
     assert w.order.orders[cid].status == "accepted"
     assert w.order.anomalies == {"request_rejected": 1}

@@ -102,11 +102,27 @@ class Wired:
 # --- trading state --------------------------------------------------------------------------
 
 
-async def test_halted_group_rejects_every_intent_with_the_halt_reason() -> None:
+async def test_halted_group_rejects_entries_but_lets_exits_through() -> None:
+    """A halt stops new exposure; an open position must still be able to reach its stop-loss."""
     w = Wired(position="2")
     w.group.halt("order actor failed 6 times")
-    assert await w.rejected(intent()) == ("halted", "group halted: order actor failed 6 times")
-    assert await w.rejected(exit_("x", "sell", "1")) == ("halted", "group halted: order actor failed 6 times")
+    assert await w.rejected(intent()) == (
+        "halted",
+        "group halted (order actor failed 6 times): only reduce-only orders are allowed",
+    )
+    await w.approved(exit_("x", "sell", "1"))
+
+
+async def test_admin_halt_rejects_entries_and_resume_lifts_only_the_admin_halt() -> None:
+    w = Wired(position="2")
+    w.group.admin_halt("desk says stop")
+    assert await w.rejected(intent()) == (
+        "halted",
+        "group halted (admin: desk says stop): only reduce-only orders are allowed",
+    )
+    w.group.halt("feed failed 6 times")
+    w.group.admin_resume()
+    assert w.group.halted and w.group.reason == "feed failed 6 times"
 
 
 async def test_group_that_is_not_halted_approves() -> None:

@@ -18,6 +18,7 @@ from actors.messages import (
     Message,
     OrderCanceled,
     OrderExpired,
+    OrderFilled,
     OrderIntent,
     OrderRejected,
     PositionChanged,
@@ -516,3 +517,53 @@ async def test_position_flipping_through_zero_cancels_the_old_stop_before_arming
     cancels = [m for m in out if isinstance(m, tuple) and m[0] == "canceled"]
     assert [c[1] for c in cancels] == [stop_id("e1")]
     assert out.index(cancels[0]) < out.index(armed(stop_id("e2"), "buy", "2", "105", "90"))
+
+
+# --- the exit filled but the position is still open ----------------------------------------
+
+
+def exit_fill(intent_id: str, qty: str, leaves: str) -> OrderFilled:
+    cid = client_order_id(intent_id)
+    return OrderFilled(
+        exchange=EX,
+        symbol=SYM,
+        ts_event=20,
+        ts_recv=20,
+        client_order_id=cid,
+        venue_order_id="v9",
+        trade_id="t9",
+        side="sell",
+        last_qty=D(qty),
+        last_price=D("94"),
+        cum_qty=D(qty),
+        leaves_qty=D(leaves),
+        fee=D(0),
+        fee_asset="USDT",
+        liquidity="taker",
+    )
+
+
+async def test_stop_rearms_when_its_exit_filled_but_the_entry_kept_filling_after_the_trigger() -> None:
+    """Long 2, stop-loss hit: exit for 2 goes out; meanwhile the entry fills 5 more. The exit
+    fills (2), the position is still 5: the stop must watch the 5 and exit them on the next
+    price beyond its level, not stay 'triggered' forever."""
+    w = Wired()
+    await w.arm_long(qty="2")
+    await w.send(trade(10, "94"))  # trigger: exit 2
+    exit_id = f"{stop_id()}:stop_loss:10"
+    await w.send(position("7", "e1"))  # the entry kept filling
+    assert await w.send(trade(11, "93")) == []  # the exit is still working: no second trigger
+    out = await w.send(exit_fill(exit_id, "2", "0"), position("5", exit_id), trade(12, "93"))
+    assert out == [
+        triggered(stop_id(), "stop_loss", "95", 12),
+        exit_intent(stop_id(), "stop_loss", "sell", "5", "95", 12),
+    ]
+
+
+async def test_partial_exit_fill_does_not_rearm() -> None:
+    w = Wired()
+    await w.arm_long(qty="4")
+    await w.send(trade(10, "94"))
+    exit_id = f"{stop_id()}:stop_loss:10"
+    out = await w.send(exit_fill(exit_id, "1", "3"), position("3", exit_id), trade(12, "93"))
+    assert out == []
