@@ -1,4 +1,4 @@
-# tradingd developer entry points. Only python3 and make are needed on a fresh machine.
+# tradingd developer entry points. Only python3 (with venv/ensurepip) and make are needed.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: run test bench lint services clean
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), sys.version' 2>/dev/null || \
+		{ echo "tradingd needs Python 3.11 or newer as '$(PY)' (make PY=python3.12 ...)"; exit 1; }
+	@test -x $(BIN)/pip || { \
+		rm -rf $(VENV); \
+		$(PY) -m venv $(VENV) || { rm -rf $(VENV); \
+			echo "could not create $(VENV): on Debian/Ubuntu install the venv module: apt-get install python3-venv"; exit 1; }; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
@@ -26,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check daemon actors adapters tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) services
 	$(BIN)/python -m bench
 
 clean:

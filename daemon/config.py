@@ -208,16 +208,28 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: config file is not UTF-8: {exc}") from None
-    cfg = parse_config(text, str(p))
-    return _resolve_paths(cfg, p.parent)
+    cfg = _resolve_paths(parse_config(text, str(p)), p.parent)
+    for i, g in enumerate(cfg.groups):
+        if g.enabled and not Path(g.feed.path).is_file():
+            raise _err(text, f"groups[{i}].feed.path", f"no such data file: {g.feed.path}", str(p))
+    return cfg
+
+
+INSTALL_ROOT = Path(__file__).resolve().parent.parent  # holds daemon/, actors/, adapters/
 
 
 def _resolve_paths(cfg: Config, base: Path) -> Config:
+    """Relative feed paths are relative to the config file; failing that, to the installation
+    (so ``adapters/replay/data/...`` finds the bundled data wherever the config lives)."""
     groups = []
     for g in cfg.groups:
         fp = Path(g.feed.path)
         if not fp.is_absolute():
-            fp = (base / fp).resolve()
+            fp = (
+                (base / fp).resolve()
+                if (base / fp).exists() or not (INSTALL_ROOT / fp).exists()
+                else INSTALL_ROOT / fp
+            )
         groups.append(msgspec.structs.replace(g, feed=msgspec.structs.replace(g.feed, path=str(fp))))
     return msgspec.structs.replace(cfg, groups=groups)
 

@@ -601,3 +601,24 @@ def test_every_key_with_every_hostile_value_raises_only_config_error() -> None:
             except Exception as exc:  # noqa: BLE001 - anything but ConfigError is the finding
                 escaped.append(f"{key.strip()} = {value}: {type(exc).__name__}: {exc}")
     assert escaped == []
+
+
+def test_missing_data_file_is_a_config_error_naming_the_key_and_line(tmp_path: Path) -> None:
+    text = SHIPPED.read_text().replace("adapters/replay/data/candles/UNITTEST_BTC-1m.json", "missing.json")
+    path = tmp_path / "cfg.toml"
+    path.write_text(text)
+    line = text.splitlines().index('path = "missing.json"') + 1
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (
+        str(err.value)
+        == f"{path}:{line}: groups[0].feed.path: no such data file: {tmp_path / 'missing.json'}"
+    )
+
+
+def test_relative_bundled_data_paths_resolve_from_any_config_directory(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(SHIPPED.read_text())
+    cfg = load_config(path)
+    assert [Path(g.feed.path).name for g in cfg.groups] == ["UNITTEST_BTC-1m.json", "XRP_ETH-trades.json.gz"]
+    assert all(Path(g.feed.path).is_file() for g in cfg.groups)

@@ -1,0 +1,69 @@
+"""Reload safety under a running supervisor: a reload that would abandon a position or working
+orders is refused whole; an apply that fails leaves the running groups in place."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from daemon.app import Daemon
+from daemon.config import ConfigError, parse_config
+from daemon.metrics import Metrics
+from tests.helpers import make_config, unique_prefix
+
+pytestmark = pytest.mark.anyio
+
+
+def _config(tmp_path: Path, **kw: object) -> str:
+    return make_config(tmp_path / "state", prefix=unique_prefix(), speed=1.0, redis_enabled=False, **kw)  # type: ignore[arg-type]
+
+
+async def test_reload_that_would_stop_a_group_holding_a_position_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(_config(tmp_path))
+    daemon = Daemon(parse_config(path.read_text()), path, Metrics())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        with anyio.fail_after(10):
+            while len(daemon.supervisor.groups) < 2:
+                await anyio.sleep(0.02)
+        xrp = daemon.supervisor.groups[("paper", "XRP/ETH")]
+        xrp.state.position = Decimal("120")
+        path.write_text(_config(tmp_path, trades_group=False))
+        with pytest.raises(
+            ConfigError,
+            match=r"^reload refused: it would stop or restart paper:XRP/ETH \(position 120, 0 open orders\)",
+        ):
+            daemon.supervisor.check_reload(parse_config(path.read_text()))
+        await daemon.reload()
+        assert daemon.supervisor.groups[("paper", "XRP/ETH")] is xrp  # still running, untouched
+        assert daemon.supervisor.last_reload_error.startswith(
+            "reload refused: it would stop or restart paper:XRP/ETH"
+        )
+        xrp.state.position = Decimal(0)
+        await daemon.reload()
+        assert ("paper", "XRP/ETH") not in daemon.supervisor.groups
+        assert daemon.supervisor.last_reload_changes[0] == "stop paper:XRP/ETH"
+        tg.cancel_scope.cancel()
+
+
+async def test_admin_halt_applies_to_groups_started_later(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(_config(tmp_path, trades_group=False))
+    daemon = Daemon(parse_config(path.read_text()), path, Metrics())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        with anyio.fail_after(10):
+            while not daemon.supervisor.groups:
+                await anyio.sleep(0.02)
+        daemon.halt("desk says stop")
+        path.write_text(_config(tmp_path))
+        await daemon.reload()
+        xrp = daemon.supervisor.groups[("paper", "XRP/ETH")]
+        assert xrp.health.halted and xrp.health.reason == "admin: desk says stop"
+        daemon.resume()
+        assert not xrp.health.halted
+        tg.cancel_scope.cancel()
