@@ -64,20 +64,23 @@ class FeedAdapter(Actor):
     def __init__(
         self, exchange: str, symbol: str, router: Router, inbox: Channel[Message], feed: ReplayFeed
     ) -> None:
-        super().__init__(exchange, symbol, router, inbox)
         self.feed = feed
-        self.emitted = 0
+        super().__init__(exchange, symbol, router, inbox)
 
     async def run(self) -> None:
-        inbox = self.inbox
+        await self.feed.run(self.inbox.send, sink_nowait=self.inbox.send_nowait)
 
-        async def sink(msg: Message) -> None:
-            if not inbox.send_nowait(msg):
-                await inbox.send(msg)
-            self.emitted += 1
-            self.last_message_ns = msg.ts_recv
+    @property
+    def emitted(self) -> int:
+        return self.feed.emitted
 
-        await self.feed.run(sink)
+    @property
+    def last_message_ns(self) -> int:
+        return self.feed.last_emit_ns
+
+    @last_message_ns.setter
+    def last_message_ns(self, value: int) -> None:
+        pass  # the feed keeps its own clock
 
     async def handle(self, msg: Message) -> None:  # pragma: no cover - the feed has no inbox of its own
         raise NotImplementedError

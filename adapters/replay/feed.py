@@ -285,6 +285,7 @@ class ReplayFeed:
         self.emitted = 0
         self.loops = 0
         self.last_ts_event = 0
+        self.last_emit_ns = 0  # wall clock of the last emission (for "last message age")
         self.behind_ms = 0.0
         self.running = False
         self._index = 0  # next message of the current pass
@@ -324,9 +325,17 @@ class ReplayFeed:
                 yield _shifted(msg, shift, msg.ts_event + shift)
 
     # -- playback --------------------------------------------------------------------------
-    async def run(self, sink: Sink, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        sink: Sink,
+        *,
+        sink_nowait: Callable[[Message], bool] | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Emit the messages to ``sink`` in timestamp order; returns at the end unless ``loop``.
 
+        ``sink_nowait``, when given, is tried first for each message (the channel pattern:
+        deliver without awaiting, and ``await sink`` only when it returns False).
         ``task_status.started()`` is called once the file is loaded, so a bad file fails
         ``TaskGroup.start()``.  Cancellation stops playback at the next sleep, sink await
         or checkpoint (every few hundred messages).
@@ -336,7 +345,7 @@ class ReplayFeed:
         task_status.started()
         try:
             if self.cfg.speed == 0:
-                await self._run_unpaced(sink, msgs)
+                await self._run_unpaced(sink, msgs, sink_nowait)
             else:
                 await self._run_paced(sink, msgs)
         finally:
@@ -350,20 +359,30 @@ class ReplayFeed:
         await sink(out)
         self._index += 1
         self.emitted += 1
-        self.last_ts_event = out.ts_event
+        self.last_ts_event, self.last_emit_ns = out.ts_event, out.ts_recv
 
     def _end_pass(self) -> None:
         self.loops += 1
         self._index = 0
 
-    async def _run_unpaced(self, sink: Sink, msgs: list[ReplayMessage]) -> None:
+    async def _run_unpaced(
+        self, sink: Sink, msgs: list[ReplayMessage], sink_nowait: Callable[[Message], bool] | None
+    ) -> None:
+        """As fast as the consumer takes it, in chunks of YIELD_EVERY with one clock read each."""
         step = self.loop_shift_ns()
+        n = len(msgs)
         while self._more_passes():
             shift = self.loops * step
-            for i in range(self._index, len(msgs)):
-                await self._emit(sink, msgs[i], shift)
-                if i % YIELD_EVERY == 0:
-                    await anyio.lowlevel.checkpoint()
+            while self._index < n:
+                ts_recv = time.time_ns()
+                for i in range(self._index, min(self._index + YIELD_EVERY, n)):
+                    out = _shifted(msgs[i], shift, ts_recv)
+                    if sink_nowait is None or not sink_nowait(out):
+                        await sink(out)
+                    self._index = i + 1
+                    self.emitted += 1
+                self.last_ts_event, self.last_emit_ns = out.ts_event, ts_recv
+                await anyio.lowlevel.checkpoint()
             self._end_pass()
             await anyio.lowlevel.checkpoint()
 
