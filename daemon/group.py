@@ -75,6 +75,15 @@ class FeedAdapter(Actor):
         return self.feed.emitted
 
     @property
+    def handled(self) -> int:
+        """Messages the feed delivered into the market-feed inbox."""
+        return self.feed.emitted
+
+    @handled.setter
+    def handled(self, value: int) -> None:
+        pass  # counted by the feed itself
+
+    @property
     def last_message_ns(self) -> int:
         return self.feed.last_emit_ns
 
