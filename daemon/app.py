@@ -25,6 +25,7 @@ from daemon.logs import setup_logging
 from daemon.metrics import METRICS, Metrics
 from daemon.mirror import RedisMirror
 from daemon.sdnotify import SystemdNotifier
+from daemon.state_lock import StateDirLocked, StateLock
 from daemon.supervisor import Supervisor
 
 log = logging.getLogger("tradingd.daemon")
@@ -162,12 +163,20 @@ def run(config_path: str) -> int:
         log.error("%s", exc, extra={"component": "config"})
         return 2
     setup_logging(cfg.daemon.log_level, cfg.daemon.log_format)
-    daemon = Daemon(cfg, Path(config_path).resolve())
+    lock = StateLock(Path(cfg.daemon.state_dir))
     try:
+        lock.acquire()
+    except (StateDirLocked, OSError) as exc:
+        log.error("%s", exc, extra={"component": "daemon"})
+        return 2
+    try:
+        daemon = Daemon(cfg, Path(config_path).resolve())
         import uvloop  # noqa: F401 - the backend option below needs it importable
 
         anyio.run(daemon.run, backend="asyncio", backend_options={"use_uvloop": True})
     except KeyboardInterrupt:
         pass
+    finally:
+        lock.release()
     log.info("tradingd stopped", extra={"component": "daemon"})
     return 0

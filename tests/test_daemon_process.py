@@ -162,6 +162,20 @@ def test_reload_then_broken_reload_then_sigterm(tmp_path: Path, notify: Notify) 
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as resp:
             assert resp.status == 200
 
+        # a second daemon on the same state_dir refuses to start, naming the holder
+        other_cfg = tmp_path / "other.toml"
+        other_cfg.write_text(both)
+        second = subprocess.run(
+            [sys.executable, "-m", "daemon", "run", "--config", str(other_cfg)],
+            cwd=ROOT,
+            env={**env, "NOTIFY_SOCKET": ""},
+            capture_output=True,
+            timeout=30,
+            text=True,
+        )
+        assert second.returncode == 2
+        assert f"is in use by another tradingd (pid {proc.pid})" in second.stdout + second.stderr
+
         # 4. SIGTERM: STOPPING=1 and exit code 0 within 5 s
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
