@@ -194,7 +194,7 @@ def main() -> dict[str, Any]:
     fts = results["feed_to_strategy"]["events_per_s"]
     fta = results["feed_to_strategy_all_trades"]["events_per_s"]
     print(
-        f"  feed -> strategy (bars)       : {fts:>12,.0f} trades/s in; the bars built from them reach the strategy"
+        f"  feed -> strategy (bars)       : {fts:>12,.0f} trades/s in, bars built from them to the strategy"
     )
     print(f"  feed -> strategy (every trade): {fta:>12,.0f} trades/s, the strategy also receiving each trade")
     print("  whole group (feed, strategy, risk, order, stop-monitor, paper exchange, portfolio):")
