@@ -1,6 +1,6 @@
 """daemon/redis_wire.py against real Redis: the shared server on 127.0.0.1:6379, private servers
 (tests/redis_server.py and a password-protected one started here) and tiny fake TCP servers for
-the faults Redis itself cannot produce on demand.  Never a mock of Redis."""
+the faults Redis itself cannot produce on demand.  Always the real server."""
 
 from __future__ import annotations
 
