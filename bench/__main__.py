@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import machine_info, machine_line
 
-BENCHES: tuple[str, ...] = ("channel_hop", "actor_graph")
+BENCHES: tuple[str, ...] = ("channel_hop", "actor_graph", "binance_decode", "store_bench")
 
 
 def run(names: Sequence[str]) -> dict[str, dict[str, Any]]:

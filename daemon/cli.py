@@ -29,10 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config file; exit 1 with the reason if invalid")
     check.add_argument("file")
     sub.add_parser("schema", help="print the JSON Schema of every bus message")
+    migrate = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")
+    migrate.add_argument("--dsn", required=True, help="e.g. postgresql://postgres@127.0.0.1:5432/tradingd")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
         return _check_config(args.file)
+    if args.command == "migrate":
+        import anyio
+
+        from daemon.store.migrations import migrate_main
+
+        return anyio.run(migrate_main, args.dsn)
     if args.command == "schema":
         json.dump(json_schema(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -1,0 +1,433 @@
+"""Binance spot REST client: signed requests, the server clock, rate limits and typed errors.
+
+:class:`BinanceHttpClient` (aiohttp) owns one REST session per account.  Every reply either
+decodes into a tolerant wire Struct or raises a :class:`BinanceError` subclass; nothing else
+escapes but cancellation.
+
+- Clock: the offset to Binance's clock is measured with ``GET /api/v3/time`` (corrected by half the
+  round trip), refreshed every ``time_sync_interval_s``, and on ``-1021`` (timestamp outside
+  recvWindow) re-measured before the request is retried once.
+- Rate limits (spot docs, "LIMITS"): :class:`RateLimiter` keeps Binance's fixed windows, aligned
+  to server time, for REQUEST_WEIGHT, ORDERS and RAW_REQUESTS (limits from exchangeInfo
+  ``rateLimits``), counts each request before it leaves and takes the venue's
+  ``X-MBX-USED-WEIGHT-*`` / ``X-MBX-ORDER-COUNT-*`` headers as the floor; a request that would
+  exceed a limit waits for the next window.  429: wait ``Retry-After`` (or back off) and retry.
+  418: the IP is banned; every request fails fast with :class:`BinanceBanned`, without touching
+  the network, until ``Retry-After`` has passed.
+- Orders: "HTTP 5XX ... the execution status is UNKNOWN and could have been a success" (spot docs,
+  "HTTP Return Codes"), as are -1000/-1001/-1006/-1007, timeouts, disconnects and an unreadable
+  2xx reply.  For a call that may create an order these raise :class:`OutcomeUnknown`; the caller
+  queries by client order id (:meth:`BinanceHttpClient.resolve_unknown`), never re-sends.
+
+The errors live in :mod:`adapters.binance.errors`, the rate-limit windows in
+:mod:`adapters.binance.ratelimit` and the reply Structs in :mod:`adapters.binance.replies`; they are
+re-exported here, so ``from adapters.binance.http import ...`` keeps working for all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, NoReturn, TypeVar
+
+import aiohttp
+import anyio
+import msgspec
+from yarl import URL
+
+from adapters.binance.errors import (
+    UNKNOWN_CODES,
+    BinanceBadReply,
+    BinanceBanned,
+    BinanceCancelReplaceFailed,
+    BinanceConnectionError,
+    BinanceError,
+    BinanceOrderRejected,
+    BinanceParameterError,
+    BinanceRateLimited,
+    BinanceRejected,
+    BinanceServerError,
+    BinanceSignatureError,
+    BinanceTimestampError,
+    BinanceUnknownOrder,
+    OutcomeUnknown,
+    error_for,
+)
+from adapters.binance.filters import BinanceNewOrder
+from adapters.binance.ratelimit import DEFAULT_LIMITS, RateLimiter
+from adapters.binance.replies import (
+    BinanceAccount,
+    BinanceAccountTrade,
+    BinanceBalance,
+    BinanceCancelReplaceReply,
+    BinanceErrorBody,
+    BinanceFill,
+    BinanceOrderReply,
+    BinanceServerTime,
+)
+from adapters.binance.schemas import BinanceDepthSnapshot, BinanceExchangeInfo
+from adapters.binance.signing import HmacSigner, ParamValue, Signer, encode_params, sign_params
+from daemon.logs import register_secret
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "BinanceAccount",
+    "BinanceAccountTrade",
+    "BinanceBadReply",
+    "BinanceBalance",
+    "BinanceBanned",
+    "BinanceCancelReplaceFailed",
+    "BinanceCancelReplaceReply",
+    "BinanceConnectionError",
+    "BinanceError",
+    "BinanceFill",
+    "BinanceHttpClient",
+    "BinanceHttpStatistics",
+    "BinanceOrderRejected",
+    "BinanceOrderReply",
+    "BinanceParameterError",
+    "BinanceRateLimited",
+    "BinanceRejected",
+    "BinanceServerError",
+    "BinanceSignatureError",
+    "BinanceTimestampError",
+    "BinanceUnknownOrder",
+    "OutcomeUnknown",
+    "RateLimiter",
+]
+
+log = logging.getLogger("tradingd.binance.http")
+T = TypeVar("T")
+_BAN_DEFAULT_S = 120.0  # Binance bans last 2 minutes to 3 days; assume the shortest if unsaid.
+
+
+class BinanceHttpStatistics(msgspec.Struct, frozen=True):
+    requests: int
+    throttled: int
+    throttled_s: float
+    rate_limited: int
+    bans: int
+    banned_until_ms: int
+    clock_syncs: int
+    clock_offset_ms: float
+    used_weight: int
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    path: str
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    weight: int = 1
+    signed: bool = False
+    orders: int = 0
+    symbol: str = ""
+    order_id: str = ""  # client order id this call may create: failures are OutcomeUnknown
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        return max(float(headers.get("Retry-After", "")), 0.0)
+    except ValueError:
+        return None
+
+
+def _error_body(body: bytes) -> BinanceErrorBody | None:
+    try:
+        return msgspec.json.decode(body, type=BinanceErrorBody)
+    except msgspec.MsgspecError:
+        return None
+
+
+def _snippet(body: bytes) -> str:
+    return " ".join(body[:160].decode(errors="replace").split()) or "(empty body)"
+
+
+class BinanceHttpClient:
+    """Binance spot REST (``https://api.binance.com``, testnet ``https://testnet.binance.vision``).
+
+    Use as ``async with BinanceHttpClient(url, key, secret) as client:``; a ``str`` secret signs
+    with HMAC-SHA256, a :class:`Signer` (e.g. :class:`~adapters.binance.signing.Ed25519Signer`)
+    with its own scheme.  Pass ``session`` to share one aiohttp session (it is then not closed).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        secret: str | Signer,
+        *,
+        recv_window_ms: int = 5000,
+        timeout_s: float = 10.0,
+        time_sync_interval_s: float = 300.0,
+        max_wait_s: float = 65.0,
+        max_retries: int = 2,
+        session: aiohttp.ClientSession | None = None,
+        conn: str = "rest",
+    ) -> None:
+        register_secret(api_key)
+        self._base = base_url.rstrip("/")
+        self._api_key = api_key
+        self._signer = HmacSigner(secret) if isinstance(secret, str) else secret
+        self._recv_window_ms, self._timeout_s = recv_window_ms, timeout_s
+        self._sync_interval_s = time_sync_interval_s
+        self._max_wait_s, self._max_retries = max_wait_s, max_retries
+        self._session, self._owns_session = session, session is None
+        self._x = {"component": "binance.http", "exchange": "binance", "conn": conn}
+        self.limiter = RateLimiter()
+        self._offset_ms, self._synced_at, self._clock_lock = 0.0, float("-inf"), anyio.Lock()
+        self._n = {"requests": 0, "throttled": 0, "rate_limited": 0, "bans": 0, "clock_syncs": 0}
+        self._throttled_s, self._consecutive_429 = 0.0, 0
+
+    async def __aenter__(self) -> BinanceHttpClient:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._owns_session and self._session is not None:
+            with anyio.move_on_after(5, shield=True):
+                await self._session.close()
+            self._session = None
+
+    def statistics(self) -> BinanceHttpStatistics:
+        n, lim = self._n, self.limiter
+        return BinanceHttpStatistics(
+            requests=n["requests"],
+            throttled=n["throttled"],
+            throttled_s=self._throttled_s,
+            rate_limited=n["rate_limited"],
+            bans=n["bans"],
+            banned_until_ms=lim.banned_until_ms,
+            clock_syncs=n["clock_syncs"],
+            clock_offset_ms=self._offset_ms,
+            used_weight=lim.used(),
+        )
+
+    def now_ms(self) -> int:
+        """Our estimate of Binance's clock."""
+        return int(time.time() * 1000 + self._offset_ms)
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    async def sync_time(self) -> None:
+        """Measure the offset to the server clock, corrected by half the round trip."""
+        t0 = time.time() * 1000
+        reply = await self._get(_Call("GET", "/api/v3/time"), BinanceServerTime)
+        t1 = time.time() * 1000
+        self._offset_ms, self._synced_at = reply.serverTime - (t0 + t1) / 2, time.monotonic()
+        self._n["clock_syncs"] += 1
+
+    async def exchange_info(self) -> BinanceExchangeInfo:
+        """Symbols and filters; the reply's ``rateLimits`` become the limiter's limits."""
+        info = await self._get(_Call("GET", "/api/v3/exchangeInfo", weight=20), BinanceExchangeInfo)
+        if info.rateLimits:
+            self.limiter.configure(info.rateLimits)
+        return info
+
+    async def depth(self, symbol: str, limit: int = 100) -> BinanceDepthSnapshot:
+        weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+        call = _Call("GET", "/api/v3/depth", {"symbol": symbol, "limit": limit}, weight, symbol=symbol)
+        return await self._get(call, BinanceDepthSnapshot)
+
+    async def new_order(
+        self, order: BinanceNewOrder, resp_type: Literal["ACK", "RESULT", "FULL"] = "FULL"
+    ) -> BinanceOrderReply:
+        """``POST /api/v3/order``: raises OutcomeUnknown when the venue may or may not have it."""
+        params = {**self._order_params(order), "newOrderRespType": resp_type}
+        call = _Call("POST", "/api/v3/order", params, 1, True, 1, order.symbol, order.newClientOrderId)
+        return await self._get(call, BinanceOrderReply)
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> BinanceOrderReply:
+        params = {"symbol": symbol, "origClientOrderId": client_order_id}
+        return await self._get(
+            _Call("DELETE", "/api/v3/order", params, 1, True, symbol=symbol), BinanceOrderReply
+        )
+
+    async def cancel_replace(
+        self, cancel_client_order_id: str, order: BinanceNewOrder, mode: str = "STOP_ON_FAILURE"
+    ) -> BinanceCancelReplaceReply:
+        """Cancel ``cancel_client_order_id`` and place ``order`` in one request (new order: see new_order)."""
+        params: dict[str, ParamValue] = {
+            "cancelReplaceMode": mode,
+            "cancelOrigClientOrderId": cancel_client_order_id,
+        }
+        params |= self._order_params(order)
+        path = "/api/v3/order/cancelReplace"
+        call = _Call("POST", path, params, 1, True, 1, order.symbol, order.newClientOrderId)
+        return await self._get(call, BinanceCancelReplaceReply)
+
+    async def query_order(self, symbol: str, client_order_id: str) -> BinanceOrderReply:
+        params = {"symbol": symbol, "origClientOrderId": client_order_id}
+        return await self._get(
+            _Call("GET", "/api/v3/order", params, 4, True, symbol=symbol), BinanceOrderReply
+        )
+
+    async def open_orders(self, symbol: str | None = None) -> list[BinanceOrderReply]:
+        params: dict[str, ParamValue] = {"symbol": symbol} if symbol else {}
+        call = _Call("GET", "/api/v3/openOrders", params, 6 if symbol else 80, True, symbol=symbol or "")
+        return await self._get(call, list[BinanceOrderReply])
+
+    async def account(self) -> BinanceAccount:
+        return await self._get(_Call("GET", "/api/v3/account", weight=20, signed=True), BinanceAccount)
+
+    async def my_trades(
+        self, symbol: str, *, order_id: int | None = None, limit: int = 500
+    ) -> list[BinanceAccountTrade]:
+        params: dict[str, ParamValue] = {"symbol": symbol, "limit": limit}
+        if order_id is not None:
+            params["orderId"] = order_id
+        call = _Call("GET", "/api/v3/myTrades", params, 20, True, symbol=symbol)
+        return await self._get(call, list[BinanceAccountTrade])
+
+    async def resolve_unknown(
+        self, symbol: str, client_order_id: str, *, deadline_ms: int = 0, margin_ms: int = 500
+    ) -> BinanceOrderReply | None:
+        """The order's state after an OutcomeUnknown, or ``None``: it does not exist and never will.
+
+        "Not found" is only final once the venue would refuse the original request (its
+        ``deadline_ms`` plus ``margin_ms`` for clock error); until then the query is repeated.
+        """
+        while True:
+            try:
+                return await self.query_order(symbol, client_order_id)
+            except BinanceUnknownOrder:
+                wait_ms = deadline_ms + margin_ms - self.now_ms()
+                if wait_ms <= 0:
+                    return None
+                await anyio.sleep(wait_ms / 1000)
+
+    # --- request machinery -----------------------------------------------------------------
+
+    @staticmethod
+    def _order_params(order: BinanceNewOrder) -> dict[str, ParamValue]:
+        fields = msgspec.structs.asdict(order)
+        return {k: v for k, v in fields.items() if v is not None}
+
+    async def _get(self, call: _Call, tp: type[T]) -> T:
+        body = await self._call(call)
+        try:
+            return msgspec.json.decode(body, type=tp)
+        except msgspec.MsgspecError as exc:
+            if call.order_id:  # the venue answered 2xx: the request was executed
+                raise self._unknown(call, f"unreadable reply ({exc})", 0) from exc
+            raise BinanceBadReply(f"HTTP 200 on {call.path}: unreadable reply ({exc})", status=200) from exc
+
+    async def _call(self, call: _Call) -> bytes:
+        resynced, retries = False, 0
+        while True:
+            try:
+                return await self._attempt(call)
+            except BinanceTimestampError:
+                if resynced:
+                    raise
+                resynced = True
+                log.warning("timestamp outside recvWindow: resyncing the clock", extra=self._extra(call))
+                await self.sync_time()
+            except BinanceRateLimited as exc:
+                retries += 1  # a 429 was not executed: retry once its Retry-After has passed
+                if exc.status != 429 or retries > self._max_retries:
+                    raise
+
+    async def _attempt(self, call: _Call) -> bytes:
+        if call.signed:
+            await self._ensure_clock()
+        await self._throttle(call)
+        stamp = self.now_ms()
+        query = encode_params(call.params)
+        if call.signed:
+            query = sign_params(
+                call.params, self._signer, timestamp_ms=stamp, recv_window_ms=self._recv_window_ms
+            )
+        url = URL(f"{self._base}{call.path}" + (f"?{query}" if query else ""), encoded=True)
+        headers = {"X-MBX-APIKEY": self._api_key} if call.signed else {}
+        assert self._session is not None, "use the client as `async with BinanceHttpClient(...)`"
+        self._n["requests"] += 1
+        try:
+            with anyio.fail_after(self._timeout_s):
+                async with self._session.request(call.method, url, headers=headers) as resp:
+                    status, reply_headers, body = resp.status, resp.headers, await resp.read()
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            if call.order_id:
+                raise self._unknown(call, f"{type(exc).__name__}: {exc}", stamp) from exc
+            raise BinanceConnectionError(f"{call.method} {call.path}: {type(exc).__name__} {exc}") from exc
+        self.limiter.observe(reply_headers, self.now_ms())
+        self._check(call, status, reply_headers, body, stamp)
+        return body
+
+    async def _ensure_clock(self) -> None:
+        async with self._clock_lock:
+            if time.monotonic() - self._synced_at >= self._sync_interval_s:
+                await self.sync_time()
+
+    async def _throttle(self, call: _Call) -> None:
+        while True:
+            now = self.now_ms()
+            if (ban_ms := self.limiter.banned_until_ms - now) > 0:
+                banned = BinanceBanned(
+                    f"IP banned for another {ban_ms / 1000:.1f}s: request not sent", status=418
+                )
+                banned.until_ms = self.limiter.banned_until_ms
+                raise banned
+            delay_ms = self.limiter.delay_ms(call.weight, call.orders, now)
+            if delay_ms <= 0:
+                self.limiter.acquire(call.weight, call.orders, now)
+                return
+            if delay_ms > self._max_wait_s * 1000:
+                raise BinanceRateLimited(f"rate limit: would wait {delay_ms / 1000:.1f}s: request not sent")
+            self._n["throttled"] += 1
+            self._throttled_s += delay_ms / 1000
+            await anyio.sleep(delay_ms / 1000)
+
+    def _check(self, call: _Call, status: int, headers: Mapping[str, str], body: bytes, stamp: int) -> None:
+        if 200 <= status < 300:
+            self._consecutive_429 = 0
+            return
+        err = _error_body(body)
+        code, msg = (err.code, err.msg) if err else (None, _snippet(body))
+        if status in (418, 429):
+            self._limited(call, status, _retry_after(headers), code, msg)
+        if call.order_id and (status >= 500 or code in UNKNOWN_CODES):
+            raise self._unknown(call, f"HTTP {status} code {code}: {msg}", stamp, status)
+        exc = error_for(status, code, msg)
+        if isinstance(exc, BinanceCancelReplaceFailed):
+            exc.data = (err.data or {}) if err else {}
+        raise exc
+
+    def _limited(
+        self, call: _Call, status: int, retry_after: float | None, code: int | None, msg: str
+    ) -> NoReturn:
+        now = self.now_ms()
+        text = f"HTTP {status} code {code}: {msg}"
+        if status == 418:
+            self._n["bans"] += 1
+            self.limiter.banned_until_ms = now + int((retry_after or _BAN_DEFAULT_S) * 1000)
+            log.error("IP banned by Binance for %ss: %s", retry_after, msg, extra=self._extra(call))
+            banned = BinanceBanned(text, status=418, code=code)
+            banned.until_ms = self.limiter.banned_until_ms
+            raise banned
+        self._n["rate_limited"] += 1
+        self._consecutive_429 += 1
+        backoff = retry_after if retry_after is not None else min(2.0**self._consecutive_429, 60.0)
+        self.limiter.blocked_until_ms = max(self.limiter.blocked_until_ms, now + int(backoff * 1000))
+        log.warning("rate limited (429): backing off %.1fs: %s", backoff, msg, extra=self._extra(call))
+        raise BinanceRateLimited(text, status=429, code=code)
+
+    def _unknown(self, call: _Call, reason: str, stamp: int, status: int = 0) -> OutcomeUnknown:
+        log.error("order %s outcome unknown: %s", call.order_id, reason, extra=self._extra(call))
+        deadline = stamp + self._recv_window_ms if stamp else 0
+        message = f"{call.method} {call.path} {call.order_id}: outcome unknown: {reason}"
+        return OutcomeUnknown(
+            message, symbol=call.symbol, client_order_id=call.order_id, deadline_ms=deadline, status=status
+        )
+
+    def _extra(self, call: _Call) -> dict[str, str]:
+        return {**self._x, "symbol": call.symbol}

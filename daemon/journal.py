@@ -1,0 +1,448 @@
+"""The local order journal: append-only, checksummed, fsynced segment files; the source of truth.
+
+Each record has an *offset*, a global sequence number never reused in one directory.  On
+disk: segments ``<first offset, 20 digits>.jseg`` of :mod:`daemon.spill` frames
+``<u32 length><u32 crc32(payload)><payload>`` (payload: msgpack of one Message, decoded by
+``ANY_DECODER_MSGPACK``); a record's offset is its segment's first offset plus its index.
+``journal.id`` names the journal (random, so a store can tell a recreated directory from the
+old one); ``journal.lock`` holds an exclusive ``flock``: one writer per directory.
+
+:meth:`Journal.append` encodes into memory and returns the offset (no I/O: event-loop safe);
+:meth:`Journal.flush` writes everything queued and ``fdatasync``s it in a worker thread, one
+write and one sync shared by concurrent flushes (group commit).  Once ``flush()`` returned,
+the records survive ``kill -9`` and power loss.  Segments rotate at ``segment_bytes`` (the
+full one synced first, the directory after).  A failed write is cut back; its records stay
+queued.  Readers see *durable* records only, so nothing downstream (the PostgreSQL writer)
+ever holds an offset a crash could hand out again.  Opening scans every frame: a torn or
+corrupt tail of the last segment is truncated, damage in an older one is read up to; both
+are counted (``tradingd_journal_damaged_total``), neither fails the open.  A frame with a
+good CRC that does not decode (a kind unknown to this version) is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import uuid
+import zlib
+from array import array
+from bisect import bisect_right
+from collections.abc import Generator, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Literal
+
+import anyio
+import msgspec
+
+from actors.messages import ANY_DECODER_MSGPACK, Message
+from daemon.metrics import METRICS, Metrics
+from daemon.spill import HEADER, MAX_FRAME, Damage
+
+log = logging.getLogger("tradingd.journal")
+_X = {"component": "journal"}
+
+SUFFIX = ".jseg"
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+_ENCODER = msgspec.msgpack.Encoder()
+_HELP = {
+    "tradingd_journal_records_total": ("counter", "Records written to the order journal and synced."),
+    "tradingd_journal_fsyncs_total": ("counter", "Journal syncs (one per segment touched by a flush)."),
+    "tradingd_journal_errors_total": ("counter", "Journal I/O errors by exception."),
+    "tradingd_journal_damaged_total": ("counter", "Damaged journal frames found (torn, crc)."),
+    "tradingd_journal_undecodable_total": ("counter", "Journal records that do not decode, skipped."),
+    "tradingd_journal_segments": ("gauge", "Journal segment files kept."),
+}
+
+
+class JournalError(Exception):
+    """The journal cannot be used (closed, or its directory is held by another writer)."""
+
+
+class JournalLocked(JournalError):
+    """Another process (or another open in this one) holds the journal directory."""
+
+
+def scan_frames(buf: bytes | memoryview) -> tuple[array[int], Damage | None]:
+    """Byte position of every intact frame up to the first damaged one, and the damage (None if clean)."""
+    positions: array[int] = array("Q")
+    pos, end = 0, len(buf)
+    while pos < end:
+        reason: Literal["torn", "crc"] = "torn"
+        if end - pos >= HEADER.size:
+            length, crc = HEADER.unpack_from(buf, pos)
+            stop = pos + HEADER.size + length
+            if length > MAX_FRAME:
+                reason = "crc"
+            elif length and stop <= end:  # a zero length is an unwritten (zeroed) tail, never ours
+                if zlib.crc32(buf[pos + HEADER.size : stop]) == crc:
+                    positions.append(pos)
+                    pos = stop
+                    continue
+                reason = "crc"
+        return positions, Damage(reason=reason, offset=pos, ignored_bytes=end - pos)
+    return positions, None
+
+
+def encode_frame(msg: Message) -> bytes:
+    payload = _ENCODER.encode(msg)
+    if len(payload) > MAX_FRAME:
+        raise ValueError(f"a {type(msg).__name__} of {len(payload)} bytes is too large for the journal")
+    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+class _Segment:
+    __slots__ = ("first", "path", "positions", "size")
+
+    def __init__(self, first: int, path: Path, positions: array[int], size: int) -> None:
+        self.first, self.path, self.positions, self.size = first, path, positions, size
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a directory by name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """One journal directory, opened for writing. Build with :meth:`open`; single writer."""
+
+    def __init__(
+        self, directory: Path, journal_id: str, lock_fd: int, segment_bytes: int, metrics: Metrics
+    ) -> None:
+        self.directory, self.journal_id = directory, journal_id
+        self.segment_bytes = max(HEADER.size + 1, segment_bytes)
+        self.damaged: list[tuple[str, Damage]] = []
+        self._metrics = metrics
+        for name, (kind, text) in _HELP.items():
+            metrics.describe(name, kind, text)
+        self._lock_fd: int | None = lock_fd
+        self._lock = threading.Lock()  # the segment table; taken by the flush and reader threads
+        self._segments: list[_Segment] = []
+        self._fd: int | None = None  # the last segment, open for writing
+        self._pending: list[bytes] = []  # appended frames not written yet, first at ``_durable``
+        self._next = 0  # offset the next append gets
+        self._durable = 0  # every offset below this is on disk and synced
+        self._flush_lock: anyio.Lock | None = None
+        self._flushed: anyio.Event | None = None
+        self._writing = False  # a flush thread uses ``_fd``: close() leaves the files to it
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path | str,
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        metrics: Metrics | None = None,
+    ) -> Journal:
+        """Lock and scan ``directory`` (made if missing). Blocking I/O: at startup or in a thread."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            directory.mkdir(parents=True)
+            _fsync(directory.parent)  # the new directory's entry survives a power loss too
+        lock_fd = os.open(directory / "journal.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise JournalLocked(f"journal {directory} is open in another writer") from None
+        try:
+            journal = cls(directory, _journal_id(directory), lock_fd, segment_bytes, metrics or METRICS)
+            journal._scan()
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return journal
+
+    def _scan(self) -> None:
+        names = sorted(
+            (int(p.name[: -len(SUFFIX)]), p)
+            for p in self.directory.glob("*" + SUFFIX)
+            if p.name[: -len(SUFFIX)].isdigit()
+        )
+        for k, (first, path) in enumerate(names):
+            last = k == len(names) - 1
+            data = path.read_bytes()
+            positions, damage = scan_frames(data)
+            size = len(data) if damage is None else damage.offset
+            if damage is not None:
+                self.damaged.append((path.name, damage))
+                self._metrics.inc("tradingd_journal_damaged_total", {"reason": damage.reason})
+                torn = last and damage.reason == "torn"  # a crash mid-write: expected, unflushed
+                what = "truncated" if last else "unreadable past it"
+                log.log(logging.WARNING if torn else logging.ERROR, "journal segment %s damaged (%s): %s",
+                        path, what, damage, extra=_X)  # fmt: skip
+                if last:
+                    os.truncate(path, size)
+                    _fsync(path)
+            self._segments.append(_Segment(first, path, positions, size))
+        if self._segments:
+            tail = self._segments[-1]
+            self._next = self._durable = tail.first + len(tail.positions)
+        self._metrics.set("tradingd_journal_segments", len(self._segments))
+
+    @property
+    def next_offset(self) -> int:
+        """The offset the next :meth:`append` returns."""
+        return self._next
+
+    @property
+    def durable_offset(self) -> int:
+        """Every record below this offset is on disk and synced (survives a crash)."""
+        return self._durable
+
+    @property
+    def first_offset(self) -> int:
+        """The oldest offset still kept (segments below it were released)."""
+        with self._lock:
+            return self._segments[0].first if self._segments else self._next
+
+    def append(self, msg: Message) -> int:
+        """Queue ``msg`` (in memory, no I/O) and return its offset; durable after the next :meth:`flush`."""
+        if self._closed:
+            raise JournalError("journal is closed")
+        self._pending.append(encode_frame(msg))
+        offset = self._next
+        self._next += 1
+        return offset
+
+    async def flush(self) -> int:
+        """Write and sync (in a worker thread) every record appended before this call.
+
+        Returns :attr:`durable_offset`.  Concurrent callers queue on one lock; later ones
+        mostly find their records written already.  On ``OSError`` the records stay queued.
+        """
+        target = self._next
+        if self._durable >= target:
+            return self._durable
+        if self._flush_lock is None:
+            self._flush_lock = anyio.Lock()
+        async with self._flush_lock:
+            if self._durable >= target:
+                return self._durable
+            if self._closed:
+                raise JournalError("journal is closed")
+            frames, self._pending = self._pending, []
+            progress = [0, 0]  # records written and synced, syncs
+            self._writing = True
+            try:
+                await anyio.to_thread.run_sync(self._write, frames, progress)
+            except OSError as exc:
+                self._metrics.inc("tradingd_journal_errors_total", {"error": type(exc).__name__})
+                log.error("journal write failed, %d records stay queued: %s", len(frames), exc, extra=_X)
+                raise
+            finally:
+                self._writing = False
+                if self._closed:
+                    self._close_files()
+                else:
+                    self._pending[:0] = frames[progress[0] :]
+                self._metrics.inc("tradingd_journal_fsyncs_total", None, progress[1])
+                self._metrics.set("tradingd_journal_segments", len(self._segments))
+                if progress[0]:
+                    self._metrics.inc("tradingd_journal_records_total", None, progress[0])
+                    if self._flushed is not None:
+                        self._flushed.set()
+                        self._flushed = None
+            return self._durable
+
+    def _write(self, frames: list[bytes], progress: list[int]) -> None:
+        """Worker thread: write ``frames`` (first at ``_durable``) segment by segment, sync each."""
+        i = 0
+        while i < len(frames):
+            with self._lock:
+                seg = self._segments[-1] if self._segments else None
+            if seg is None or (seg.size and seg.size + len(frames[i]) > self.segment_bytes):
+                seg = self._rotate()
+            positions: array[int] = array("Q")
+            j = i
+            end = start = seg.size
+            while j < len(frames) and (j == i or end + len(frames[j]) <= self.segment_bytes):
+                positions.append(end)
+                end += len(frames[j])
+                j += 1
+            if self._fd is None:
+                self._fd = os.open(seg.path, os.O_WRONLY)
+            data, at = memoryview(b"".join(frames[i:j])), start
+            try:
+                while data:
+                    n = os.pwrite(self._fd, data, at)
+                    data, at = data[n:], at + n
+                os.fdatasync(self._fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)  # no torn tail of ours; the next write goes here
+                raise
+            with self._lock:
+                seg.positions.extend(positions)
+                seg.size = end
+                self._durable += j - i
+            progress[0], progress[1] = j, progress[1] + 1
+            i = j
+
+    def _rotate(self) -> _Segment:
+        if self._fd is not None:
+            os.close(self._fd)  # already synced after its last write
+            self._fd = None
+        path = self.directory / f"{self._durable:020d}{SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _fsync(self.directory)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        self._fd = fd
+        seg = _Segment(self._durable, path, array("Q"), 0)
+        with self._lock:
+            self._segments.append(seg)
+        return seg
+
+    async def wait_durable(self, offset: int) -> None:
+        """Return once the record at ``offset`` is durable (at once if it already is)."""
+        while self._durable <= offset:
+            if self._flushed is None:
+                self._flushed = anyio.Event()
+            await self._flushed.wait()
+
+    def read_from(self, offset: int) -> Iterator[tuple[int, Message]]:
+        """``(offset, message)`` per durable record from ``offset`` on (blocking I/O), up to the durable
+        end as of the call; released offsets and undecodable records (counted) are skipped."""
+        for off, msg in self._scan_records(offset):
+            if msg is not None:
+                yield off, msg
+
+    def read_batch(self, offset: int, max_records: int) -> tuple[list[tuple[int, Message]], int]:
+        """Up to ``max_records`` records from ``offset`` and the offset to go on from (blocking I/O);
+        the latter moves past skipped records and gaps, so a reader never stalls on them."""
+        records: list[tuple[int, Message]] = []
+        end = self._durable
+        scan = self._scan_records(offset, end)
+        nxt = offset
+        try:
+            for off, msg in islice(scan, max(1, max_records)):
+                nxt = off + 1
+                if msg is not None:
+                    records.append((off, msg))
+        finally:
+            scan.close()
+        if nxt == offset:  # nothing left below the durable end but gaps
+            nxt = max(offset, end)
+        return records, nxt
+
+    def _scan_records(self, offset: int, end: int | None = None) -> Generator[tuple[int, Message | None]]:
+        end = self._durable if end is None else end
+        with self._lock:
+            segments = list(self._segments)
+        for seg in segments:
+            with self._lock:  # positions of this segment's offsets in [offset, end)
+                count = len(seg.positions)
+                lo = max(offset - seg.first, 0)
+                hi = max(lo, min(end - seg.first, count))
+                positions = seg.positions[lo:hi]
+                stop = seg.positions[hi] if hi < count else seg.size
+            if not positions:
+                continue
+            try:
+                fd = os.open(seg.path, os.O_RDONLY)
+            except FileNotFoundError:  # released meanwhile
+                continue
+            try:
+                n, idx = len(positions), 0
+                while idx < n:  # ~READ_CHUNK bytes of whole frames per read
+                    base = positions[idx]
+                    k = bisect_right(positions, base + READ_CHUNK, idx + 1)
+                    buf = memoryview(os.pread(fd, (positions[k] if k < n else stop) - base, base))
+                    for r in range(idx, k):
+                        frame = buf[positions[r] - base : (positions[r + 1] if r + 1 < n else stop) - base]
+                        yield seg.first + lo + r, self._decode(frame, seg.path, seg.first + lo + r)
+                    idx = k
+            finally:
+                os.close(fd)
+
+    def _decode(self, frame: memoryview, path: Path, offset: int) -> Message | None:
+        length, crc = HEADER.unpack_from(frame, 0)
+        payload = frame[HEADER.size :]
+        if length != len(payload) or zlib.crc32(payload) != crc:
+            self._metrics.inc("tradingd_journal_damaged_total", {"reason": "crc"})
+            log.error("journal record %d in %s fails its checksum: skipped", offset, path, extra=_X)
+            return None
+        try:
+            msg: Message = ANY_DECODER_MSGPACK.decode(payload)
+        except msgspec.DecodeError as exc:
+            self._metrics.inc("tradingd_journal_undecodable_total")
+            log.error("journal record %d in %s does not decode (skipped): %s", offset, path, exc, extra=_X)
+            return None
+        return msg
+
+    async def release_below(self, offset: int) -> int:
+        """Delete segments whose records are all below ``offset`` (never the last one); returns how many."""
+        with self._lock:
+            keep = len(self._segments) - 1
+            while keep > 0 and self._segments[keep].first > offset:
+                keep -= 1
+            gone, self._segments = self._segments[:keep], self._segments[keep:]
+            count = len(self._segments)
+        if not gone:
+            return 0
+        self._metrics.set("tradingd_journal_segments", count)
+
+        def unlink() -> None:
+            for seg in gone:
+                seg.path.unlink(missing_ok=True)
+            _fsync(self.directory)
+
+        try:
+            await anyio.to_thread.run_sync(unlink)
+        except OSError as exc:  # they are out of the table; a restart rescans and retries
+            self._metrics.inc("tradingd_journal_errors_total", {"error": type(exc).__name__})
+            log.error("could not delete released journal segments: %s", exc, extra=_X)
+        return len(gone)
+
+    def close(self) -> None:
+        """Close the files and the lock. Records appended since the last :meth:`flush` are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pending:
+            log.warning("journal closed with %d unflushed records", len(self._pending), extra=_X)
+            self._pending = []
+        if not self._writing:
+            self._close_files()
+
+    def _close_files(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:  # last: no other writer may open while we still write
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def aclose(self) -> None:
+        """Flush, then :meth:`close`."""
+        try:
+            if not self._closed:
+                await self.flush()
+        finally:
+            self.close()
+
+
+def _journal_id(directory: Path) -> str:
+    path, tmp = directory / "journal.id", directory / "journal.id.tmp"
+    if path.exists() and (text := path.read_text(encoding="ascii").strip()):
+        return text
+    text = uuid.uuid4().hex
+    tmp.write_text(text + "\n", encoding="ascii")
+    _fsync(tmp)
+    tmp.rename(path)
+    _fsync(directory)
+    return text

@@ -1,0 +1,404 @@
+"""A fake Binance spot REST server for tests, on 127.0.0.1 and a free port only.
+
+It behaves like the venue where the adapter's correctness depends on it:
+- serves the recorded ``/api/v3/exchangeInfo`` (tests/data/binance/BINANCE.0), optionally with a
+  lower REQUEST_WEIGHT limit;
+- verifies every signed request as Binance does: ``totalParams`` = raw query string + raw body
+  (without ``signature``), HMAC-SHA256 or Ed25519 per API key; ``timestamp < serverTime + 1000``
+  and ``serverTime - timestamp <= recvWindow`` else -1021; a bad signature is -1022 (HTTP 400);
+- keeps orders: MARKET fills at once at ``market_price``, the other types rest; query, cancel,
+  cancel-replace, open orders, account, my trades, depth from the resting orders;
+- meters request weight per server-clock minute: over the limit -> 429 with Retry-After; a
+  request before Retry-After has passed -> 418 and a ban of ``ban_s``;
+- injects faults on request (:meth:`FakeBinance.fail_next`).
+
+Its clock is the wall clock plus ``skew_ms``, which tests move to provoke -1021.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import anyio
+import msgspec
+from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from adapters.binance.filters import BinanceNewOrder, SymbolRules, parse_exchange_info, rules_by_symbol
+
+FIXTURE = Path(__file__).parent / "data" / "binance" / "BINANCE.0"
+API_KEY, API_SECRET = "fake-api-key", "fake-api-secret"
+
+Fault = Literal["500", "500-unprocessed", "hang", "disconnect", "garbage", "wrong-json", "html", "429", "418"]
+PRE_FAULTS = frozenset({"500-unprocessed", "429", "418"})  # answered before the request is processed
+
+WEIGHTS = {
+    ("GET", "/api/v3/time"): 1,
+    ("GET", "/api/v3/exchangeInfo"): 20,
+    ("GET", "/api/v3/depth"): 5,
+    ("POST", "/api/v3/order"): 1,
+    ("DELETE", "/api/v3/order"): 1,
+    ("GET", "/api/v3/order"): 4,
+    ("POST", "/api/v3/order/cancelReplace"): 1,
+    ("GET", "/api/v3/openOrders"): 6,
+    ("GET", "/api/v3/account"): 20,
+    ("GET", "/api/v3/myTrades"): 20,
+}
+SIGNED = frozenset(
+    k for k in WEIGHTS if k[1] not in ("/api/v3/time", "/api/v3/exchangeInfo", "/api/v3/depth")
+)
+ORDER_CREATING = frozenset({("POST", "/api/v3/order"), ("POST", "/api/v3/order/cancelReplace")})
+OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
+EXTRA_FIELDS = {"someFieldBinanceAddsLater": {"nested": [1, 2, 3]}, "anotherNewField": None}
+
+
+class Reply(Exception):
+    """Raised inside a handler: answer with this status and Binance error body."""
+
+    def __init__(
+        self, status: int, code: int, msg: str, data: dict[str, Any] | None = None, retry_after_ms: int = 0
+    ) -> None:
+        super().__init__(msg)
+        self.status, self.body = status, {"code": code, "msg": msg} | ({"data": data} if data else {})
+        self.headers = {"Retry-After": str(math.ceil(retry_after_ms / 1000))} if retry_after_ms else {}
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    params: dict[str, str]
+    status: int
+
+
+@functools.cache
+def _fixture() -> tuple[dict[str, Any], dict[str, SymbolRules]]:
+    """The recorded exchangeInfo (parsed once per test session) and its symbol rules."""
+    body = FIXTURE.read_bytes().split(b"\n", 1)[0].split(b": ", 1)[1]
+    return json.loads(body), rules_by_symbol(parse_exchange_info(body))
+
+
+def _strip_signature(raw: str) -> str:
+    return "&".join(p for p in raw.split("&") if p and not p.startswith("signature="))
+
+
+def _d(value: Decimal) -> str:
+    return format(value, "f")
+
+
+@dataclass
+class FakeBinance:
+    """State and behaviour; start it with :func:`open_fake_binance`."""
+
+    hmac_keys: dict[str, str] = field(default_factory=lambda: {API_KEY: API_SECRET})
+    ed25519_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    weight_limit: int | None = None
+    market_price: Decimal = Decimal("0.00350000")
+    ban_s: float = 2.0
+    hang_s: float = 30.0
+    extra_fields: bool = False
+    reject_orders: str = ""  # non-empty: new orders get -2010 with this message
+    url: str = ""
+    skew_ms: int = 0
+    time_lie_ms: int = 0  # /api/v3/time reports its clock off by this much (a resync cannot help)
+    seen: list[Seen] = field(default_factory=list)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    _faults: list[tuple[str | None, Fault, float]] = field(default_factory=list)
+    _window: int = -1
+    _used: int = 0
+    _limited_until: int = 0
+    _banned_until: int = 0
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _release: anyio.Event = field(default_factory=anyio.Event)
+
+    def __post_init__(self) -> None:
+        info, self.rules = _fixture()
+        limits = [dict(r) for r in info["rateLimits"]]  # the rest is shared and never modified
+        for rl in limits:
+            if rl["rateLimitType"] == "REQUEST_WEIGHT" and self.weight_limit is not None:
+                rl["limit"] = self.weight_limit
+        self._info = info | {"rateLimits": limits}
+        self.limit = next(r["limit"] for r in limits if r["rateLimitType"] == "REQUEST_WEIGHT")
+
+    # --- what tests use ----------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.skew_ms
+
+    def fail_next(self, fault: Fault, *, path: str | None = None, retry_after: float = 1.0) -> None:
+        """The next request (to ``path``, if given) fails this way."""
+        self._faults.append((path, fault, retry_after))
+
+    def add_foreign_weight(self, weight: int) -> None:
+        """Weight used by other clients on the same IP: only the X-MBX-USED-WEIGHT header tells."""
+        self._count_weight(("GET", "/foreign"), self.now_ms())
+        self._used += weight - 1
+
+    def order_requests(self, client_order_id: str) -> int:
+        """How many order-creating requests carried this client order id."""
+        return sum(
+            1
+            for s in self.seen
+            if (s.method, s.path) in ORDER_CREATING and s.params.get("newClientOrderId") == client_order_id
+        )
+
+    def statuses(self) -> list[int]:
+        return [s.status for s in self.seen]
+
+    # --- the request pipeline ----------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw_query, raw_body = request.rel_url.raw_query_string, (await request.read()).decode()
+        params = dict(parse_qsl(raw_body)) | dict(parse_qsl(raw_query))  # the query string wins
+        key = (request.method, request.path)
+        fault = self._take_fault(request.path)
+        try:
+            self._meter(key, fault)
+            if key in SIGNED:
+                self._verify(request, raw_query, raw_body, params)
+            status, payload, headers = 200, self._dispatch(key, params), {}
+        except Reply as r:
+            status, payload, headers = r.status, r.body, r.headers
+        self.seen.append(Seen(request.method, request.path, params, status))
+        if fault is not None and fault[0] not in PRE_FAULTS:
+            return await self._post_fault(request, fault[0], status)
+        return self._json(status, payload, key, headers)
+
+    def _take_fault(self, path: str) -> tuple[Fault, float] | None:
+        for i, (p, fault, retry_after) in enumerate(self._faults):
+            if p is None or p == path:
+                del self._faults[i]
+                return fault, retry_after
+        return None
+
+    def _meter(self, key: tuple[str, str], fault: tuple[Fault, float] | None) -> None:
+        now = self.now_ms()
+        if now < self._banned_until:
+            raise self._limit_reply(418, -1003, "IP banned", self._banned_until - now)
+        if now < self._limited_until:  # kept going after a 429: ban
+            self._banned_until = now + int(self.ban_s * 1000)
+            raise self._limit_reply(418, -1003, "IP banned: kept sending after 429", self._banned_until - now)
+        if fault is not None and fault[0] in ("429", "418"):
+            until = now + int(fault[1] * 1000)
+            if fault[0] == "418":
+                self._banned_until = until
+                raise self._limit_reply(418, -1003, "IP banned", until - now)
+            self._limited_until = until
+            raise self._limit_reply(429, -1003, "Too much request weight used", until - now)
+        if fault is not None and fault[0] == "500-unprocessed":
+            raise Reply(500, -1000, "An unknown error occurred while processing the request.")
+        self._count_weight(key, now)
+
+    def _count_weight(self, key: tuple[str, str], now: int) -> None:
+        window = now // 60_000
+        if window != self._window:
+            self._window, self._used = window, 0
+        weight = WEIGHTS.get(key, 1)
+        if self._used + weight > self.limit:
+            self._limited_until = (window + 1) * 60_000
+            msg = f"Too much request weight used; current limit is {self.limit} request weight per 1 MINUTE."
+            raise self._limit_reply(429, -1003, msg, self._limited_until - now)
+        self._used += weight
+
+    def _limit_reply(self, status: int, code: int, msg: str, wait_ms: int) -> Reply:
+        return Reply(status, code, msg, retry_after_ms=max(wait_ms, 1))
+
+    def _verify(self, request: web.Request, raw_query: str, raw_body: str, params: dict[str, str]) -> None:
+        api_key = request.headers.get("X-MBX-APIKEY", "")
+        if api_key not in self.hmac_keys and api_key not in self.ed25519_keys:
+            raise Reply(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        stamp, window = params.get("timestamp", ""), params.get("recvWindow", "5000")
+        if not (stamp.isdigit() and window.isdigit()):
+            raise Reply(
+                400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            )
+        server = self.now_ms()
+        if not (int(stamp) < server + 1000 and server - int(stamp) <= int(window)):
+            raise Reply(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        total = _strip_signature(raw_query) + _strip_signature(raw_body)
+        if not self._signature_ok(api_key, total, params.get("signature", "")):
+            raise Reply(400, -1022, "Signature for this request is not valid.")
+
+    def _signature_ok(self, api_key: str, total: str, signature: str) -> bool:
+        if api_key in self.hmac_keys:
+            expected = hmac.new(self.hmac_keys[api_key].encode(), total.encode(), hashlib.sha256).hexdigest()
+            return hmac.compare_digest(expected, signature.lower())  # "not case sensitive"
+        try:
+            self.ed25519_keys[api_key].verify(base64.b64decode(signature, validate=True), total.encode())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def _json(self, status: int, payload: Any, key: tuple[str, str], headers: dict[str, str]) -> web.Response:
+        if self.extra_fields and isinstance(payload, dict) and status == 200:
+            payload = payload | EXTRA_FIELDS
+        headers = headers | {"X-MBX-USED-WEIGHT-1M": str(self._used)}
+        if key in ORDER_CREATING and status == 200:
+            orders = sum(1 for o in self.orders.values() if o["time"] // 10_000 == self.now_ms() // 10_000)
+            headers |= {"X-MBX-ORDER-COUNT-10S": str(orders), "X-MBX-ORDER-COUNT-1D": str(len(self.orders))}
+        return web.json_response(payload, status=status, headers=headers)
+
+    async def _post_fault(self, request: web.Request, fault: Fault, status: int) -> web.StreamResponse:
+        """Faults after the request was processed: the order (if any) exists, the reply is lost."""
+        if fault == "hang":
+            with anyio.move_on_after(self.hang_s):
+                await self._release.wait()
+        if fault == "disconnect" and request.transport is not None:
+            request.transport.close()
+        if fault == "wrong-json":
+            return web.json_response(["not", "an", "object"])
+        if fault == "garbage":
+            return web.Response(
+                status=200, body=b'{"symbol": "LTCBTC", "orderId": 12', content_type="application/json"
+            )
+        page = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+        html_status = 502 if fault == "html" else 500
+        return web.Response(status=html_status, text=page, content_type="text/html")
+
+    # --- endpoints -----------------------------------------------------------------------------
+
+    def _dispatch(self, key: tuple[str, str], p: dict[str, str]) -> Any:
+        handlers: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
+            ("GET", "/api/v3/time"): lambda _: {"serverTime": self.now_ms() + self.time_lie_ms},
+            ("GET", "/api/v3/exchangeInfo"): lambda _: self._info | {"serverTime": self.now_ms()},
+            ("GET", "/api/v3/depth"): self._depth,
+            ("POST", "/api/v3/order"): self._new_order,
+            ("DELETE", "/api/v3/order"): self._cancel,
+            ("GET", "/api/v3/order"): lambda q: self._find(q)[1],
+            ("POST", "/api/v3/order/cancelReplace"): self._cancel_replace,
+            ("GET", "/api/v3/openOrders"): lambda q: [
+                o
+                for o in self.orders.values()
+                if o["status"] in OPEN and q.get("symbol", o["symbol"]) == o["symbol"]
+            ],
+            ("GET", "/api/v3/account"): self._account,
+            ("GET", "/api/v3/myTrades"): lambda q: [
+                t
+                for t in self.trades
+                if t["symbol"] == q.get("symbol") and q.get("orderId", str(t["orderId"])) == str(t["orderId"])
+            ],
+        }
+        if key not in handlers:
+            raise Reply(404, -1000, f"no route {key[0]} {key[1]}")
+        return handlers[key](p)
+
+    def _parse_order(self, p: dict[str, str]) -> tuple[BinanceNewOrder, SymbolRules]:
+        if p.get("symbol") not in self.rules:
+            raise Reply(400, -1121, "Invalid symbol.")
+        fields = {k: p[k] for k in BinanceNewOrder.__struct_fields__ if k in p}
+        fields.setdefault("newClientOrderId", f"fake-{next(self._ids)}")
+        try:
+            order = msgspec.convert(fields, BinanceNewOrder, strict=False)
+        except msgspec.ValidationError as exc:
+            raise Reply(400, -1102, f"Mandatory parameter malformed: {exc}") from None
+        return order, self.rules[order.symbol]
+
+    def _new_order(self, p: dict[str, str]) -> dict[str, Any]:
+        order, rules = self._parse_order(p)
+        rejection = rules.check(order, self.market_price)
+        if rejection is not None:
+            raise Reply(400, -1013, f"Filter failure: {rejection.filter}")
+        existing = self.orders.get(order.newClientOrderId)
+        if self.reject_orders or (existing is not None and existing["status"] in OPEN):
+            raise Reply(400, -2010, self.reject_orders or "Duplicate order sent.")
+        return self._place(order)
+
+    def _place(self, order: BinanceNewOrder) -> dict[str, Any]:
+        now, oid = self.now_ms(), next(self._ids)
+        filled = order.type == "MARKET"
+        record: dict[str, Any] = {
+            "symbol": order.symbol, "orderId": oid, "orderListId": -1,
+            "clientOrderId": order.newClientOrderId, "transactTime": now, "time": now, "updateTime": now,
+            "price": _d(order.price or Decimal(0)), "stopPrice": _d(order.stopPrice or Decimal(0)),
+            "origQty": _d(order.quantity), "executedQty": _d(order.quantity if filled else Decimal(0)),
+            "cummulativeQuoteQty": _d(order.quantity * self.market_price if filled else Decimal(0)),
+            "status": "FILLED" if filled else "NEW", "timeInForce": order.timeInForce or "GTC",
+            "type": order.type, "side": order.side, "isWorking": not filled, "fills": [],
+        }  # fmt: skip
+        if filled:
+            trade = {"symbol": order.symbol, "id": oid, "orderId": oid, "price": _d(self.market_price),
+                     "qty": _d(order.quantity), "commission": "0", "commissionAsset": "BNB",
+                     "time": now, "isBuyer": order.side == "BUY", "isMaker": False}  # fmt: skip
+            self.trades.append(trade)
+            record["fills"] = [{**trade, "tradeId": oid}]
+        self.orders[order.newClientOrderId] = record
+        return record
+
+    def _find(self, p: dict[str, str]) -> tuple[str, dict[str, Any]]:
+        cid = p.get("origClientOrderId", "")
+        order = self.orders.get(cid)
+        if order is None or order["symbol"] != p.get("symbol"):
+            raise Reply(400, -2013, "Order does not exist.")
+        return cid, order
+
+    def _cancel(self, p: dict[str, str]) -> dict[str, Any]:
+        cid = p.get("origClientOrderId", "")
+        order = self.orders.get(cid)
+        if order is None or order["status"] not in OPEN:
+            raise Reply(400, -2011, "Unknown order sent.")
+        order.update(status="CANCELED", updateTime=self.now_ms(), isWorking=False)
+        return order | {"origClientOrderId": cid, "clientOrderId": f"cancel-{next(self._ids)}"}
+
+    def _cancel_replace(self, p: dict[str, str]) -> dict[str, Any]:
+        try:
+            canceled = self._cancel({"origClientOrderId": p.get("cancelOrigClientOrderId", "")})
+        except Reply as r:
+            data = {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                    "cancelResponse": r.body, "newOrderResponse": None}  # fmt: skip
+            raise Reply(400, -2022, "Order cancel-replace failed.", data) from None
+        placed = self._new_order(p)
+        return {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS",
+                "cancelResponse": canceled, "newOrderResponse": placed}  # fmt: skip
+
+    def _account(self, p: dict[str, str]) -> dict[str, Any]:
+        balances = [{"asset": "BTC", "free": "1.00000000", "locked": "0.00000000"},
+                    {"asset": "LTC", "free": "10.00000000", "locked": "0.00000000"}]  # fmt: skip
+        return {"makerCommission": 10, "canTrade": True, "updateTime": self.now_ms(), "balances": balances}
+
+    def _depth(self, p: dict[str, str]) -> dict[str, Any]:
+        book: dict[str, dict[Decimal, Decimal]] = {"BUY": {}, "SELL": {}}
+        for o in self.orders.values():
+            if o["symbol"] == p.get("symbol") and o["status"] in OPEN and o["type"] == "LIMIT":
+                side = book[o["side"]]
+                side[Decimal(o["price"])] = side.get(Decimal(o["price"]), Decimal(0)) + Decimal(o["origQty"])
+        levels = {s: sorted(b.items(), reverse=s == "BUY") for s, b in book.items()}
+        return {
+            "lastUpdateId": len(self.orders),
+            "bids": [[_d(px), _d(q)] for px, q in levels["BUY"]],
+            "asks": [[_d(px), _d(q)] for px, q in levels["SELL"]],
+        }
+
+
+@asynccontextmanager
+async def open_fake_binance(**options: Any) -> AsyncIterator[FakeBinance]:
+    """Start a :class:`FakeBinance` on 127.0.0.1 (free port); ``fake.url`` is its base URL."""
+    fake = FakeBinance(**options)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield fake
+    finally:
+        fake._release.set()
+        with anyio.move_on_after(5, shield=True):
+            await runner.cleanup()
