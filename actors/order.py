@@ -8,6 +8,7 @@ PositionChanged (after every fill).
 Client order ids are derived from intent ids (:mod:`actors.order_ids`): an intent seen
 twice is refused here, and a re-sent order is refused by the venue as a duplicate.
 Quantities are rounded down to the step size and prices to the tick before they leave.
+With a journal, OrderSubmitted is made durable (``durable``) before SubmitOrder is published.
 Events may arrive out of order (a fill before its ack): a fill implies acceptance,
 and anything for an unknown client order id is counted and logged, never guessed at.
 """
@@ -15,6 +16,7 @@ and anything for an unknown client order id is counted and logged, never guessed
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Literal
 
@@ -78,8 +80,10 @@ class OrderActor(Actor):
         state: SymbolState,
         tick_size: Decimal,
         step_size: Decimal,
+        durable: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         super().__init__(exchange, symbol, router, inbox)
+        self.durable = durable  # journal-before-send: resolves once OrderSubmitted is on disk
         self.state = state
         self.tick_size = tick_size
         self.step_size = step_size
@@ -175,7 +179,9 @@ class OrderActor(Actor):
             price or "market",
             intent.intent_id,
         )
-        await self.router.publish(submitted)
+        await self.router.publish(submitted)  # the journal tap appends it
+        if self.durable is not None:
+            await self.durable()  # fsynced before the order may leave the process
         await self.router.publish(command)
 
     def _handle_accepted(self, msg: OrderAccepted) -> None:

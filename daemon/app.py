@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
+from actors.channels import Tap
 from actors.messages import ConfigReloaded, Message, Stamp, stamp
 from daemon import telemetry
 from daemon.config import Config, ConfigError, load_config
@@ -24,6 +25,7 @@ from daemon.health import open_health_server
 from daemon.logs import setup_logging
 from daemon.metrics import METRICS, Metrics
 from daemon.mirror import RedisMirror
+from daemon.persistence import Persistence
 from daemon.sdnotify import SystemdNotifier
 from daemon.state_lock import StateDirLocked, StateLock
 from daemon.supervisor import Supervisor
@@ -42,15 +44,35 @@ class Daemon:
         self.mirror: RedisMirror | None = None
         if cfg.redis.enabled:
             self.mirror = RedisMirror(cfg.redis, Path(cfg.daemon.state_dir), metrics)
-        self.supervisor = Supervisor(cfg, self.mirror.offer if self.mirror else None)
+        self.persistence: Persistence | None = None
+        if cfg.store.enabled:
+            self.persistence = Persistence(cfg.store, Path(cfg.daemon.state_dir), metrics)
+        durable = self.persistence.durable if self.persistence is not None else None
+        self.supervisor = Supervisor(cfg, self._tap(), durable)
         telemetry.register(metrics, self.supervisor)
         metrics.describe("tradingd_config_reloads_total", "counter", "Config reloads by result")
+
+    def _tap(self) -> Tap | None:
+        """Every bus message to the Redis mirror; order-path messages also to the journal."""
+        taps = [
+            t for t in (self.mirror and self.mirror.offer, self.persistence and self.persistence.offer) if t
+        ]
+        if len(taps) <= 1:
+            return taps[0] if taps else None
+        first, second = taps
+
+        def both(msg: Message) -> None:
+            first(msg)
+            second(msg)
+
+        return both
 
     # --- health provider ------------------------------------------------------------------
     def status(self) -> dict[str, object]:
         out = self.supervisor.status()
         out["config"] = {**out["config"], "path": str(self.config_path)}  # type: ignore[dict-item]
         out["redis"] = msgspec.to_builtins(self.mirror.statistics()) if self.mirror else {"state": "disabled"}
+        out["store"] = self.persistence.status() if self.persistence else {"state": "disabled"}
         out["systemd"] = {"notify": self.notifier.enabled}
         return out
 
@@ -58,6 +80,8 @@ class Daemon:
         reasons = self.supervisor.readiness()
         if self.mirror is not None and self.mirror.redis_state != "up":
             reasons.append(f"redis {self.mirror.redis_state}: order-path messages are held until it returns")
+        if self.persistence is not None:
+            reasons += self.persistence.readiness()
         return reasons
 
     def halt(self, reason: str) -> None:
@@ -72,9 +96,18 @@ class Daemon:
     async def run(self) -> None:
         """Mirror outside, trading inside: on shutdown the groups stop first (their last order
         events still reach the mirror), then the mirror keeps what Redis has not got on disk."""
+        try:
+            await self._run()
+        finally:
+            if self.persistence is not None:
+                await self.persistence.aclose()
+
+    async def _run(self) -> None:
         async with anyio.create_task_group() as outer:
             if self.mirror is not None:
                 await outer.start(self.mirror.run)
+            if self.persistence is not None:
+                await outer.start(self.persistence.run)
             outer.start_soon(self.notifier.watchdog_loop)
             async with anyio.create_task_group() as inner:
                 await inner.start(self.supervisor.run)

@@ -67,6 +67,15 @@ class RedisSection(Base, frozen=True, kw_only=True):
     retry_interval_s: float = 1.0
 
 
+class StoreSection(Base, frozen=True, kw_only=True):
+    """The order journal (under daemon.state_dir) and its PostgreSQL copy."""
+
+    enabled: bool = False
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/tradingd"
+    flush_interval_ms: int = 100
+    batch_size: int = 1000
+
+
 class SupervisorSection(Base, frozen=True, kw_only=True):
     max_restarts: int = 5
     window_s: float = 60.0
@@ -132,6 +141,7 @@ class Config(Base, frozen=True, kw_only=True):
     daemon: DaemonSection = DaemonSection()
     health: HealthSection = HealthSection()
     redis: RedisSection = RedisSection()
+    store: StoreSection = StoreSection()
     supervisor: SupervisorSection = SupervisorSection()
     channels: ChannelsSection = ChannelsSection()
     accounts: dict[str, PaperAccount] = {}
@@ -261,6 +271,8 @@ def _validate(cfg: Config) -> Problems:
         ("redis.order_path_memory", r.order_path_memory, False),
         ("redis.connect_timeout_s", r.connect_timeout_s, False),
         ("redis.retry_interval_s", r.retry_interval_s, False),
+        ("store.flush_interval_ms", cfg.store.flush_interval_ms, False),
+        ("store.batch_size", cfg.store.batch_size, False),
         ("supervisor.max_restarts", s.max_restarts, True),
         ("supervisor.window_s", s.window_s, False),
         ("supervisor.backoff_initial_s", s.backoff_initial_s, False),
@@ -269,6 +281,8 @@ def _validate(cfg: Config) -> Problems:
         ("channels.batch_size", c.batch_size, False),
     ):
         yield from _positive(path, value, zero_ok)
+    if not cfg.store.dsn.startswith(("postgresql://", "postgres://")):
+        yield "store.dsn", f"expected a postgresql:// DSN, got {cfg.store.dsn!r}"
     if not r.url.startswith(("redis://", "unix://")):
         yield (
             "redis.url",
@@ -400,7 +414,7 @@ def diff_configs(old: Config, new: Config) -> ConfigDiff:
             update.append(k)
     process = [
         name
-        for name in ("daemon", "health", "redis", "supervisor", "channels")
+        for name in ("daemon", "health", "redis", "store", "supervisor", "channels")
         if getattr(old, name) != getattr(new, name)
     ]
     return ConfigDiff(

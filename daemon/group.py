@@ -17,7 +17,7 @@ ways at once.  ``apply`` updates strategy and risk parameters in place.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 from anyio.abc import TaskStatus
@@ -109,6 +109,7 @@ class SymbolGroup:
         channels: ChannelsSection,
         policy: RestartPolicy,
         channel_cls: type[Channel[Message]] = Channel,
+        durable: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.policy = policy
@@ -146,7 +147,7 @@ class SymbolGroup:
         )
         self.risk = RiskActor(ex, sym, self.router, inbox("risk"), self.state, self.health, cfg.risk)
         self.order = OrderActor(
-            ex, sym, self.router, inbox("order"), self.state, inst.tick_size, inst.step_size
+            ex, sym, self.router, inbox("order"), self.state, inst.tick_size, inst.step_size, durable=durable
         )
         self.stop_monitor = StopMonitor(ex, sym, self.router, inbox("stop-monitor", True))
         self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -45,9 +46,12 @@ class AccountRuntime:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, tap: Tap | None) -> None:
+    def __init__(
+        self, cfg: Config, tap: Tap | None, durable: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         self.cfg = cfg
         self.tap = tap
+        self.durable = durable
         self.groups: dict[tuple[str, str], SymbolGroup] = {}
         self.accounts: dict[str, AccountRuntime] = {}
         self.started_ns = time.time_ns()
@@ -93,7 +97,9 @@ class Supervisor:
         assert self._tg is not None
         acct = self._account(cfg.account)
         acct.portfolio.set_assets(cfg.symbol, cfg.instrument.base, cfg.instrument.quote)
-        group = SymbolGroup(cfg, acct.paper, acct.portfolio, self.tap, self.cfg.channels, self.policy)
+        group = SymbolGroup(
+            cfg, acct.paper, acct.portfolio, self.tap, self.cfg.channels, self.policy, durable=self.durable
+        )
         if self.admin_halt_reason:
             group.health.admin_halt(self.admin_halt_reason)
         self.groups[cfg.key] = group

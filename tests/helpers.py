@@ -35,6 +35,7 @@ def make_config(
     candles_group: bool = True,
     rsi_buy_max: float = 75.0,
     redis_enabled: bool = True,
+    store_dsn: str | None = None,
 ) -> str:
     """A config like the shipped one, pointed at temp state and a private Redis prefix."""
     parts = [
@@ -56,6 +57,11 @@ prefix = "{prefix}"
 maxlen = 200000
 retry_interval_s = 0.2
 connect_timeout_s = 0.5
+
+[store]
+enabled = {str(store_dsn is not None).lower()}
+dsn = "{store_dsn or "postgresql://postgres@127.0.0.1:5432/unused"}"
+flush_interval_ms = 20
 
 [supervisor]
 max_restarts = 3

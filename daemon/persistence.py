@@ -1,0 +1,126 @@
+"""The order journal and its PostgreSQL copy, as the daemon runs them.
+
+Order-path messages (signals, risk decisions, orders and their events, fills, positions)
+are appended to the journal from the bus tap (no I/O on the actors' path); the order
+actor awaits :meth:`Persistence.durable` between OrderSubmitted and SubmitOrder, so an
+order never leaves the process before its record is fsynced.  Everything else becomes
+durable within ``store.flush_interval_ms``.
+
+The journal writer copies the journal into PostgreSQL in batches, resuming from its
+committed offset; PostgreSQL being down never blocks trading (the journal keeps
+everything) and shows on /readyz.  Migrations are applied when PostgreSQL is first
+reachable, then the writer starts.  Segments the store has committed are released.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskStatus
+
+from actors.messages import Message, is_order_path
+from daemon.config import StoreSection
+from daemon.journal import Journal
+from daemon.metrics import Metrics
+from daemon.store.migrations import migrate
+from daemon.store.writer import JournalWriter
+
+log = logging.getLogger("tradingd.store")
+_X = {"component": "store"}
+RELEASE_EVERY_S = 30.0
+STALE_AFTER_S = 30.0
+
+
+class Persistence:
+    def __init__(self, cfg: StoreSection, state_dir: Path, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.journal = Journal.open(state_dir / "journal", metrics=metrics)
+        self.writer = JournalWriter(self.journal, cfg.dsn, metrics, batch_size=cfg.batch_size)
+        self.migrated = False
+        self.appended = 0
+        self._last_commit = time.monotonic()
+
+    def offer(self, msg: Message) -> None:
+        """The bus tap: order-path messages go to the journal (buffered; flushed by the loop)."""
+        if is_order_path(msg):
+            self.journal.append(msg)
+            self.appended += 1
+
+    async def durable(self) -> object:
+        """Everything appended so far is on disk when this returns."""
+        return await self.journal.flush()
+
+    def readiness(self) -> list[str]:
+        lag = self.writer.lag()
+        if not self.migrated:
+            return ["postgres store unreachable: schema not migrated yet (the journal keeps every record)"]
+        if lag and time.monotonic() - self._last_commit > STALE_AFTER_S:
+            return [f"postgres store behind by {lag} journal records (the journal keeps them)"]
+        return []
+
+    def status(self) -> dict[str, object]:
+        return {
+            "dsn_host": self.cfg.dsn.rsplit("@", 1)[-1],
+            "migrated": self.migrated,
+            "journal_next_offset": self.journal.next_offset,
+            "journal_durable_offset": self.journal.durable_offset,
+            "store_committed_offset": self.writer.committed_offset,
+            "store_lag_records": self.writer.lag(),
+        }
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._flush_loop)
+            tg.start_soon(self._store_loop)
+            tg.start_soon(self._release_loop)
+            task_status.started()
+
+    async def aclose(self) -> None:
+        """Last flush (shielded) and close; call after the actors stopped."""
+        with anyio.CancelScope(shield=True):
+            await self.journal.flush()
+            await self.journal.aclose()
+
+    async def _flush_loop(self) -> None:
+        interval = self.cfg.flush_interval_ms / 1000
+        while True:
+            await anyio.sleep(interval)
+            await self.journal.flush()
+
+    async def _store_loop(self) -> None:
+        delay = 0.5
+        while not self.migrated:
+            try:
+                applied = await migrate(self.cfg.dsn, connect_timeout=5.0)
+            except Exception as exc:  # noqa: BLE001 - unreachable, refused, half-up: retry until it works
+                log.warning(
+                    "postgres migrations not applied yet (%r); retrying in %.0fs", exc, delay, extra=_X
+                )
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.migrated = True
+            log.info(
+                "postgres schema ready%s", f" (applied {', '.join(applied)})" if applied else "", extra=_X
+            )
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.writer.run)
+            tg.start_soon(self._watch_commits)
+
+    async def _watch_commits(self) -> None:
+        last = self.writer.committed_offset
+        while True:
+            await anyio.sleep(1.0)
+            if self.writer.committed_offset != last or self.writer.lag() == 0:
+                self._last_commit = time.monotonic()
+                last = self.writer.committed_offset
+
+    async def _release_loop(self) -> None:
+        while True:
+            await anyio.sleep(RELEASE_EVERY_S)
+            committed = self.writer.committed_offset
+            if committed:
+                await self.journal.release_below(committed)
