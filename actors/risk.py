@@ -16,6 +16,7 @@ Limits are replaced in place on config reload (``apply_limits``).
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 from actors.channels import Channel, Router
@@ -64,7 +65,9 @@ class RiskActor(Actor):
             return
         rule, reason = verdict
         self._count(rule)
-        self.log.warning("rejected %s (%s): %s", msg.intent_id, rule, reason)
+        # An exit refused because another exit already covers the position is routine.
+        level = logging.INFO if rule == "reduce_only" else logging.WARNING
+        self.log.log(level, "rejected %s (%s): %s", msg.intent_id, rule, reason)
         await self.router.publish(RiskRejected(intent=msg, rule=rule, reason=reason, **fields))
 
     def _count(self, key: str) -> None:

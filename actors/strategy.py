@@ -1,7 +1,7 @@
 """Strategy actor: runs one pure strategy on the group's market data.
 
 Takes: Bar, Trade, Quote (market), PositionChanged (so the strategy sees its position),
-RiskRejected (logged, counted).
+RiskApproved / RiskRejected (its intents decided: counted as working orders until then).
 Emits: Signal (recorded on the bus) and OrderIntent (to risk).
 
 The actor owns I/O and the strategy's state; the strategy itself is a pure function of
@@ -11,14 +11,27 @@ config reload, keeping its state (indicator history, cooldowns).
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
 from actors.channels import Channel, Router
-from actors.messages import Bar, Message, OrderIntent, PositionChanged, Quote, RiskRejected, Signal, Trade
+from actors.messages import (
+    Bar,
+    Message,
+    OrderIntent,
+    PositionChanged,
+    Quote,
+    RiskApproved,
+    RiskRejected,
+    Signal,
+    Trade,
+)
 from actors.runtime import Actor
 from actors.state import SymbolState
 from actors.strategies.base import Output, Strategy, StrategyContext
+
+UNDECIDED_TTL_S = 60.0
 
 
 class StrategyActor(Actor):
@@ -46,11 +59,23 @@ class StrategyActor(Actor):
         self.signals = 0
         self.intents = 0
         self.rejections = 0
+        # Intents sent to risk and not yet decided: risk reserves open_orders only when it approves,
+        # so without this a second bar in the same batch would see no working order and repeat.
+        # (An intent risk never answers — it failed on it — stops counting after UNDECIDED_TTL_S.)
+        self._undecided: dict[str, float] = {}
 
     def apply_params(self, strategy: Strategy[Any], max_notional: Decimal) -> None:
         """Config reload: new parameters, same state."""
         self.strategy = strategy
         self.max_notional = max_notional
+
+    def _undecided_count(self) -> int:
+        if not self._undecided:
+            return 0
+        cutoff = time.monotonic() - UNDECIDED_TTL_S
+        for intent_id in [i for i, t in self._undecided.items() if t < cutoff]:
+            del self._undecided[intent_id]
+        return len(self._undecided)
 
     def _context(self, now_ns: int) -> StrategyContext:
         st = self.symbol_state
@@ -63,7 +88,7 @@ class StrategyActor(Actor):
             max_notional=self.max_notional,
             tick_size=self.tick_size,
             step_size=self.step_size,
-            open_orders=st.open_orders,
+            open_orders=st.open_orders + self._undecided_count(),
         )
 
     async def handle_batch(self, batch: list[Message]) -> None:
@@ -95,7 +120,11 @@ class StrategyActor(Actor):
                 )
             case PositionChanged():
                 return
+            case RiskApproved():
+                self._undecided.pop(msg.intent.intent_id, None)
+                return
             case RiskRejected():
+                self._undecided.pop(msg.intent.intent_id, None)
                 self.rejections += 1
                 return
             case _:
@@ -113,6 +142,7 @@ class StrategyActor(Actor):
                 )
             elif isinstance(item, OrderIntent):
                 self.intents += 1
+                self._undecided[item.intent_id] = time.monotonic()
                 self.log.info(
                     "intent %s %s %s %s (sl %s, tp %s) %s",
                     item.intent_id,

@@ -175,7 +175,7 @@ class SymbolGroup:
         r = self.router
         wants = self.strategy.strategy.consumes
         market = (Bar, *((Trade,) if "trade" in wants else ()), *((Quote,) if "quote" in wants else ()))
-        r.subscribe(self.strategy.inbox, (*market, PositionChanged, RiskRejected))
+        r.subscribe(self.strategy.inbox, (*market, PositionChanged, RiskApproved, RiskRejected))
         r.subscribe(self.risk.inbox, (OrderIntent,))
         r.subscribe(self.order.inbox, (RiskApproved, *ORDER_EVENTS))
         r.subscribe(

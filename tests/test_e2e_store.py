@@ -15,10 +15,16 @@ import pytest
 from daemon.app import Daemon
 from daemon.config import parse_config
 from daemon.metrics import Metrics
-from tests.helpers import make_config, unique_prefix
+from tests.helpers import ROOT, make_config, unique_prefix
 
 pytestmark = pytest.mark.anyio
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def readme_queries() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```sql\n", 1)[1].split("```", 1)[0]
+    return [q.strip() for q in block.split(";") if "SELECT" in q]
 
 
 @pytest.fixture
@@ -70,5 +76,9 @@ async def test_orders_and_fills_reach_postgres_through_the_journal(tmp_path: Pat
             "SELECT coalesce(sum(CASE WHEN side = 'buy' THEN quantity ELSE -quantity END), 0) FROM fills"
         )
         assert Decimal(net) == position  # the store's fills add up to the daemon's position
+        for query in readme_queries():  # the queries the README shows users must run as shown
+            await conn.fetch(query)
+        pnl = await conn.fetch(readme_queries()[2])
+        assert pnl and all(r["realized_pnl"] is not None for r in pnl)
     finally:
         await conn.close()
