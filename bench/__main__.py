@@ -8,6 +8,7 @@ append its name to :data:`BENCHES`.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ def run(names: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    # The actors log every order decision; a benchmark's output is its figures.
+    logging.basicConfig(level=logging.ERROR)
     run(args or BENCHES)
     return 0
 
