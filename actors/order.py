@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Literal
 
+import anyio
+
 from actors.channels import Channel, Router
 from actors.messages import (
     Message,
@@ -181,8 +183,30 @@ class OrderActor(Actor):
         )
         await self.router.publish(submitted)  # the journal tap appends it
         if self.durable is not None:
-            await self.durable()  # fsynced before the order may leave the process
+            await self._make_durable(cid)  # fsynced before the order may leave the process
         await self.router.publish(command)
+
+    async def _make_durable(self, cid: str) -> None:
+        """Await the journal; if it fails or we are cancelled, the order ends here, unsent.
+
+        The order is rejected locally (its reservation freed) and the OrderRejected goes to
+        the tap (journal and mirror), so no record says 'submitted' for an order never sent.
+        """
+        assert self.durable is not None
+        try:
+            await self.durable()
+        except BaseException as exc:
+            reason = (
+                "not sent: cancelled"
+                if isinstance(exc, anyio.get_cancelled_exc_class())
+                else (f"not sent: journal write failed: {exc!r}")
+            )
+            self.log.error("order %s %s", cid, reason)
+            rejected = OrderRejected(client_order_id=cid, reason=reason, **self.system_fields())
+            self._handle_finished(rejected)  # here and now: no await is possible while cancelled
+            if self.router.tap is not None:
+                self.router.tap(rejected)  # journal (closes the record) and mirror
+            raise
 
     def _handle_accepted(self, msg: OrderAccepted) -> None:
         rec = self._record(msg.client_order_id, "accepted")

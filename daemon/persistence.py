@@ -39,7 +39,10 @@ class Persistence:
         self.cfg = cfg
         self.journal = Journal.open(state_dir / "journal", metrics=metrics)
         self.writer = JournalWriter(self.journal, cfg.dsn, metrics, batch_size=cfg.batch_size)
+        self.metrics = metrics
         self.migrated = False
+        self.journal_error = ""
+        self.store_error = ""
         self.appended = 0
         self._last_commit = time.monotonic()
 
@@ -54,6 +57,10 @@ class Persistence:
         return await self.journal.flush()
 
     def readiness(self) -> list[str]:
+        if self.journal_error:
+            return [f"journal unwritable ({self.journal_error}): orders are refused"]
+        if self.store_error:
+            return [f"postgres writer stopped: {self.store_error}"]
         lag = self.writer.lag()
         if not self.migrated:
             return ["postgres store unreachable: schema not migrated yet (the journal keeps every record)"]
@@ -81,20 +88,39 @@ class Persistence:
     async def aclose(self) -> None:
         """Last flush (shielded) and close; call after the actors stopped."""
         with anyio.CancelScope(shield=True):
-            await self.journal.flush()
-            await self.journal.aclose()
+            try:
+                await self.journal.flush()
+            except OSError as exc:
+                log.error("last journal flush failed: %r", exc, extra=_X)
+            finally:
+                await self.journal.aclose()
 
     async def _flush_loop(self) -> None:
+        """Make everything durable every interval. A failing disk never kills the daemon: it is
+        reported (/readyz, log, metric) and retried; meanwhile no order can leave (the order
+        actor's own flush fails and the order is rejected unsent)."""
         interval = self.cfg.flush_interval_ms / 1000
         while True:
             await anyio.sleep(interval)
-            await self.journal.flush()
+            try:
+                await self.journal.flush()
+            except OSError as exc:
+                if not self.journal_error:
+                    log.error("journal write failed, no order can be sent until it works: %r", exc, extra=_X)
+                self.journal_error = repr(exc)
+                self.metrics.inc("tradingd_journal_errors_total", {"error": type(exc).__name__})
+                await anyio.sleep(min(5.0, interval * 10))
+                continue
+            if self.journal_error:
+                log.warning("journal writes work again", extra=_X)
+                self.journal_error = ""
 
     async def _store_loop(self) -> None:
         delay = 0.5
         while not self.migrated:
             try:
-                applied = await migrate(self.cfg.dsn, connect_timeout=5.0)
+                with anyio.fail_after(60):  # a server that accepts but never answers, a held lock
+                    applied = await migrate(self.cfg.dsn, connect_timeout=5.0)
             except Exception as exc:  # noqa: BLE001 - unreachable, refused, half-up: retry until it works
                 log.warning(
                     "postgres migrations not applied yet (%r); retrying in %.0fs", exc, delay, extra=_X
@@ -106,9 +132,15 @@ class Persistence:
             log.info(
                 "postgres schema ready%s", f" (applied {', '.join(applied)})" if applied else "", extra=_X
             )
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.writer.run)
-            tg.start_soon(self._watch_commits)
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.writer.run)
+                tg.start_soon(self._watch_commits)
+        except Exception as exc:  # noqa: BLE001 - the store must never stop trading
+            # e.g. StoreAheadOfJournal: the store has records this journal lacks. Keep trading on
+            # the journal; an operator must look (it is on /readyz and in the log).
+            self.store_error = repr(exc)
+            log.critical("journal writer stopped: %r; the journal keeps every record", exc, extra=_X)
 
     async def _watch_commits(self) -> None:
         last = self.writer.committed_offset

@@ -46,3 +46,25 @@ async def test_submit_order_is_published_only_after_its_record_is_durable(tmp_pa
     records = [m for _, m in reopened.read_from(0)]
     assert isinstance(records[0], OrderSubmitted) and records[0].intent_id == "i1"
     await reopened.aclose()
+
+
+async def test_a_failing_journal_rejects_the_order_unsent_and_frees_its_reservation() -> None:
+    tapped: list[Message] = []
+    router = Router(tapped.append)
+    venue: Channel[Message] = Channel("venue", 16)
+    router.subscribe(venue, (SubmitOrder,))
+
+    async def disk_full() -> int:
+        raise OSError(28, "No space left on device")
+
+    state = SymbolState(EX, SYM, "acct")
+    order = OrderActor(EX, SYM, router, Channel("order", 16), state, TICK, STEP, durable=disk_full)
+    state.open_orders, state.pending_exposure = 1, D("2")  # as risk reserves on approval
+    with anyio.fail_after(5), pytest.raises(OSError, match="No space left"):
+        await order.handle(RiskApproved(exchange=EX, symbol=SYM, ts_event=1, ts_recv=1, intent=intent("i1")))
+    assert venue.depth() == 0  # nothing left the process
+    assert (state.open_orders, state.pending_exposure) == (0, D(0))
+    (rec,) = order.orders.values()
+    assert rec.status == "rejected"
+    assert [type(m).__name__ for m in tapped] == ["OrderSubmitted", "OrderRejected"]
+    assert tapped[1].reason == "not sent: journal write failed: OSError(28, 'No space left on device')"  # type: ignore[attr-defined]
