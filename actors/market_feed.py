@@ -150,6 +150,7 @@ class MarketFeed(Actor):
             self._reject("crossed_quote", q, f"quote bid {q.bid_price} >= ask {q.ask_price}")
             return
         self.accepted["Quote"] += 1
+        self.state.last_recv_ns = q.ts_recv  # a quiet market still shows a live feed
         await self.router.publish(q)
 
     def _mark(self, price: Decimal, ts_event: int) -> None:

@@ -38,10 +38,9 @@ from actors.state import SymbolState
 from actors.strategies.breakout import BreakoutStrategy
 from actors.strategy import StrategyActor
 from adapters.paper.account import PaperAccountState
-from adapters.replay.feed import ReplayFeed
 from bench import run_async, write_result
 from daemon.config import ChannelsSection, RedisSection, parse_config
-from daemon.group import FeedAdapter, SymbolGroup
+from daemon.group import FeedAdapter, SymbolGroup, make_feed
 from daemon.metrics import Metrics
 from daemon.mirror import RedisMirror
 
@@ -128,7 +127,7 @@ async def _feed_to_strategy(with_trades: bool) -> dict[str, Any]:
     state = SymbolState(ex, sym, g.account)
     feed_inbox = Channel[Message]("market-feed", 4096, conflate_key=quote_conflation_key)
     market = MarketFeed(ex, sym, router, feed_inbox, state, g.bar_interval_s)
-    feed = FeedAdapter(ex, sym, router, feed_inbox, ReplayFeed(g.feed, ex, sym))
+    feed = FeedAdapter(ex, sym, router, feed_inbox, make_feed(g))
     strategy = StrategyActor(
         ex,
         sym,

@@ -100,15 +100,28 @@ class PaperAccount(Base, frozen=True, kw_only=True):
     latency_ms: int = 0
 
 
-class ReplayFeed(Base, frozen=True, kw_only=True):
-    """Recorded data played as a live feed."""
+class ReplayFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="replay"):
+    """Recorded data played as a live feed (``kind = "replay"``, the default)."""
 
-    kind: Literal["replay"] = "replay"
     path: str
     format: Literal["candles", "trades"]
     speed: float = 1.0
     loop: bool = False
     interval_s: int = 60
+
+
+class BinanceFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="binance"):
+    """Binance spot market data over the combined WebSocket stream (production or testnet URLs)."""
+
+    venue_symbol: str
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    streams: tuple[str, ...] = ("aggTrade", "bookTicker", "depth@100ms")
+    silence_timeout_s: float = 30.0
+    stall_timeout_s: float = 300.0
+
+
+FeedConfig = ReplayFeed | BinanceFeed
 
 
 class Instrument(Base, frozen=True, kw_only=True):
@@ -126,7 +139,7 @@ class GroupConfig(Base, frozen=True, kw_only=True):
     symbol: str
     account: str
     instrument: Instrument
-    feed: ReplayFeed
+    feed: FeedConfig
     strategy: StrategyParams = BreakoutParams()
     risk: RiskLimits = RiskLimits()
     bar_interval_s: int = 60
@@ -185,6 +198,15 @@ def _name_dict_key(raw: dict[str, object], path: str) -> str:
     return path
 
 
+def _default_feed_kind(raw: dict[str, object]) -> None:
+    """``[groups.feed]`` without ``kind`` is a replay feed (the tagged union needs the tag)."""
+    groups = raw.get("groups")
+    for g in groups if isinstance(groups, list) else ():
+        feed = g.get("feed") if isinstance(g, dict) else None
+        if isinstance(feed, dict):
+            feed.setdefault("kind", "replay")
+
+
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Decode and validate TOML text. Raises ConfigError naming key path, line and expectation."""
     try:
@@ -193,6 +215,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
+    _default_feed_kind(raw)
     try:
         cfg = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -220,7 +243,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{p}: config file is not UTF-8: {exc}") from None
     cfg = _resolve_paths(parse_config(text, str(p)), p.parent)
     for i, g in enumerate(cfg.groups):
-        if g.enabled and not Path(g.feed.path).is_file():
+        if g.enabled and isinstance(g.feed, ReplayFeed) and not Path(g.feed.path).is_file():
             raise _err(text, f"groups[{i}].feed.path", f"no such data file: {g.feed.path}", str(p))
     return cfg
 
@@ -233,6 +256,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     (so ``adapters/replay/data/...`` finds the bundled data wherever the config lives)."""
     groups = []
     for g in cfg.groups:
+        if not isinstance(g.feed, ReplayFeed):
+            groups.append(g)
+            continue
         fp = Path(g.feed.path)
         if not fp.is_absolute():
             fp = (
@@ -329,13 +355,27 @@ def _validate_group(cfg: Config, i: int, g: GroupConfig) -> Problems:
     yield from _positive(f"{p}.instrument.tick_size", g.instrument.tick_size)
     yield from _positive(f"{p}.instrument.step_size", g.instrument.step_size)
     yield from _positive(f"{p}.instrument.min_notional", g.instrument.min_notional, allow_zero=True)
-    yield from _positive(f"{p}.feed.speed", g.feed.speed, allow_zero=True)
-    yield from _positive(f"{p}.feed.interval_s", g.feed.interval_s)
+    yield from _validate_feed(f"{p}.feed", g.feed)
     yield from _positive(f"{p}.bar_interval_s", g.bar_interval_s)
-    if not Path(g.feed.path).suffix:
-        yield f"{p}.feed.path", f"expected a data file (.json or .json.gz), got {g.feed.path!r}"
     yield from _validate_risk(f"{p}.risk", g.risk)
     yield from _validate_strategy(f"{p}.strategy", g.strategy, g.risk)
+
+
+def _validate_feed(p: str, feed: FeedConfig) -> Problems:
+    if isinstance(feed, BinanceFeed):
+        if not feed.ws_url.startswith(("wss://", "ws://")):
+            yield f"{p}.ws_url", f"expected a ws:// or wss:// URL, got {feed.ws_url!r}"
+        if not feed.rest_url.startswith(("https://", "http://")):
+            yield f"{p}.rest_url", f"expected an http(s):// URL, got {feed.rest_url!r}"
+        if not re.fullmatch(r"[A-Z0-9]{2,20}", feed.venue_symbol):
+            yield f"{p}.venue_symbol", f"expected a Binance symbol like 'BTCUSDT', got {feed.venue_symbol!r}"
+        yield from _positive(f"{p}.silence_timeout_s", feed.silence_timeout_s)
+        yield from _positive(f"{p}.stall_timeout_s", feed.stall_timeout_s)
+        return
+    yield from _positive(f"{p}.speed", feed.speed, allow_zero=True)
+    yield from _positive(f"{p}.interval_s", feed.interval_s)
+    if not Path(feed.path).suffix:
+        yield f"{p}.path", f"expected a data file (.json or .json.gz), got {feed.path!r}"
 
 
 def _validate_risk(p: str, r: RiskLimits) -> Problems:

@@ -18,6 +18,7 @@ ways at once.  ``apply`` updates strategy and risk parameters in place.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskStatus
@@ -47,10 +48,12 @@ from actors.state import SymbolState
 from actors.stop_monitor import StopMonitor
 from actors.strategies.breakout import BreakoutStrategy
 from actors.strategy import StrategyActor
+from adapters.binance.websocket import BinanceMarketFeed
 from adapters.paper.account import PaperAccountState
 from adapters.paper.actor import PaperExchange
 from adapters.replay.feed import ReplayFeed
-from daemon.config import ChannelsSection, GroupConfig
+from daemon.config import ChannelsSection, FeedConfig, GroupConfig
+from daemon.config import ReplayFeed as ReplayFeedConfig
 
 ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderExpired)
 MARKET = (Trade, Bar, Quote)
@@ -62,7 +65,7 @@ class FeedAdapter(Actor):
     kind = "feed"
 
     def __init__(
-        self, exchange: str, symbol: str, router: Router, inbox: Channel[Message], feed: ReplayFeed
+        self, exchange: str, symbol: str, router: Router, inbox: Channel[Message], feed: Feed
     ) -> None:
         self.feed = feed
         super().__init__(exchange, symbol, router, inbox)
@@ -93,6 +96,41 @@ class FeedAdapter(Actor):
 
     async def handle(self, msg: Message) -> None:  # pragma: no cover - the feed has no inbox of its own
         raise NotImplementedError
+
+
+class Feed(Protocol):
+    """What a market-data source offers the group: replay files and live venues alike."""
+
+    emitted: int
+    last_emit_ns: int
+
+    async def run(
+        self,
+        sink: Callable[[Message], Awaitable[None]],
+        *,
+        sink_nowait: Callable[[Message], bool] | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None: ...
+
+
+def builds_bars(feed: FeedConfig) -> bool:
+    """Bars are built from trades unless the feed brings its own (recorded candles)."""
+    return not (isinstance(feed, ReplayFeedConfig) and feed.format == "candles")
+
+
+def make_feed(cfg: GroupConfig) -> Feed:
+    feed = cfg.feed
+    if isinstance(feed, ReplayFeedConfig):
+        return ReplayFeed(feed, cfg.exchange, cfg.symbol)
+    return BinanceMarketFeed(
+        feed.ws_url,
+        feed.rest_url,
+        {feed.venue_symbol: cfg.symbol},
+        streams=tuple(feed.streams),
+        exchange=cfg.exchange,
+        silence_timeout_s=feed.silence_timeout_s,
+        stall_timeout_s=feed.stall_timeout_s,
+    )
 
 
 def make_strategy(cfg: GroupConfig) -> BreakoutStrategy:
@@ -131,9 +169,9 @@ class SymbolGroup:
             self.router,
             inbox("market-feed", True),
             self.state,
-            cfg.bar_interval_s if cfg.feed.format == "trades" else None,
+            cfg.bar_interval_s if builds_bars(cfg.feed) else None,
         )
-        self.feed = FeedAdapter(ex, sym, self.router, self.market_feed.inbox, ReplayFeed(cfg.feed, ex, sym))
+        self.feed = FeedAdapter(ex, sym, self.router, self.market_feed.inbox, make_feed(cfg))
         self.strategy = StrategyActor(
             ex,
             sym,

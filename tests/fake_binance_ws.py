@@ -1,0 +1,200 @@
+"""A fake Binance combined-stream WebSocket (plus REST depth) on 127.0.0.1, replaying real frames.
+
+``/stream?streams=a/b/c`` replays the frames of ``tests/data/binance/BINANCE.ws.1.0`` that match
+the connection's streams, with the capture's timing compressed into ``replay_s`` seconds, then
+stays open and idle.  ``{"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [...], "id": N}`` changes
+the connection's streams and is answered ``{"result": null, "id": N}``.
+
+``/api/v3/depth?symbol=X`` serves the venue's current book: the captured snapshot
+(``BINANCE.http.0.0``) advanced by every diff the latest connection has replayed (also the ones a
+fault hid from the client), so a resync after a gap can succeed.
+
+Fault knobs: ``drop_after`` (connection k is cut after ``drop_after[k]`` frames), ``silent``
+(accept, then send nothing while answering pings), ``stall_symbol`` (never send that symbol's
+frames), ``stale_snapshots`` (symbol -> how many snapshots older than its first diff to serve
+first), ``gap`` (``(symbol, n)``: the n-th diff of that symbol is not sent, on the first connection).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+from aiohttp import web
+
+from adapters.binance.data import read_rest_capture, read_ws_capture
+
+DATA = Path(__file__).parent / "data" / "binance"
+WS_CAPTURE = DATA / "BINANCE.ws.1.0"
+REST_CAPTURE = DATA / "BINANCE.http.0.0"
+
+
+@dataclass
+class CaptureFrame:
+    delay: float  # seconds since the capture's first frame
+    stream: str
+    symbol: str
+    raw: str
+    data: dict[str, Any]
+
+
+def load_frames() -> list[CaptureFrame]:
+    _, frames = read_ws_capture(WS_CAPTURE)
+    t0 = frames[0].ts_recv
+    out = []
+    for f in frames:
+        msg = json.loads(f.raw)
+        out.append(
+            CaptureFrame((f.ts_recv - t0) / 1e9, msg["stream"], msg["data"]["s"], f.raw.decode(), msg["data"])
+        )
+    return out
+
+
+def load_snapshots() -> dict[str, dict[str, Any]]:
+    snaps = {}
+    for reply in read_rest_capture(REST_CAPTURE):
+        symbol = reply.url.partition("symbol=")[2].partition("&")[0]
+        snaps[symbol] = json.loads(reply.raw)
+    return snaps
+
+
+class _Book:
+    """The venue's book of one symbol: a captured snapshot plus the diffs replayed since."""
+
+    def __init__(self, snap: dict[str, Any]) -> None:
+        self.lid: int = snap["lastUpdateId"]
+        self.sides = {k: {Decimal(p): q for p, q in snap[k]} for k in ("bids", "asks")}
+
+    def apply(self, data: dict[str, Any]) -> None:
+        if data["u"] <= self.lid:
+            return
+        for key, side in (("b", "bids"), ("a", "asks")):
+            for price, qty in data[key]:
+                if Decimal(qty):
+                    self.sides[side][Decimal(price)] = qty
+                else:
+                    self.sides[side].pop(Decimal(price), None)
+        self.lid = data["u"]
+
+    def reply(self, lid: int) -> dict[str, Any]:
+        bids = sorted(self.sides["bids"].items(), reverse=True)
+        asks = sorted(self.sides["asks"].items())
+        return {
+            "lastUpdateId": lid,
+            "bids": [[str(p), q] for p, q in bids],
+            "asks": [[str(p), q] for p, q in asks],
+        }
+
+
+@dataclass
+class FakeBinanceWs:
+    replay_s: float = 1.0
+    drop_after: list[int] = field(default_factory=list)
+    silent: bool = False
+    stall_symbol: str = ""
+    stale_snapshots: dict[str, int] = field(default_factory=dict)
+    gap: tuple[str, int] | None = None
+    url: str = ""  # ws://127.0.0.1:port (the stream base)
+    rest_url: str = ""  # http://127.0.0.1:port
+    connections: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    connect_streams: list[list[str]] = field(default_factory=list)
+    snapshot_requests: list[str] = field(default_factory=list)
+    hidden: list[tuple[str, int, int]] = field(default_factory=list)  # (symbol, U, u) diffs not sent
+    frames: list[CaptureFrame] = field(default_factory=load_frames)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=load_snapshots)
+    books: dict[str, _Book] = field(default_factory=dict)
+
+    async def stream(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        conn = self.connections
+        self.connections += 1
+        streams = [s for s in request.query.get("streams", "").split("/") if s]
+        self.connect_streams.append(streams)
+        wanted = set(streams)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._replay, request, ws, conn, wanted)
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    await self._request(ws, msg.data, wanted)
+            tg.cancel_scope.cancel()
+        return ws
+
+    async def _request(self, ws: web.WebSocketResponse, text: str, wanted: set[str]) -> None:
+        req = json.loads(text)
+        self.requests.append(req)
+        if req.get("method") == "SUBSCRIBE":
+            wanted.update(req["params"])
+        elif req.get("method") == "UNSUBSCRIBE":
+            wanted.difference_update(req["params"])
+        await ws.send_str(json.dumps({"result": None, "id": req.get("id")}))
+
+    async def _replay(
+        self, request: web.Request, ws: web.WebSocketResponse, conn: int, wanted: set[str]
+    ) -> None:
+        if self.silent:
+            await anyio.sleep_forever()
+        self.books = {s: _Book(snap) for s, snap in self.snapshots.items()}
+        span = self.frames[-1].delay or 1.0
+        limit = self.drop_after[conn] if conn < len(self.drop_after) else None
+        start, sent, diffs = anyio.current_time(), 0, dict.fromkeys(self.snapshots, 0)
+        for frame in self.frames:
+            await anyio.sleep(max(0.0, start + frame.delay / span * self.replay_s - anyio.current_time()))
+            if frame.data.get("e") == "depthUpdate":
+                self.books[frame.symbol].apply(frame.data)
+                diffs[frame.symbol] += 1
+                if self.gap is not None and conn == 0 and self.gap == (frame.symbol, diffs[frame.symbol]):
+                    self.hidden.append((frame.symbol, frame.data["U"], frame.data["u"]))
+                    continue
+            if frame.stream not in wanted or frame.symbol == self.stall_symbol:
+                continue
+            if limit is not None and sent >= limit:
+                assert request.transport is not None
+                request.transport.abort()  # a cut, not a goodbye: no close frame
+                return
+            await ws.send_str(frame.raw)
+            sent += 1
+        await anyio.sleep_forever()
+
+    async def depth(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol", "")
+        self.snapshot_requests.append(symbol)
+        if symbol not in self.snapshots:
+            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+        book = self.books.get(symbol) or _Book(self.snapshots[symbol])
+        lid = book.lid
+        if self.stale_snapshots.get(symbol, 0) > 0:
+            self.stale_snapshots[symbol] -= 1
+            first = next(
+                f.data["U"] for f in self.frames if f.symbol == symbol and f.data.get("e") == "depthUpdate"
+            )
+            lid = first - 10
+        return web.json_response(book.reply(lid))
+
+
+@asynccontextmanager
+async def open_fake_binance_ws(**options: Any) -> AsyncIterator[FakeBinanceWs]:
+    """Start a :class:`FakeBinanceWs` on 127.0.0.1 (free port): ``fake.url``, ``fake.rest_url``."""
+    fake = FakeBinanceWs(**options)
+    app = web.Application()
+    app.router.add_get("/stream", fake.stream)
+    app.router.add_get("/api/v3/depth", fake.depth)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        fake.url, fake.rest_url = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
+        yield fake
+    finally:
+        with anyio.move_on_after(3, shield=True):
+            await runner.cleanup()
