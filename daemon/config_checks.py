@@ -1,0 +1,162 @@
+"""Value rules for a decoded config: what msgspec's types cannot say (ranges, bounds, names, URLs).
+
+Each rule yields ``(key path, what was expected)``; ``daemon.config`` turns the first into a
+ConfigError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+from actors.params import RiskLimits, StrategyParams
+from daemon.config_schema import BinanceFeed, Config, FeedConfig, GroupConfig, PaperAccount
+
+MAX_PERIOD = 10_000  # indicator windows hold a multiple of this many bars
+SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+Problems = Iterator[tuple[str, str]]
+
+
+def _bad(value: float | int | Decimal) -> bool:
+    if isinstance(value, Decimal):
+        return not value.is_finite()
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _positive(path: str, value: float | int | Decimal, allow_zero: bool = False) -> Problems:
+    if _bad(value) or value < 0 or (value == 0 and not allow_zero):
+        yield path, f"expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value}"
+
+
+def _between(path: str, value: float | Decimal, low: float, high: float, what: str) -> Problems:
+    if _bad(value) or not low <= value <= high:
+        yield path, f"expected {what}, got {value}"
+
+
+def validate(cfg: Config) -> Problems:
+    d, r, s, c = cfg.daemon, cfg.redis, cfg.supervisor, cfg.channels
+    for path, value, zero_ok in (
+        ("daemon.feed_stale_after_s", d.feed_stale_after_s, False),
+        ("redis.maxlen", r.maxlen, False),
+        ("redis.batch_size", r.batch_size, False),
+        ("redis.flush_interval_ms", r.flush_interval_ms, False),
+        ("redis.queue_size", r.queue_size, False),
+        ("redis.order_path_memory", r.order_path_memory, False),
+        ("redis.connect_timeout_s", r.connect_timeout_s, False),
+        ("redis.retry_interval_s", r.retry_interval_s, False),
+        ("store.flush_interval_ms", cfg.store.flush_interval_ms, False),
+        ("store.batch_size", cfg.store.batch_size, False),
+        ("supervisor.max_restarts", s.max_restarts, True),
+        ("supervisor.window_s", s.window_s, False),
+        ("supervisor.backoff_initial_s", s.backoff_initial_s, False),
+        ("supervisor.backoff_max_s", s.backoff_max_s, False),
+        ("channels.capacity", c.capacity, False),
+        ("channels.batch_size", c.batch_size, False),
+    ):
+        yield from _positive(path, value, zero_ok)
+    if not cfg.store.dsn.startswith(("postgresql://", "postgres://")):
+        yield "store.dsn", f"expected a postgresql:// DSN, got {cfg.store.dsn!r}"
+    if not r.url.startswith(("redis://", "unix://")):
+        yield (
+            "redis.url",
+            f"expected a redis:// or unix:// URL (TLS rediss:// is not supported yet), got {r.url!r}",
+        )
+    if c.capacity > 10_000_000:
+        yield "channels.capacity", f"expected at most 10000000 messages, got {c.capacity}"
+    if not 0 <= cfg.health.port < 65536:
+        yield "health.port", f"expected a TCP port 0..65535 (0 picks a free one), got {cfg.health.port}"
+    for name, acct in cfg.accounts.items():
+        yield from _validate_account(name, acct)
+    seen: set[tuple[str, str]] = set()
+    for i, g in enumerate(cfg.groups):
+        yield from _validate_group(cfg, i, g)
+        if g.key in seen:
+            yield f"groups[{i}]", f"duplicate group for exchange {g.exchange!r} symbol {g.symbol!r}"
+        seen.add(g.key)
+
+
+def _validate_account(name: str, acct: PaperAccount) -> Problems:
+    if not NAME_RE.match(name):
+        yield f"accounts.{name}", "expected an account name of lowercase letters, digits, '-' or '_'"
+    for asset, amount in acct.balances.items():
+        yield from _positive(f"accounts.{name}.balances.{asset}", amount, allow_zero=True)
+    yield from _positive(f"accounts.{name}.taker_fee", acct.taker_fee, allow_zero=True)
+    yield from _positive(f"accounts.{name}.maker_fee", acct.maker_fee, allow_zero=True)
+    yield from _positive(f"accounts.{name}.slippage_bps", acct.slippage_bps, allow_zero=True)
+    yield from _positive(f"accounts.{name}.latency_ms", acct.latency_ms, allow_zero=True)
+    if _bad(acct.participation) or not 0 < acct.participation <= 1:
+        yield f"accounts.{name}.participation", f"expected a fraction in (0, 1], got {acct.participation}"
+
+
+def _validate_group(cfg: Config, i: int, g: GroupConfig) -> Problems:
+    p = f"groups[{i}]"
+    if not SYMBOL_RE.match(g.symbol):
+        yield f"{p}.symbol", f"expected a symbol like 'BTC/USDT' (letters, digits, . _ / -), got {g.symbol!r}"
+    if not NAME_RE.match(g.exchange):
+        yield (
+            f"{p}.exchange",
+            f"expected an exchange name of lowercase letters and digits, got {g.exchange!r}",
+        )
+    if g.account not in cfg.accounts:
+        yield f"{p}.account", f"expected the name of an [accounts.*] table, got {g.account!r}"
+    yield from _positive(f"{p}.instrument.tick_size", g.instrument.tick_size)
+    yield from _positive(f"{p}.instrument.step_size", g.instrument.step_size)
+    yield from _positive(f"{p}.instrument.min_notional", g.instrument.min_notional, allow_zero=True)
+    yield from _validate_feed(f"{p}.feed", g.feed)
+    yield from _positive(f"{p}.bar_interval_s", g.bar_interval_s)
+    yield from _validate_risk(f"{p}.risk", g.risk)
+    yield from _validate_strategy(f"{p}.strategy", g.strategy, g.risk)
+
+
+def _validate_feed(p: str, feed: FeedConfig) -> Problems:
+    if isinstance(feed, BinanceFeed):
+        if not feed.ws_url.startswith(("wss://", "ws://")):
+            yield f"{p}.ws_url", f"expected a ws:// or wss:// URL, got {feed.ws_url!r}"
+        if not feed.rest_url.startswith(("https://", "http://")):
+            yield f"{p}.rest_url", f"expected an http(s):// URL, got {feed.rest_url!r}"
+        if not re.fullmatch(r"[A-Z0-9]{2,20}", feed.venue_symbol):
+            yield f"{p}.venue_symbol", f"expected a Binance symbol like 'BTCUSDT', got {feed.venue_symbol!r}"
+        yield from _positive(f"{p}.silence_timeout_s", feed.silence_timeout_s)
+        yield from _positive(f"{p}.stall_timeout_s", feed.stall_timeout_s)
+        return
+    yield from _positive(f"{p}.speed", feed.speed, allow_zero=True)
+    yield from _positive(f"{p}.interval_s", feed.interval_s)
+    if not Path(feed.path).suffix:
+        yield f"{p}.path", f"expected a data file (.json or .json.gz), got {feed.path!r}"
+
+
+def _validate_risk(p: str, r: RiskLimits) -> Problems:
+    yield from _positive(f"{p}.max_order_notional", r.max_order_notional)
+    yield from _positive(f"{p}.max_position", r.max_position)
+    yield from _positive(f"{p}.max_open_orders", r.max_open_orders)
+    yield from _positive(f"{p}.price_band_pct", r.price_band_pct)
+    yield from _positive(f"{p}.max_orders_per_minute", r.max_orders_per_minute)
+
+
+def _validate_strategy(p: str, s: StrategyParams, risk: RiskLimits) -> Problems:
+    for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma", "max_trades_per_day"):
+        yield from _positive(f"{p}.{field}", getattr(s, field))
+    for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma"):
+        if getattr(s, field) > MAX_PERIOD:
+            yield f"{p}.{field}", f"expected at most {MAX_PERIOD} bars, got {getattr(s, field)}"
+    for field in ("stop_loss_pct", "take_profit_pct", "volume_ratio"):
+        yield from _positive(f"{p}.{field}", getattr(s, field))
+    yield from _positive(f"{p}.cooldown_s", s.cooldown_s, allow_zero=True)
+    yield from _between(f"{p}.rsi_buy_max", s.rsi_buy_max, 0, 100, "a number in [0, 100]")
+    yield from _between(f"{p}.rsi_sell_min", s.rsi_sell_min, 0, 100, "a number in [0, 100]")
+    if s.rsi_period < 2:
+        yield f"{p}.rsi_period", f"expected an RSI period >= 2 (TA-Lib's minimum), got {s.rsi_period}"
+    if s.ema_fast >= s.ema_slow:
+        yield f"{p}.ema_fast", f"expected ema_fast < ema_slow, got {s.ema_fast} >= {s.ema_slow}"
+    yield from _between(f"{p}.confidence", s.confidence, 1e-12, 1, "a number in (0, 1]")
+    yield from _between(f"{p}.max_position_fraction", s.max_position_fraction, 1e-12, 1, "a number in (0, 1]")
+    if risk.require_stop_loss and s.stop_loss_pct <= 0:
+        yield f"{p}.stop_loss_pct", "risk.require_stop_loss is set: expected a stop-loss > 0"
+
+
+# --- diff -------------------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""The config file's schema: frozen msgspec Structs, one per TOML table.
+
+``daemon.config`` parses a file into :class:`Config` and checks it with
+``daemon.config_checks``; this module only says what each table may hold.
+Secrets never live here: accounts name the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from actors.params import BreakoutParams, RiskLimits, StrategyParams
+
+
+class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class DaemonSection(Base, frozen=True, kw_only=True):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    state_dir: str = ".state"
+    feed_stale_after_s: float = 120.0
+
+
+class HealthSection(Base, frozen=True, kw_only=True):
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: int = 8787
+    admin_token_env: str = "TRADINGD_ADMIN_TOKEN"
+
+
+class RedisSection(Base, frozen=True, kw_only=True):
+    enabled: bool = True
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "tradingd"
+    encoding: Literal["msgpack", "json"] = "msgpack"
+    maxlen: int = 100_000
+    batch_size: int = 256
+    flush_interval_ms: int = 5
+    queue_size: int = 100_000
+    order_path_memory: int = 10_000
+    connect_timeout_s: float = 2.0
+    retry_interval_s: float = 1.0
+
+
+class StoreSection(Base, frozen=True, kw_only=True):
+    """The order journal (under daemon.state_dir) and its PostgreSQL copy."""
+
+    enabled: bool = False
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/tradingd"
+    flush_interval_ms: int = 100
+    batch_size: int = 1000
+
+
+class SupervisorSection(Base, frozen=True, kw_only=True):
+    max_restarts: int = 5
+    window_s: float = 60.0
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 10.0
+
+
+class ChannelsSection(Base, frozen=True, kw_only=True):
+    capacity: int = 4096
+    batch_size: int = 1024
+
+
+class PaperAccount(Base, frozen=True, kw_only=True):
+    """A simulated account: the paper matching engine with these balances, fees and slippage."""
+
+    exchange: Literal["paper"] = "paper"
+    balances: dict[str, Decimal] = {}
+    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = Decimal("0.001")
+    slippage_bps: Decimal = Decimal("2")
+    participation: Decimal = Decimal("1")
+    latency_ms: int = 0
+
+
+class ReplayFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="replay"):
+    """Recorded data played as a live feed (``kind = "replay"``, the default)."""
+
+    path: str
+    format: Literal["candles", "trades"]
+    speed: float = 1.0
+    loop: bool = False
+    interval_s: int = 60
+
+
+class BinanceFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="binance"):
+    """Binance spot market data over the combined WebSocket stream (production or testnet URLs)."""
+
+    venue_symbol: str
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    streams: tuple[str, ...] = ("aggTrade", "bookTicker", "depth@100ms")
+    silence_timeout_s: float = 30.0
+    stall_timeout_s: float = 300.0
+
+
+FeedConfig = ReplayFeed | BinanceFeed
+
+
+class Instrument(Base, frozen=True, kw_only=True):
+    base: str
+    quote: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_notional: Decimal = Decimal("0")
+
+
+class GroupConfig(Base, frozen=True, kw_only=True):
+    """One (exchange, symbol) actor group."""
+
+    exchange: str
+    symbol: str
+    account: str
+    instrument: Instrument
+    feed: FeedConfig
+    strategy: StrategyParams = BreakoutParams()
+    risk: RiskLimits = RiskLimits()
+    bar_interval_s: int = 60
+    enabled: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.exchange, self.symbol)
+
+
+class Config(Base, frozen=True, kw_only=True):
+    daemon: DaemonSection = DaemonSection()
+    health: HealthSection = HealthSection()
+    redis: RedisSection = RedisSection()
+    store: StoreSection = StoreSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    channels: ChannelsSection = ChannelsSection()
+    accounts: dict[str, PaperAccount] = {}
+    groups: list[GroupConfig] = []
+
+
+# ---------------------------------------------------------------------------------------------
