@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 import anyio
+import msgspec
 from anyio.abc import TaskStatus
 
 from actors.channels import Channel, Router, Tap, quote_conflation_key
@@ -103,6 +104,8 @@ class Feed(Protocol):
 
     emitted: int
     last_emit_ns: int
+
+    def statistics(self) -> msgspec.Struct: ...
 
     async def run(
         self,

@@ -216,6 +216,7 @@ class Supervisor:
             "avg_price": str(st.avg_price),
             "realized_pnl": str(st.realized_pnl),
             "open_orders": st.open_orders,
+            "feed": msgspec.to_builtins(group.feed.feed.statistics()),
             "strategy": msgspec.to_builtins(group.cfg.strategy),
             "risk": msgspec.to_builtins(group.cfg.risk),
             "actors": [_actor_status(a, now) for a in group.actors],

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import msgspec
+
 from actors.runtime import Actor
 from daemon.metrics import Labels, Metrics, Sample
 from daemon.supervisor import Supervisor
@@ -34,6 +36,13 @@ HELP = {
     "tradingd_group_halted": ("gauge", "1 when a symbol group is halted"),
     "tradingd_position": ("gauge", "Net position per symbol"),
     "tradingd_realized_pnl": ("gauge", "Realized PnL per symbol in quote currency"),
+    "tradingd_feed_emitted_total": ("counter", "Market messages a feed delivered to its group"),
+    "tradingd_feed_reconnects_total": ("counter", "Venue connections lost or failed (live feeds)"),
+    "tradingd_feed_resyncs_total": (
+        "counter",
+        "Order books resynced from a new snapshot (gaps, stale snapshots)",
+    ),
+    "tradingd_feed_rejected_total": ("counter", "Venue frames rejected by the decoder, by reason"),
 }
 
 
@@ -45,6 +54,32 @@ def register(metrics: Metrics, supervisor: Supervisor) -> None:
 
 def _l(**labels: str) -> Labels:
     return tuple(sorted(labels.items()))
+
+
+FEED_COUNTERS = (
+    "emitted",
+    "reconnects",
+    "silences",
+    "stalls",
+    "resyncs",
+    "snapshots",
+    "snapshot_errors",
+    "loops",
+)
+FEED_GAUGES = ("connected", "books_stale", "behind_ms")
+
+
+def _feed_samples(stats: msgspec.Struct, ex: str, sym: str) -> Iterator[Sample]:
+    """Whatever the feed reports of these, as tradingd_feed_<name>{exchange,symbol}."""
+    labels = _l(exchange=ex, symbol=sym)
+    for name in FEED_COUNTERS:
+        if hasattr(stats, name):
+            yield f"tradingd_feed_{name}_total", labels, float(getattr(stats, name))
+    for name in FEED_GAUGES:
+        if hasattr(stats, name):
+            yield f"tradingd_feed_{name}", labels, float(getattr(stats, name))
+    for reason, n in getattr(stats, "rejected_by_reason", {}).items():
+        yield "tradingd_feed_rejected_total", _l(exchange=ex, symbol=sym, reason=reason), float(n)
 
 
 def _actor_samples(actor: Actor, labels: Labels) -> Iterator[Sample]:
@@ -80,6 +115,7 @@ def collect(sup: Supervisor) -> Iterator[Sample]:
         for rule, n in group.risk.decisions.items():
             yield "tradingd_risk_decisions_total", _l(exchange=ex, symbol=sym, decision=rule), n
         yield "tradingd_signals_total", _l(exchange=ex, symbol=sym), group.strategy.signals
+        yield from _feed_samples(group.feed.feed.statistics(), ex, sym)
         yield "tradingd_group_halted", _l(exchange=ex, symbol=sym), 1.0 if group.health.halted else 0.0
         yield "tradingd_position", _l(exchange=ex, symbol=sym), float(group.state.position)
         yield "tradingd_realized_pnl", _l(exchange=ex, symbol=sym), float(group.state.realized_pnl)

@@ -64,6 +64,7 @@ async def test_daemon_trades_paper_on_the_binance_stream_with_a_synced_book(tmp_
                 while counts.get(BookSnapshot, 0) < 1 or counts.get(BookDelta, 0) < 100:
                     await anyio.sleep(0.05)
             status = daemon.status()
+            metrics = daemon.metrics.render()
             tg.cancel_scope.cancel()
     assert group.market_feed.accepted["Quote"] > 0
     assert group.market_feed.rejected == {}
@@ -71,3 +72,7 @@ async def test_daemon_trades_paper_on_the_binance_stream_with_a_synced_book(tmp_
     assert group.feed.restarts == 0
     (g,) = status["groups"]  # type: ignore[misc]
     assert g["symbol"] == "NKN/USDT" and not g["halted"]
+    feed = g["feed"]
+    assert (feed["connected"], feed["books_stale"], feed["rejected"]) == (1, 0, 0)
+    assert 'tradingd_feed_reconnects_total{exchange="binance",symbol="NKN/USDT"} 0' in metrics
+    assert 'tradingd_feed_emitted_total{exchange="binance",symbol="NKN/USDT"}' in metrics
