@@ -17,7 +17,7 @@ ways at once.  ``apply`` updates strategy and risk parameters in place.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -260,11 +260,6 @@ class SymbolGroup:
 
     def portfolio_detach(self) -> None:
         self.router.unsubscribe(self.portfolio.inbox)
-
-    def channels(self) -> Iterator[Channel[Message]]:
-        for actor in self.actors:
-            if actor is not self.feed:
-                yield actor.inbox
 
     def feed_age_s(self, now_ns: int) -> float | None:
         last = self.state.last_recv_ns
