@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint services clean
+.PHONY: run test soak bench lint services clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), sys.version' 2>/dev/null || \
@@ -25,6 +25,9 @@ services:
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest -q
+
+soak: $(STAMP) services
+	CRASH_LOOPS=100 $(BIN)/python -m pytest -q tests/test_crash_loop.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon actors adapters tests bench

@@ -40,8 +40,12 @@ Treat the fields as read-only: mutate only through ``append``.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from typing import cast
 
 import msgspec
 import numpy as np
@@ -308,3 +312,257 @@ def atr(high: FloatArray, low: FloatArray, close: FloatArray, period: int) -> fl
     if len(close) <= period:
         return _NAN
     return float(talib.ATR(high, low, close, period)[-1])
+
+
+# --- streaming indicators: O(1) per value, equal to TA-Lib's batch result ------------------
+#
+# Immutable msgspec Structs: ``update(x)`` returns the next indicator (the old one is left
+# as it was), ``value`` is the newest output or None while warming up.  Each repeats
+# TA-Lib's own arithmetic in the same order (seeds, Wilder smoothing, TA_IS_ZERO), so on
+# the bundled candles EMA, SMA and MACD are bit for bit those of TA-Lib over the full
+# history, RSI and ATR within 1e-12 relative (TA-Lib's compiled Wilder smoothing rounds
+# differently in the last bit); tests/test_indicators_streaming.py checks both.  They hold no NaN, so a
+# strategy state holding them encodes with msgspec json as well as msgpack.
+
+_TA_EPSILON = 1e-14  # TA_IS_ZERO in TA-Lib >= 0.6 (RSI of a flat series is 0)
+
+
+def _load_fma() -> Callable[[float, float, float], float]:
+    """``x * y + z`` rounded once (C ``fma``): TA-Lib's build contracts ``(x - ema) * k + ema``
+    into one, so the streaming EMA uses it too to give the very same bits."""
+    fn = getattr(math, "fma", None)  # Python >= 3.13
+    if fn is not None:
+        return cast("Callable[[float, float, float], float]", fn)
+    name = ctypes.util.find_library("m")
+    if name is not None:
+        libm = ctypes.CDLL(name)
+        c_fma = libm.fma
+        c_fma.restype = ctypes.c_double
+        c_fma.argtypes = (ctypes.c_double, ctypes.c_double, ctypes.c_double)
+        return cast("Callable[[float, float, float], float]", c_fma)
+
+    def exact(x: float, y: float, z: float) -> float:
+        return float(Fraction(x) * Fraction(y) + Fraction(z))
+
+    return exact
+
+
+_c_fma = _load_fma()
+
+_SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split of a double into two 26-bit halves
+_fsum = math.fsum
+
+
+def fma(x: float, y: float, z: float) -> float:
+    """``x * y + z`` rounded once.
+
+    Without ``math.fma`` (Python < 3.13) a call into libm costs more than the arithmetic, so
+    for operands of moderate size (``1e-100 < |x|, |y| < 1e100``, ``|z| < 1e300``: no
+    overflow, no underflow) the product is split exactly into ``p + e`` (Dekker) and
+    ``math.fsum`` rounds ``p + e + z`` once, correctly: the very bits of a hardware fma.
+    Anything else (zeros, NaN, infinities, extreme magnitudes) goes to libm's ``fma``.
+    """
+    if 1e-100 < abs(x) < 1e100 and 1e-100 < abs(y) < 1e100 and abs(z) < 1e300:
+        p = x * y
+        t = _SPLIT * x
+        xh = t - (t - x)
+        xl = x - xh
+        t = _SPLIT * y
+        yh = t - (t - y)
+        yl = y - yh
+        return _fsum((p, ((xh * yh - p) + xh * yl + xl * yh) + xl * yl, z))
+    return _c_fma(x, y, z)
+
+
+_NATIVE_FMA = getattr(math, "fma", None) is not None
+if _NATIVE_FMA:  # Python >= 3.13: one C call is cheapest
+    fma = _c_fma  # noqa: F811
+
+_ema_k: dict[int, tuple[float, float, float]] = {}
+
+
+def _ema_factor(period: int) -> tuple[float, float, float]:
+    """``k = 2 / (period + 1)`` and its exact Veltkamp halves (cached per period)."""
+    parts = _ema_k.get(period)
+    if parts is None:
+        k = 2.0 / (period + 1)
+        t = _SPLIT * k
+        kh = t - (t - k)
+        parts = _ema_k[period] = (k, kh, k - kh)
+    return parts
+
+
+def _ema_step(x: float, prev: float, period: int) -> float:
+    """``fma(x - prev, k, prev)``: :func:`fma` with ``k``'s split computed once per period."""
+    d = x - prev
+    k, kh, kl = _ema_factor(period)
+    if 1e-100 < abs(d) < 1e100 and abs(prev) < 1e300 and not _NATIVE_FMA:
+        p = d * k
+        t = _SPLIT * d
+        dh = t - (t - d)
+        dl = d - dh
+        return _fsum((p, ((dh * kh - p) + dh * kl + dl * kh) + dl * kl, prev))
+    return fma(d, k, prev)
+
+
+def _ta_is_zero(value: float) -> bool:
+    return -_TA_EPSILON < value < _TA_EPSILON
+
+
+class EmaStream(msgspec.Struct, frozen=True, kw_only=True):
+    """TA-Lib EMA: seeded with the SMA of the first ``period`` values, then
+    ``ema = (x - ema) * k + ema`` with ``k = 2 / (period + 1)``.
+
+    ``skip`` values are ignored before the seed starts (TA-Lib's MACD seeds its fast EMA
+    ``slow - fast`` values late; see :class:`MacdStream`).
+    """
+
+    period: int
+    skip: int = 0
+    seen: int = 0
+    total: float = 0.0
+    value: float | None = None
+
+    def update(self, x: float) -> EmaStream:
+        prev = self.value
+        if prev is not None:  # the steady state first: one fused multiply-add
+            period = self.period
+            return EmaStream(
+                period=period, skip=self.skip, seen=self.seen + 1, value=_ema_step(x, prev, period)
+            )
+        seen = self.seen + 1
+        n = seen - self.skip
+        if n <= 0:
+            return msgspec.structs.replace(self, seen=seen)
+        if n < self.period:
+            return msgspec.structs.replace(self, seen=seen, total=self.total + x)
+        total = self.total + x
+        return msgspec.structs.replace(self, seen=seen, total=total, value=total / self.period)
+
+
+class SmaStream(msgspec.Struct, frozen=True, kw_only=True):
+    """TA-Lib SMA: a running total (add the newest, output, subtract the trailing value)."""
+
+    period: int
+    window: tuple[float, ...] = ()
+    total: float = 0.0
+    value: float | None = None
+
+    def update(self, x: float) -> SmaStream:
+        window = (*self.window, x)
+        total = self.total + x
+        if len(window) < self.period:
+            return msgspec.structs.replace(self, window=window, total=total)
+        value = total / self.period
+        return SmaStream(period=self.period, window=window[1:], total=total - window[0], value=value)
+
+
+class RsiStream(msgspec.Struct, frozen=True, kw_only=True):
+    """TA-Lib RSI (Wilder): average gain/loss of the first ``period`` changes, then
+    ``avg = (avg * (period - 1) + change) / period``; RSI = 100 * gain / (gain + loss),
+    0 when gain + loss is (TA-Lib) zero."""
+
+    period: int
+    prev: float | None = None
+    changes: int = 0
+    gain: float = 0.0
+    loss: float = 0.0
+    value: float | None = None
+
+    def update(self, x: float) -> RsiStream:
+        prev = self.prev
+        if prev is None:
+            return msgspec.structs.replace(self, prev=x)
+        change = x - prev
+        gain, loss, period = self.gain, self.loss, self.period
+        changes = self.changes + 1
+        if changes > period:
+            loss *= period - 1
+            gain *= period - 1
+        if change < 0:
+            loss -= change
+        else:
+            gain += change
+        if changes < period:
+            return msgspec.structs.replace(self, prev=x, changes=changes, gain=gain, loss=loss)
+        loss /= period
+        gain /= period
+        total = gain + loss
+        value = 0.0 if _ta_is_zero(total) else 100.0 * (gain / total)
+        return RsiStream(period=period, prev=x, changes=changes, gain=gain, loss=loss, value=value)
+
+
+def true_range(high: float, low: float, prev_close: float) -> float:
+    """TA-Lib TRANGE: the largest of high - low, |prev_close - high|, |prev_close - low|."""
+    greatest = high - low
+    val2 = abs(prev_close - high)
+    if val2 > greatest:
+        greatest = val2
+    val3 = abs(prev_close - low)
+    if val3 > greatest:
+        greatest = val3
+    return greatest
+
+
+class AtrStream(msgspec.Struct, frozen=True, kw_only=True):
+    """TA-Lib ATR (Wilder): the mean of the first ``period`` true ranges (from the second
+    bar on), then ``atr = (atr * (period - 1) + tr) / period``."""
+
+    period: int
+    prev_close: float | None = None
+    ranges: int = 0
+    total: float = 0.0
+    value: float | None = None
+
+    def update(self, high: float, low: float, close: float) -> AtrStream:
+        prev_close = self.prev_close
+        if prev_close is None:
+            return msgspec.structs.replace(self, prev_close=close)
+        tr = true_range(high, low, prev_close)
+        ranges = self.ranges + 1
+        period = self.period
+        if period == 1:
+            return msgspec.structs.replace(self, prev_close=close, ranges=ranges, value=tr)
+        if ranges < period:
+            return msgspec.structs.replace(self, prev_close=close, ranges=ranges, total=self.total + tr)
+        if ranges == period:
+            total = self.total + tr
+            return msgspec.structs.replace(
+                self, prev_close=close, ranges=ranges, total=total, value=total / period
+            )
+        prev = self.value
+        assert prev is not None
+        value = prev * (period - 1)
+        value += tr
+        value /= period
+        return msgspec.structs.replace(self, prev_close=close, ranges=ranges, value=value)
+
+
+class MacdStream(msgspec.Struct, frozen=True, kw_only=True):
+    """TA-Lib MACD(fast, slow, signal), ``fast < slow``: the fast EMA is seeded ``slow - fast``
+    values late (as TA-Lib does), MACD = fast - slow from the slow EMA's first value on, the
+    signal line an EMA of MACD; ``value`` is ``(macd, signal, hist)`` once the signal exists."""
+
+    fast: EmaStream
+    slow: EmaStream
+    signal: EmaStream
+    value: tuple[float, float, float] | None = None
+
+    @classmethod
+    def create(cls, fast: int, slow: int, signal: int) -> MacdStream:
+        if not 1 <= fast < slow:
+            raise ValueError(f"expected 1 <= fast < slow MACD periods, got {fast} and {slow}")
+        return cls(
+            fast=EmaStream(period=fast, skip=slow - fast),
+            slow=EmaStream(period=slow),
+            signal=EmaStream(period=signal),
+        )
+
+    def update(self, x: float) -> MacdStream:
+        fast, slow = self.fast.update(x), self.slow.update(x)
+        if fast.value is None or slow.value is None:
+            return msgspec.structs.replace(self, fast=fast, slow=slow)
+        macd = fast.value - slow.value
+        signal = self.signal.update(macd)
+        value = None if signal.value is None else (macd, signal.value, macd - signal.value)
+        return MacdStream(fast=fast, slow=slow, signal=signal, value=value)

@@ -13,10 +13,10 @@ fails is dropped, counted per reason in ``rejected`` (exported as
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 from actors.bar_builder import BarBuilder
+from actors.bar_check import bar_ok
 from actors.channels import Channel, Router
 from actors.messages import Bar, BookDelta, BookSnapshot, Message, Quote, Trade
 from actors.runtime import Actor
@@ -51,7 +51,7 @@ class MarketFeed(Actor):
         self.accepted: dict[str, int] = {"Trade": 0, "Quote": 0, "Bar": 0, "BookDelta": 0, "BookSnapshot": 0}
         self._last_trade_ts = 0
         self._last_bar_ts = 0
-        self._last_log = time.monotonic()
+        self._last_log: float | None = None  # first after_batch starts the window (clock set by then)
         self._window = [0, 0]  # trades, bars since last log line
 
     async def handle(self, msg: Message) -> None:
@@ -69,24 +69,32 @@ class MarketFeed(Actor):
                 self._reject("unknown_kind", msg, f"unexpected message kind {type(msg).__name__}")
 
     async def handle_batch(self, batch: list[Message]) -> None:
-        """Trades take a synchronous fast path; everything else goes through :meth:`handle`."""
+        """Trades and bars take a synchronous fast path; everything else goes through :meth:`handle`."""
         publish_nowait = self.router.publish_nowait
         bars = self.bars
         accept = self._accept_trade
+        accept_bar = self._accept_bar
         n_trades = n_bars = 0
         try:
             for i, msg in enumerate(batch):
                 self._progress = i
-                if type(msg) is not Trade:
+                t = type(msg)
+                if t is Bar:
+                    if accept_bar(msg):  # type: ignore[arg-type]
+                        n_bars += 1
+                        for ch in publish_nowait(msg):
+                            await ch.send(msg)
+                    continue
+                if t is not Trade:
                     await self.handle(msg)
                     continue
-                if not accept(msg):
+                if not accept(msg):  # type: ignore[arg-type]
                     continue
                 n_trades += 1
                 for ch in publish_nowait(msg):
                     await ch.send(msg)
                 if bars is not None:
-                    bar = bars.on_trade(msg, msg.ts_recv)
+                    bar = bars.on_trade(msg, msg.ts_recv)  # type: ignore[arg-type]
                     if bar is not None:
                         n_bars += 1
                         for ch in publish_nowait(bar):
@@ -94,8 +102,9 @@ class MarketFeed(Actor):
         finally:
             self.accepted["Trade"] += n_trades
             self.accepted["Bar"] += n_bars
-            self._window[0] += n_trades
-            self._window[1] += n_bars
+            window = self._window
+            window[0] += n_trades
+            window[1] += n_bars
 
     async def _handle_trade(self, t: Trade) -> None:
         await self.handle_batch([t])
@@ -121,21 +130,27 @@ class MarketFeed(Actor):
         return True
 
     async def _handle_bar(self, b: Bar) -> None:
+        await self.handle_batch([b])
+
+    def _accept_bar(self, b: Bar) -> bool:
+        """Validate ``b`` (see :func:`actors.bar_check.bar_ok`) and mark the price; False: dropped."""
+        ts = b.ts_event
+        if bar_ok(b) and ts > self._last_bar_ts:
+            self._last_bar_ts = ts
+            st = self.state
+            st.last_price = b.close
+            st.last_ts_event = ts
+            st.last_recv_ns = self.clock.time_ns()
+            return True
+        # Refused: find the first rule it breaks, for the counter and the log line.
         prices = (b.open, b.high, b.low, b.close)
         if any(_bad_number(p, False) for p in prices) or _bad_number(b.volume, True):
             self._reject("bad_number", b, f"bar o={b.open} h={b.high} l={b.low} c={b.close} v={b.volume}")
-            return
-        if b.low > min(b.open, b.close) or b.high < max(b.open, b.close):
+        elif b.low > min(b.open, b.close) or b.high < max(b.open, b.close):
             self._reject("inconsistent_bar", b, f"bar high {b.high} / low {b.low} do not contain open/close")
-            return
-        if b.ts_event <= self._last_bar_ts:
+        else:
             self._reject("out_of_order", b, f"bar closing at {b.ts_event} is not after {self._last_bar_ts}")
-            return
-        self._last_bar_ts = b.ts_event
-        self._mark(b.close, b.ts_event)
-        self.accepted["Bar"] += 1
-        self._window[1] += 1
-        await self.router.publish(b)
+        return False
 
     async def _handle_quote(self, q: Quote) -> None:
         numbers = (q.bid_price, q.ask_price)
@@ -153,12 +168,6 @@ class MarketFeed(Actor):
         self.state.last_recv_ns = q.ts_recv  # a quiet market still shows a live feed
         await self.router.publish(q)
 
-    def _mark(self, price: Decimal, ts_event: int) -> None:
-        st = self.state
-        st.last_price = price
-        st.last_ts_event = ts_event
-        st.last_recv_ns = time.time_ns()
-
     def _reject(self, reason: str, msg: Message, text: str) -> None:
         n = self.rejected.get(reason, 0) + 1
         self.rejected[reason] = n
@@ -166,7 +175,9 @@ class MarketFeed(Actor):
             self.log.warning("dropped market message (%s, #%d): %s", reason, n, text)
 
     async def after_batch(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
+        if self._last_log is None:
+            self._last_log = now
         if now - self._last_log < LOG_EVERY_S:
             return
         trades, bars = self._window

@@ -14,8 +14,8 @@ Groups:
 - market: Trade, Quote, BookDelta, BookSnapshot, Bar
 - decision: Signal, OrderIntent, RiskApproved, RiskRejected
 - order: SubmitOrder, CancelOrder (commands); OrderSubmitted, OrderAccepted,
-  OrderRejected, OrderFilled, OrderCanceled, OrderExpired (events)
-- state: PositionChanged, StopArmed, StopTriggered, StopCanceled
+  OrderRejected, OrderFilled, OrderCanceled, OrderExpired, OrderUnknown (events)
+- state: PositionChanged, BalancesChanged, GroupSnapshot, StopArmed, StopTriggered, StopCanceled
 - system: ActorStarted, ActorStopped, ActorFailed, ConfigReloaded, Heartbeat
 """
 
@@ -130,6 +130,14 @@ class OrderIntent(Message, frozen=True):
 
     ``stop_loss``/``take_profit`` are absolute prices the stop-monitor arms once the entry fills.
     ``reduce_only`` intents may only shrink a position (exits, stops).
+
+    Optional exit plan of an entry (all None by default; see actors/stop_monitor.py):
+    ``trailing_distance`` (price units) or ``trailing_pct`` (percent of the best price)
+    makes the stop trail the best price since the fill, starting once price reaches
+    ``trailing_activation`` (if set); the stop moves only when it improves by at least
+    ``trailing_step`` (price units; else the group's ``risk.trail_step``).
+    ``exit_at_ns`` closes the position at the first price at or after that event time
+    (an entry carrying it must also carry a ``stop_loss``).
     """
 
     intent_id: str
@@ -144,6 +152,11 @@ class OrderIntent(Message, frozen=True):
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     reason: str = ""
+    trailing_distance: Decimal | None = None
+    trailing_pct: Decimal | None = None
+    trailing_activation: Decimal | None = None
+    trailing_step: Decimal | None = None
+    exit_at_ns: int | None = None
 
 
 class RiskApproved(Message, frozen=True):
@@ -233,6 +246,27 @@ class OrderExpired(Message, frozen=True):
     venue_order_id: str = ""
 
 
+class OrderUnknown(Message, frozen=True):
+    """A submission whose outcome is not known (timeout, 5xx, disconnect).
+
+    The order stays open (its exposure reserved) until the adapter resolves it by querying
+    the venue by client order id: it then publishes what the venue says (OrderAccepted,
+    OrderFilled, OrderCanceled, OrderRejected with reason "not found at venue: ...").
+    It is never resolved by sending the order again.
+    """
+
+    client_order_id: str
+    reason: str
+
+
+class BalancesChanged(Message, frozen=True):
+    """An account's balances as the venue reports them (``symbol`` is "*": account-wide)."""
+
+    account: str
+    free: dict[str, Decimal] = {}
+    locked: dict[str, Decimal] = {}
+
+
 # --- state ----------------------------------------------------------------------------------
 
 
@@ -245,6 +279,43 @@ class PositionChanged(Message, frozen=True):
     realized_pnl: Decimal
     fees: Decimal
     last_client_order_id: str = ""
+    recovered: bool = False
+    """True when restart recovery announces the position it restored from the journal."""
+
+
+class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One order of a :class:`GroupSnapshot`: what the order actor needs to carry on with it."""
+
+    client_order_id: str
+    intent: OrderIntent
+    quantity: Decimal
+    cum_qty: Decimal
+    status: str
+    venue_order_id: str = ""
+    trade_ids: list[str] = []
+
+
+class GroupSnapshot(Message, frozen=True):
+    """A group's state as of its place in the journal: restart recovery starts from the newest one.
+
+    Orders and position are the fold of every order-path record before it (so they agree
+    with the journal exactly); ``strategy_state`` is the strategy's state (msgpack) when it
+    was taken.  Journaled and copied to the ``snapshots`` table; mirrored to Redis.
+    """
+
+    account: str
+    orders: list[OrderSnapshot] = []
+    quantity: Decimal = Decimal(0)
+    avg_price: Decimal = Decimal(0)
+    realized_pnl: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    entry_intent: OrderIntent | None = None
+    strategy: str = ""
+    strategy_state: bytes = b""
+    last_event_ns: int = 0
+    """Market (event) time the group had reached: a replay resumes after it."""
+    recent_client_order_ids: list[str] = []
+    """Orders that ended shortly before: refused if an intent produces them again."""
 
 
 class StopArmed(Message, frozen=True):
@@ -310,8 +381,9 @@ OrderMessage = (
     | OrderFilled
     | OrderCanceled
     | OrderExpired
+    | OrderUnknown
 )
-StateMessage = PositionChanged | StopArmed | StopTriggered | StopCanceled
+StateMessage = PositionChanged | BalancesChanged | GroupSnapshot | StopArmed | StopTriggered | StopCanceled
 SystemMessage = ActorStarted | ActorStopped | ActorFailed | ConfigReloaded | Heartbeat
 AnyMessage = MarketMessage | DecisionMessage | OrderMessage | StateMessage | SystemMessage
 
@@ -330,7 +402,10 @@ ALL_TYPES: tuple[type[Message], ...] = (
     OrderFilled,
     OrderCanceled,
     OrderExpired,
+    OrderUnknown,
     PositionChanged,
+    BalancesChanged,
+    GroupSnapshot,
     StopArmed,
     StopTriggered,
     StopCanceled,
@@ -359,8 +434,11 @@ STREAM_KIND: dict[type[Message], str] = {
     OrderRejected: "order",
     OrderCanceled: "order",
     OrderExpired: "order",
+    OrderUnknown: "order",
     OrderFilled: "fill",
     PositionChanged: "position",
+    BalancesChanged: "position",
+    GroupSnapshot: "snapshot",
     StopArmed: "position",
     StopTriggered: "position",
     StopCanceled: "position",
@@ -372,7 +450,7 @@ STREAM_KIND: dict[type[Message], str] = {
 }
 
 # Kinds whose messages are never dropped: they wait (memory, then disk) until Redis has them.
-ORDER_PATH_KINDS = frozenset({"signal", "risk", "order", "fill", "position"})
+ORDER_PATH_KINDS = frozenset({"signal", "risk", "order", "fill", "position", "snapshot"})
 
 
 def is_order_path(msg: Message) -> bool:

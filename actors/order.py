@@ -1,7 +1,12 @@
 """Order actor: turns approved intents into venue orders and tracks them to the end.
 
 Takes: RiskApproved (from risk); OrderAccepted, OrderRejected, OrderFilled,
-OrderCanceled, OrderExpired (from the execution adapter).
+OrderCanceled, OrderExpired, OrderUnknown (from the execution adapter).
+
+States: submitted -> accepted -> partially_filled -> filled | canceled | rejected | expired,
+and unknown: a submission whose outcome the adapter could not learn (timeout, 5xx,
+disconnect).  An unknown order keeps its reservation and counts as open; the adapter
+resolves it by querying the venue by client order id and publishes what the venue says.
 Emits: OrderSubmitted (the order left), SubmitOrder (command to the adapter),
 PositionChanged (after every fill).
 
@@ -32,10 +37,12 @@ from actors.messages import (
     OrderIntent,
     OrderRejected,
     OrderSubmitted,
+    OrderUnknown,
     PositionChanged,
     RiskApproved,
     SubmitOrder,
 )
+from actors.order_fold import OrderFold
 from actors.order_ids import client_order_id
 from actors.position import Position
 from actors.runtime import Actor
@@ -43,7 +50,7 @@ from actors.state import SymbolState
 from actors.strategies.base import floor_to_step, round_to_tick
 
 OrderStatus = Literal[
-    "submitted", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired"
+    "submitted", "unknown", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired"
 ]
 TERMINAL: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
 # Rejections of a request about an order (a cancel), not of the order itself: its state stands.
@@ -54,7 +61,7 @@ KEEP_FINISHED = 10_000
 
 
 class OrderRecord:
-    __slots__ = ("cid", "cum_qty", "intent", "quantity", "status", "venue_order_id")
+    __slots__ = ("cid", "cum_qty", "intent", "quantity", "status", "trade_ids", "venue_order_id")
 
     def __init__(self, cid: str, intent: OrderIntent, quantity: Decimal) -> None:
         self.cid = cid
@@ -63,6 +70,7 @@ class OrderRecord:
         self.cum_qty = Decimal(0)
         self.status: OrderStatus = "submitted"
         self.venue_order_id = ""
+        self.trade_ids: set[str] = set()
 
     @property
     def signed_leaves(self) -> Decimal:
@@ -101,9 +109,11 @@ class OrderActor(Actor):
                 "rejected",
                 "canceled",
                 "expired",
+                "unknown",
             )
         }
         self.anomalies: dict[str, int] = {}
+        self.recovered_ids: set[str] = set()  # client ids used before a restart: never sent again
 
     async def handle(self, msg: Message) -> None:
         match msg:
@@ -115,15 +125,59 @@ class OrderActor(Actor):
                 await self._handle_filled(msg)
             case OrderRejected() | OrderCanceled() | OrderExpired():
                 self._handle_finished(msg)
+            case OrderUnknown():
+                self._handle_unknown(msg)
             case _:
                 self._anomaly("unexpected_kind", f"ignored unexpected message kind {type(msg).__name__}")
+
+    def restore(self, fold: OrderFold) -> None:
+        """Restart recovery: carry on with the orders and position the journal recorded.
+
+        Open orders are tracked again (and count as open and reserved for risk); the
+        position, average price, realized PnL and fees continue; every client id the journal
+        knows is refused if an intent produces it again.  Call before the actor runs.
+        """
+        self.recovered_ids = fold.client_order_ids()
+        for o in fold.open.values():
+            rec = OrderRecord(o.cid, o.intent, o.quantity)
+            rec.cum_qty = o.cum_qty
+            rec.status = o.status  # type: ignore[assignment]
+            rec.venue_order_id = o.venue_order_id
+            rec.trade_ids = set(o.trade_ids)
+            self.orders[rec.cid] = rec
+        src = fold.position
+        pos = self.position
+        pos.quantity, pos.avg_price, pos.realized_pnl, pos.fees = (
+            src.quantity,
+            src.avg_price,
+            src.realized_pnl,
+            src.fees,
+        )
+        st = self.state
+        st.position, st.avg_price, st.realized_pnl = pos.quantity, pos.avg_price, pos.realized_pnl
+        opened = self.open_orders()
+        st.open_orders = len(opened)
+        st.pending_exposure = sum((r.signed_leaves for r in opened), Decimal(0))
+
+    def position_message(self, cid: str = "", recovered: bool = False) -> PositionChanged:
+        pos = self.position
+        return PositionChanged(
+            recovered=recovered,
+            account=self.state.account,
+            quantity=pos.quantity,
+            avg_price=pos.avg_price,
+            realized_pnl=pos.realized_pnl,
+            fees=pos.fees,
+            last_client_order_id=cid,
+            **self.system_fields(),
+        )
 
     def open_orders(self) -> list[OrderRecord]:
         return [r for r in self.orders.values() if r.status not in TERMINAL]
 
     async def _handle_approved(self, intent: OrderIntent) -> None:
         cid = client_order_id(intent.intent_id)
-        if cid in self.orders:
+        if cid in self.orders or cid in self.recovered_ids:
             self._release(intent.quantity if intent.side == "buy" else -intent.quantity)
             self.state.open_orders -= 1
             self._anomaly(
@@ -213,13 +267,17 @@ class OrderActor(Actor):
         if rec is None:
             return
         rec.venue_order_id = msg.venue_order_id
-        if rec.status == "submitted":
+        if rec.status in ("submitted", "unknown"):
             rec.status = "accepted"
             self.counts["accepted"] += 1
 
     async def _handle_filled(self, msg: OrderFilled) -> None:
         rec = self._record(msg.client_order_id, "filled")
         if rec is None:
+            return
+        if msg.trade_id and msg.trade_id in rec.trade_ids:
+            # the same execution twice (user stream and REST catch-up): counted once
+            self._anomaly("duplicate_fill", f"fill {msg.trade_id} for {rec.cid} seen again: ignored")
             return
         if msg.last_qty <= 0 or not msg.last_qty.is_finite():
             self._anomaly("bad_fill", f"fill {msg.trade_id} for {rec.cid} has quantity {msg.last_qty}")
@@ -229,6 +287,8 @@ class OrderActor(Actor):
                 "overfill", f"fill {msg.trade_id} would take {rec.cid} over its quantity {rec.quantity}"
             )
             return
+        if msg.trade_id:
+            rec.trade_ids.add(msg.trade_id)
         rec.venue_order_id = rec.venue_order_id or msg.venue_order_id
         rec.cum_qty += msg.last_qty
         if rec.status in TERMINAL:
@@ -257,17 +317,7 @@ class OrderActor(Actor):
             msg.fee_asset,
             self.position.quantity,
         )
-        await self.router.publish(
-            PositionChanged(
-                account=self.state.account,
-                quantity=self.position.quantity,
-                avg_price=self.position.avg_price,
-                realized_pnl=self.position.realized_pnl,
-                fees=self.position.fees,
-                last_client_order_id=rec.cid,
-                **self.system_fields(),
-            )
-        )
+        await self.router.publish(self.position_message(rec.cid))
 
     def _apply_fill(self, msg: OrderFilled) -> None:
         pos = self.position
@@ -276,6 +326,21 @@ class OrderActor(Actor):
         st.position = pos.quantity
         st.avg_price = pos.avg_price
         st.realized_pnl = pos.realized_pnl
+
+    def _handle_unknown(self, msg: OrderUnknown) -> None:
+        """The adapter lost track of a submission: the order stays open (and reserved) until resolved."""
+        rec = self._record(msg.client_order_id, "unknown")
+        if rec is None:
+            return
+        if rec.status != "submitted":
+            # Already acknowledged or finished: the venue's word stands over a lost reply.
+            self._anomaly("late_unknown", f"outcome unknown for {rec.cid} after it was {rec.status}")
+            return
+        rec.status = "unknown"
+        self.counts["unknown"] += 1
+        self.log.warning(
+            "order %s outcome UNKNOWN (%s): resolving by query, never by resending", rec.cid, msg.reason
+        )
 
     def _handle_finished(self, msg: OrderRejected | OrderCanceled | OrderExpired) -> None:
         if isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS):
@@ -315,7 +380,9 @@ class OrderActor(Actor):
             self.log.warning("%s (#%d)", text, n)
 
     def _prune(self) -> None:
-        if len(self.orders) <= KEEP_FINISHED:
+        # Prune in bulk once KEEP_FINISHED / 10 records over: amortised O(1) per order, not a
+        # copy of all 10k ids for every new order (that made long backtests quadratic).
+        if len(self.orders) <= KEEP_FINISHED + KEEP_FINISHED // 10:
             return
         for cid in list(self.orders)[: len(self.orders) - KEEP_FINISHED]:
             if self.orders[cid].status in TERMINAL:

@@ -1,16 +1,34 @@
 """Risk actor: every OrderIntent passes here before an order may exist.
 
-Takes: OrderIntent (from strategy and stop-monitor).
+Takes: OrderIntent (from strategy and stop-monitor); PositionChanged and Bar (only to
+keep the day's PnL for the daily loss limit).
 Emits: RiskApproved(intent) or RiskRejected(intent, rule, reason) — a rejection is an
 event with a reason, never an exception.
 
 Checks, in order, each returning early with the rule's name: trading state (group
-halted, HALTED, REDUCING), intent sanity (positive finite quantity, prices where the
-order type needs them), reduce-only really reduces, mandatory stop-loss on entries,
-a fresh last price exists, price band vs last trade, max order notional, max position
-(including exposure of orders already approved), max open orders, order rate (entries
-only, in event time: a stop-loss exit is never throttled, and accelerated replays see the
-same rule as live trading).
+halted, HALTED, REDUCING), daily loss limit (entries only), intent sanity (positive
+finite quantity, prices where the order type needs them, a consistent exit plan),
+reduce-only really reduces, mandatory stop-loss on entries (always for entries with a
+time exit), a fresh last price exists, price band vs last trade, max order notional,
+max position (including exposure of orders already approved), max open orders, order
+rate (entries only, in event time: a stop-loss exit is never throttled, and accelerated
+replays see the same rule as live trading), max trades per day.
+
+Daily rules work per symbol (this actor's group) on UTC days of *event time*: the day
+rolls when an intent or bar with a later UTC day arrives (PositionChanged carries wall
+time, so it never rolls the day).
+
+- ``max_trades_per_day`` (0 = off): at most that many entries (non-reduce-only intents)
+  approved per UTC day; exits are never counted or refused.
+- ``daily_loss_limit`` (0 = off): the day's PnL is equity now minus equity at the start
+  of the day, equity being realized PnL - fees (both from the last PositionChanged, fees
+  taken as quote currency) + unrealized PnL ``(last trade price - avg price) * position``;
+  the start-of-day equity is taken at the first event of the day.  It is evaluated on
+  every intent, PositionChanged and bar; once it is at or below ``-daily_loss_limit`` the
+  group is REDUCING for the rest of that UTC day (latched even if prices recover): entries
+  are refused with rule ``daily_loss_limit``, exits pass.  A reload that changes the limit
+  clears the latch and re-evaluates with the new limit.
+
 Limits are replaced in place on config reload (``apply_limits``).
 """
 
@@ -18,15 +36,23 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from actors.channels import Channel, Router
-from actors.messages import Message, OrderIntent, RiskApproved, RiskRejected
+from actors.messages import Bar, Message, OrderIntent, PositionChanged, RiskApproved, RiskRejected
 from actors.params import RiskLimits
 from actors.runtime import Actor, GroupState
 from actors.state import SymbolState
 
 Verdict = tuple[str, str] | None  # (rule, reason) when rejected
 NS = 1_000_000_000
+DAY_NS = 86_400 * NS
+ZERO = Decimal(0)
+
+
+def utc_date(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat()
 
 
 class RiskActor(Actor):
@@ -48,14 +74,90 @@ class RiskActor(Actor):
         self.limits = limits
         self.decisions: dict[str, int] = {}
         self._recent_orders: deque[int] = deque()  # event times (ns) of recent entries
+        # the UTC day (event time) the daily counters are for; -1 before the first event
+        self.day = -1
+        self.day_entries = 0
+        self.day_start_equity = ZERO
+        self.daily_breach = ""  # set (the reason) while the day's loss limit holds the group REDUCING
+        # from the last PositionChanged (SymbolState has no fees)
+        self._qty, self._avg, self._realized, self._fees = (
+            state.position,
+            state.avg_price,
+            state.realized_pnl,
+            ZERO,
+        )
 
     def apply_limits(self, limits: RiskLimits) -> None:
+        if limits.daily_loss_limit != self.limits.daily_loss_limit and self.daily_breach:
+            self.log.warning("daily_loss_limit changed by reload: REDUCING latch cleared, re-evaluated")
+            self.daily_breach = ""
         self.limits = limits
+        self._check_daily_loss_now()
+
+    # --- daily PnL ----------------------------------------------------------------------------
+
+    def equity(self) -> Decimal:
+        """Realized PnL net of fees plus unrealized PnL at the last trade price."""
+        last = self.state.last_price
+        unrealized = (last - self._avg) * self._qty if last is not None and self._qty else ZERO
+        return self._realized - self._fees + unrealized
+
+    def daily_pnl(self) -> Decimal:
+        return self.equity() - self.day_start_equity
+
+    def _roll_day(self, ts_event: int) -> None:
+        day = ts_event // DAY_NS
+        if day > self.day:
+            if self.daily_breach:
+                self.log.warning("new UTC day %s: daily loss limit lifted", utc_date(day))
+            self.day, self.day_entries, self.daily_breach = day, 0, ""
+            self.day_start_equity = self.equity()
+
+    def _check_daily_loss_now(self) -> None:
+        limit = self.limits.daily_loss_limit
+        if self.daily_breach or limit <= 0 or self.day < 0:
+            return
+        pnl = self.daily_pnl()
+        if pnl <= -limit:
+            self.daily_breach = (
+                f"daily PnL {pnl} on {utc_date(self.day)} (UTC) breached daily_loss_limit {limit}: "
+                "REDUCING (exits only) until the next UTC day"
+            )
+            self.log.error("%s", self.daily_breach)
+
+    def _on_position(self, msg: PositionChanged) -> None:
+        self._qty, self._avg, self._realized, self._fees = (
+            msg.quantity,
+            msg.avg_price,
+            msg.realized_pnl,
+            msg.fees,
+        )
+        if self.state.last_ts_event:
+            self._roll_day(self.state.last_ts_event)
+        self._check_daily_loss_now()
+
+    def day_status(self) -> dict[str, object]:
+        """For /status: the daily counters of the current UTC day."""
+        return {
+            "day": utc_date(self.day) if self.day >= 0 else None,
+            "entries": self.day_entries,
+            "pnl": str(self.daily_pnl()) if self.day >= 0 else None,
+            "reducing": self.daily_breach,
+        }
 
     async def handle(self, msg: Message) -> None:
+        if isinstance(msg, PositionChanged):
+            self._on_position(msg)
+            return
+        if isinstance(msg, Bar):
+            self._roll_day(msg.ts_event)
+            self._check_daily_loss_now()
+            return
         if not isinstance(msg, OrderIntent):
             self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
             return
+        self._roll_day(msg.ts_event)
+        self._check_daily_loss_now()
         verdict = self.check(msg)
         fields = self.system_fields()
         if verdict is None:
@@ -77,6 +179,7 @@ class RiskActor(Actor):
         """The first rule ``intent`` breaks, or None. Pure apart from reading state and the clock."""
         for rule in (
             self._check_state,
+            self._check_daily_loss,
             self._check_sanity,
             self._check_reduce_only,
             self._check_stop_loss,
@@ -84,6 +187,7 @@ class RiskActor(Actor):
             self._check_position,
             self._check_open_orders,
             self._check_rate,
+            self._check_trades_per_day,
         ):
             verdict = rule(intent)
             if verdict is not None:
@@ -100,6 +204,11 @@ class RiskActor(Actor):
             return "reducing", "trading state is REDUCING: only orders that reduce a position are allowed"
         return None
 
+    def _check_daily_loss(self, intent: OrderIntent) -> Verdict:
+        if self.daily_breach and not intent.reduce_only:
+            return "daily_loss_limit", self.daily_breach
+        return None
+
     def _check_sanity(self, intent: OrderIntent) -> Verdict:
         if not intent.quantity.is_finite() or intent.quantity <= 0:
             return "invalid", f"quantity must be a positive number, got {intent.quantity}"
@@ -110,11 +219,34 @@ class RiskActor(Actor):
             ("stop_price", intent.stop_price, needs_stop),
             ("stop_loss", intent.stop_loss, False),
             ("take_profit", intent.take_profit, False),
+            ("trailing_distance", intent.trailing_distance, False),
+            ("trailing_pct", intent.trailing_pct, False),
+            ("trailing_activation", intent.trailing_activation, False),
         ):
             if needed and value is None:
                 return "invalid", f"{intent.order_type} order needs {name}"
             if value is not None and (not value.is_finite() or value <= 0):
                 return "invalid", f"{name} must be a positive number, got {value}"
+        return self._check_exit_plan(intent)
+
+    @staticmethod
+    def _check_exit_plan(intent: OrderIntent) -> Verdict:
+        dist, pct, step = intent.trailing_distance, intent.trailing_pct, intent.trailing_step
+        if dist is not None and pct is not None:
+            return "invalid", "give trailing_distance or trailing_pct, not both"
+        if pct is not None and pct >= 100:
+            return "invalid", f"trailing_pct must be below 100, got {pct}"
+        if step is not None and (not step.is_finite() or step < 0):
+            return "invalid", f"trailing_step must be a non-negative number, got {step}"
+        if dist is None and pct is None:
+            for name, value in (("trailing_activation", intent.trailing_activation), ("trailing_step", step)):
+                if value is not None:
+                    return "invalid", f"{name} needs trailing_distance or trailing_pct"
+        if intent.exit_at_ns is not None and intent.exit_at_ns <= intent.ts_event:
+            return (
+                "invalid",
+                f"exit_at_ns {intent.exit_at_ns} must be after the intent's ts_event {intent.ts_event}",
+            )
         return None
 
     def _check_reduce_only(self, intent: OrderIntent) -> Verdict:
@@ -133,8 +265,12 @@ class RiskActor(Actor):
         return None
 
     def _check_stop_loss(self, intent: OrderIntent) -> Verdict:
-        if self.limits.require_stop_loss and not intent.reduce_only and intent.stop_loss is None:
+        if intent.reduce_only or intent.stop_loss is not None:
+            return None
+        if self.limits.require_stop_loss:
             return "stop_loss_required", "entries must carry a stop-loss (risk.require_stop_loss)"
+        if intent.exit_at_ns is not None:
+            return "stop_loss_required", "entries with a time exit (exit_at_ns) must carry a stop-loss"
         return None
 
     def _check_notional_and_band(self, intent: OrderIntent) -> Verdict:
@@ -187,9 +323,19 @@ class RiskActor(Actor):
             )
         return None
 
+    def _check_trades_per_day(self, intent: OrderIntent) -> Verdict:
+        cap = self.limits.max_trades_per_day
+        if intent.reduce_only or cap <= 0 or self.day_entries < cap:
+            return None
+        return (
+            "max_trades_per_day",
+            f"{self.day_entries} entries on {utc_date(self.day)} (UTC), max_trades_per_day is {cap}",
+        )
+
     def _reserve(self, intent: OrderIntent) -> None:
         if not intent.reduce_only:
             self._recent_orders.append(intent.ts_event)
+            self.day_entries += 1
         st = self.state
         st.open_orders += 1
         st.pending_exposure += intent.quantity if intent.side == "buy" else -intent.quantity

@@ -19,6 +19,7 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 import anyio
@@ -42,6 +43,23 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+class Clock:
+    """Where actors read the time: the wall clock here; a backtest swaps in event time.
+
+    ``time_ns`` stamps messages (wall time, ns since the epoch); ``monotonic`` measures
+    intervals (seconds).  Set an actor's :attr:`Actor.clock` to replace both.
+    """
+
+    def time_ns(self) -> int:
+        return time.time_ns()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+WALL_CLOCK = Clock()
+
+
 class RestartPolicy(msgspec.Struct, frozen=True):
     max_restarts: int = 5
     window_s: float = 60.0
@@ -55,6 +73,8 @@ class GroupState:
     Two independent halts: the supervisor's (an actor kept failing; only a restart of the
     group clears it, since that actor is down) and the operator's kill switch (cleared by
     ``resume``).  While halted, risk lets only reduce-only orders (exits, stop-losses) through.
+    ``on_halt`` callbacks run (synchronously, with the reason) when the group goes from not
+    halted to halted, whichever halt it is (the group cancels its open entries there).
     """
 
     def __init__(self, exchange: str, symbol: str) -> None:
@@ -62,6 +82,14 @@ class GroupState:
         self.symbol = symbol
         self.halt_reason = ""  # supervisor: an actor failed too often
         self.admin_reason = ""  # operator: POST /admin/halt
+        self.on_halt: list[Callable[[str], object]] = []
+
+    def _halting(self, reason: str) -> None:
+        for callback in self.on_halt:
+            try:
+                callback(reason)
+            except Exception:  # a failing listener must not stop the halt itself
+                log.exception("on_halt callback failed", extra={"component": "supervisor"})
 
     @property
     def halted(self) -> bool:
@@ -80,10 +108,16 @@ class GroupState:
                 reason,
                 extra={"component": "supervisor", "exchange": self.exchange, "symbol": self.symbol},
             )
+        was_halted = self.halted
         self.halt_reason = reason
+        if not was_halted:
+            self._halting(reason)
 
     def admin_halt(self, reason: str) -> None:
+        was_halted = self.halted
         self.admin_reason = reason
+        if not was_halted:
+            self._halting(reason)
 
     def admin_resume(self) -> None:
         self.admin_reason = ""
@@ -94,6 +128,7 @@ class Actor(ABC):
 
     kind: str = "actor"
     batch_size: int = 1024
+    clock: Clock = WALL_CLOCK
 
     def __init__(self, exchange: str, symbol: str, router: Router, inbox: Channel[Message]) -> None:
         self.exchange = exchange
@@ -141,7 +176,7 @@ class Actor(ABC):
                 self.poisoned += 1
                 raise
             self.handled += len(batch)
-            self.last_message_ns = now_ns()
+            self.last_message_ns = self.clock.time_ns()
             await self.after_batch()
 
     async def handle_batch(self, batch: list[Message]) -> None:
@@ -165,7 +200,7 @@ class Actor(ABC):
         """Hook run before :meth:`run` on every (re)start."""
 
     def system_fields(self) -> Stamp:
-        return stamp(self.exchange, self.symbol, now_ns())
+        return stamp(self.exchange, self.symbol, self.clock.time_ns())
 
 
 class _FailureWindow:

@@ -1,29 +1,78 @@
-"""Stop-monitor actor: closes positions at their stop-loss or take-profit.
+"""Stop-monitor actor: closes positions at their stop-loss, take-profit, trailing stop or exit time.
 
-Takes: RiskApproved (remembers the stop-loss / take-profit an entry intent carries),
-PositionChanged (arms, resizes or disarms the stop), RiskRejected (re-arms a stop whose
-exit was refused, so it tries again on the next price — unless another exit is already
-working), OrderFilled (its exit completed: if the position is still open it re-arms for
-the rest), OrderCanceled/OrderExpired/OrderRejected (an exit it deferred to may have
-ended unfilled: look again), Trade and Bar (prices).
-Emits: StopArmed, StopCanceled, StopTriggered, and a reduce-only market OrderIntent
-for the exit (to risk).
+Takes: RiskApproved (remembers the exit plan an entry intent carries: stop_loss,
+take_profit, trailing_distance / trailing_pct, trailing_activation, trailing_step,
+exit_at_ns), PositionChanged (arms, resizes or disarms the stop), RiskRejected (re-arms a
+stop whose exit was refused, so it tries again on the next price — unless another exit is
+already working), OrderAccepted / OrderFilled (its exit or native stop order progressed),
+OrderCanceled/OrderExpired/OrderRejected (an exit it deferred to may have ended unfilled:
+look again; a native stop ended), Trade and Bar (prices).
+Emits: StopArmed (also as the amendment when the stop level moves), StopCanceled,
+StopTriggered, reduce-only OrderIntents (market exits; stop_market orders for native
+stops) to risk, and CancelOrder for its own native stop orders.
 
-Stops here are synthetic: the monitor watches trades (or bar high/low) itself.  When a
-bar touches both levels the stop-loss is assumed to have come first (the conservative
-choice, as backtesters do).  One armed stop per position: stop-loss and take-profit
-act as one-cancels-other.
+Rules, per position (one armed stop; stop-loss, take-profit and time exit act as
+one-cancels-other — the first to trigger sends the only exit):
+
+- **Levels.** A long exits when a trade is at or below the stop (a bar: its low) or at or
+  above the take-profit (a bar: its high); a short mirrored.  A price that gaps through a
+  level triggers at once; StopTriggered reports the level, the exit is a market order.  When
+  a bar touches both levels the stop-loss is taken (the conservative choice).
+- **Trailing stop** (``trailing_distance`` in price or ``trailing_pct`` percent of the best
+  price): the monitor tracks the best price since the stop was armed (highest trade / bar
+  high for a long, lowest for a short).  Once the best price has reached
+  ``trailing_activation`` (immediately when unset) the candidate stop is
+  ``best - distance`` (``best * (1 - pct/100)``; short: ``+``), rounded to the tick away
+  from the market.  The stop only ever moves in the favourable direction, and only when the
+  candidate beats the current stop by at least the step (the entry's ``trailing_step``, else
+  ``risk.trail_step``; 0 = any improvement): each such move publishes one StopArmed
+  amendment — no churn below the step.  A trade is checked against the stop before it moves
+  the trail; a bar is checked with the stop as it stood before the bar and only then moves
+  the trail with its high/low (its intra-bar order is unknown), so the new level applies
+  from the next price.  A stop that has moved is reported with trigger "trailing".
+- **Time exit** (``exit_at_ns``, event time): the first trade or bar with
+  ``ts_event >= exit_at_ns`` closes the position with a market exit (trigger "time", price:
+  the trade price or bar close) unless a level triggers on the same price (levels first).
+  Risk refuses entries with ``exit_at_ns`` but no stop-loss.
+- **Re-arming.** An exit refused by risk (other than "another exit is working") or ended
+  unfilled triggers again on the next price; an exit that filled while the position is still
+  open (the entry kept filling) re-arms for the rest.  A partially filled exit keeps waiting.
+  An adding entry that brings its own plan replaces the plan (and restarts the trail);
+  further fills of the entry whose plan is in force keep it (and the trail) as it is.
+
+Stops are synthetic by default: the monitor watches trades (or bar high/low) itself.  With
+``risk.native_stops = true`` and a venue that supports stop orders (``venue_stops``), the
+stop-loss rests at the venue as a reduce-only ``stop_market`` order instead:
+
+- it is placed (through risk, like any intent) when the stop arms, and cancel/replaced
+  (CancelOrder, then a new order once OrderCanceled arrives) when the trail moves the stop
+  by at least the step or the position size changes — never more than one replacement in
+  flight; the replacement takes the latest level and size;
+- while it exists the monitor does not watch the stop level; take-profit and time exits are
+  still watched, and first cancel the resting stop, sending their market exit only once the
+  cancel is confirmed;
+- a cancel the venue refuses ("cancel rejected: ...") means the stop has filled or is
+  filling: no replacement and no take-profit/time exit is sent, and its fills are the exit
+  (StopTriggered is published at its first fill);
+- if risk or the venue refuses the stop order, or the venue ends it on its own, the stop
+  falls back to synthetic watching for the rest of its life;
+- when the position closes or flips, a resting native stop is canceled (one still on its way
+  is canceled as soon as the venue accepts it).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal
+
+import msgspec
 
 from actors.channels import Channel, Router
 from actors.messages import (
     Bar,
+    CancelOrder,
     Message,
+    OrderAccepted,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
@@ -33,6 +82,7 @@ from actors.messages import (
     RiskApproved,
     RiskRejected,
     Side,
+    Stamp,
     StopArmed,
     StopCanceled,
     StopTriggered,
@@ -41,60 +91,185 @@ from actors.messages import (
 )
 from actors.order import REQUEST_REJECTS
 from actors.order_ids import client_order_id
+from actors.params import RiskLimits
 from actors.runtime import Actor
 
-Trigger = Literal["stop_loss", "take_profit"]
+Trigger = Literal["stop_loss", "take_profit", "trailing", "time"]
+NativeState = Literal["pending", "working", "canceling", "cancel_failed", "filled"]
+HUNDRED = Decimal(100)
+
+
+class ExitPlan(msgspec.Struct, frozen=True):
+    """What an entry asks the monitor to do once it fills."""
+
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    trailing_distance: Decimal | None = None
+    trailing_pct: Decimal | None = None
+    trailing_activation: Decimal | None = None
+    trailing_step: Decimal | None = None
+    exit_at_ns: int | None = None
+
+    @classmethod
+    def of(cls, intent: OrderIntent) -> ExitPlan | None:
+        plan = cls(
+            intent.stop_loss,
+            intent.take_profit,
+            intent.trailing_distance,
+            intent.trailing_pct,
+            intent.trailing_activation,
+            intent.trailing_step,
+            intent.exit_at_ns,
+        )
+        return None if plan == EMPTY_PLAN else plan
+
+    @property
+    def trails(self) -> bool:
+        return self.trailing_distance is not None or self.trailing_pct is not None
+
+
+EMPTY_PLAN = ExitPlan()
+
+
+class NativeStop:
+    """A stop_market order the monitor keeps at the venue for its armed stop."""
+
+    __slots__ = ("after", "cid", "intent_id", "level", "quantity", "state", "trigger")
+
+    def __init__(self, intent_id: str, level: Decimal, quantity: Decimal, trigger: Trigger) -> None:
+        self.intent_id = intent_id
+        self.cid = client_order_id(intent_id)
+        self.level = level
+        self.quantity = quantity
+        self.trigger: Trigger = trigger
+        self.state: NativeState = "pending"
+        # A take-profit/time exit waiting for this order's cancel: (trigger, level, stamp).
+        self.after: tuple[Trigger, Decimal, Stamp] | None = None
 
 
 class ArmedStop:
     __slots__ = (
+        "best",
         "exit_cid",
         "exit_done",
         "exit_side",
+        "native",
+        "native_off",
+        "plan",
+        "plan_cid",
         "quantity",
         "stop_id",
         "stop_price",
         "take_profit",
+        "trailed",
         "triggered",
     )
 
-    def __init__(
-        self, stop_id: str, exit_side: Side, quantity: Decimal, stop: Decimal | None, tp: Decimal | None
-    ) -> None:
+    def __init__(self, stop_id: str, exit_side: Side, quantity: Decimal, plan: ExitPlan) -> None:
         self.stop_id = stop_id
         self.exit_side: Side = exit_side
         self.quantity = quantity
-        self.stop_price = stop
-        self.take_profit = tp
         self.triggered = False
         self.exit_cid = ""  # client order id of the exit this stop sent, while it is working
         self.exit_done = False  # that exit filled completely (the position may still be open)
+        self.native: NativeStop | None = None
+        self.native_off = False  # the venue/risk refused a native stop: watch prices instead
+        self.set_plan(plan, "")
 
-    def check(self, low: Decimal, high: Decimal) -> tuple[Trigger, Decimal] | None:
+    def set_plan(self, plan: ExitPlan, cid: str) -> None:
+        self.plan = plan
+        self.plan_cid = cid  # the entry whose plan this is: its further fills keep the trail
+        self.stop_price = plan.stop_loss
+        self.take_profit = plan.take_profit
+        self.best: Decimal | None = None  # best price since armed (trailing)
+        self.trailed = False  # stop_price came from the trail
+
+    @property
+    def long(self) -> bool:
+        return self.exit_side == "sell"
+
+    def check(self, low: Decimal, high: Decimal, watch_stop: bool = True) -> tuple[Trigger, Decimal] | None:
         """Which level a price range [low, high] touches; stop-loss first."""
-        sl, tp = self.stop_price, self.take_profit
-        if self.exit_side == "sell":  # long position
+        sl, tp = (self.stop_price if watch_stop else None), self.take_profit
+        stop_trigger: Trigger = "trailing" if self.trailed else "stop_loss"
+        if self.long:
             if sl is not None and low <= sl:
-                return "stop_loss", sl
+                return stop_trigger, sl
             if tp is not None and high >= tp:
                 return "take_profit", tp
         else:
             if sl is not None and high >= sl:
-                return "stop_loss", sl
+                return stop_trigger, sl
             if tp is not None and low <= tp:
                 return "take_profit", tp
         return None
+
+    def trail(self, low: Decimal, high: Decimal, step: Decimal, tick: Decimal | None) -> bool:
+        """Move the trailing stop for the price range [low, high]; True when it moved."""
+        plan = self.plan
+        if not plan.trails:
+            return False
+        long = self.long
+        extreme = high if long else low
+        best = self.best
+        if best is None or (extreme > best if long else extreme < best):
+            best = self.best = extreme
+        act = plan.trailing_activation
+        if act is not None and (best < act if long else best > act):
+            return False
+        if plan.trailing_distance is not None:
+            dist = plan.trailing_distance
+            cand = best - dist if long else best + dist
+        else:
+            pct = plan.trailing_pct or Decimal(0)
+            cand = best * (HUNDRED - pct) / HUNDRED if long else best * (HUNDRED + pct) / HUNDRED
+        if tick is not None and tick > 0:
+            cand = (cand / tick).to_integral_value(ROUND_FLOOR if long else ROUND_CEILING) * tick
+        if cand <= 0:
+            return False
+        cur = self.stop_price
+        if cur is not None:
+            gain = cand - cur if long else cur - cand
+            if gain <= 0 or gain < step:
+                return False
+        self.stop_price = cand
+        self.trailed = True
+        return True
 
 
 class StopMonitor(Actor):
     kind = "stop-monitor"
 
-    def __init__(self, exchange: str, symbol: str, router: Router, inbox: Channel[Message]) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        router: Router,
+        inbox: Channel[Message],
+        limits: RiskLimits | None = None,
+        *,
+        venue_stops: bool = False,
+        tick_size: Decimal | None = None,
+    ) -> None:
         super().__init__(exchange, symbol, router, inbox)
-        self.levels: dict[str, tuple[Decimal | None, Decimal | None]] = {}  # client order id -> (sl, tp)
+        self.limits = limits if limits is not None else RiskLimits()
+        self.venue_stops = venue_stops  # the venue takes stop_market orders
+        self.tick_size = tick_size
+        self.levels: dict[str, ExitPlan] = {}  # entry client order id -> its exit plan
         self.stop: ArmedStop | None = None
         self.triggered = 0
+        self.amendments = 0  # trailing moves published
         self._last_exit_cid = ""  # the most recent approved reduce-only order (any source)
+        self._orphans: set[str] = set()  # native stops of a disarmed stop, canceled once accepted
+        self._native_seq = 0
+
+    def apply_limits(self, limits: RiskLimits) -> None:
+        """Config reload: trail_step and native_stops apply to moves and stops placed from now on."""
+        self.limits = limits
+
+    @property
+    def native_enabled(self) -> bool:
+        return self.limits.native_stops and self.venue_stops
 
     async def handle_batch(self, batch: list[Message]) -> None:
         """Prices are skipped without a coroutine while no stop is live (the common case)."""
@@ -109,41 +284,145 @@ class StopMonitor(Actor):
     async def handle(self, msg: Message) -> None:
         match msg:
             case Trade():
-                await self._on_price(msg.price, msg.price, msg)
+                await self._on_price(msg.price, msg.price, msg.price, msg)
             case Bar():
-                await self._on_price(msg.low, msg.high, msg)
+                await self._on_price(msg.low, msg.high, msg.close, msg)
             case RiskApproved():
                 self._remember(msg.intent)
             case PositionChanged():
                 await self._on_position(msg)
             case RiskRejected():
-                self._on_rejected(msg)
+                await self._on_rejected(msg)
+            case OrderAccepted():
+                await self._on_accepted(msg)
             case OrderFilled():
-                stop = self.stop
-                if stop is not None and msg.client_order_id == stop.exit_cid and msg.leaves_qty == 0:
-                    stop.exit_done = True
+                await self._on_filled(msg)
             case OrderCanceled() | OrderExpired() | OrderRejected():
-                self._on_order_ended(msg)
+                await self._on_order_ended(msg)
             case _:
                 self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
 
-    def _on_order_ended(self, msg: OrderCanceled | OrderExpired | OrderRejected) -> None:
-        """An order ended unfilled: if it was our exit (or the exit we deferred to), look again."""
-        stop = self.stop
-        if stop is None or not stop.triggered:
+    # --- order events -----------------------------------------------------------------------
+
+    async def _on_accepted(self, msg: OrderAccepted) -> None:
+        cid = msg.client_order_id
+        if cid in self._orphans:
+            await self._cancel(cid, msg)
             return
-        if isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS):
+        stop = self.stop
+        n = stop.native if stop is not None else None
+        if stop is None or n is None or n.cid != cid or n.state != "pending":
+            return
+        n.state = "working"
+        if n.after is not None or n.level != stop.stop_price or n.quantity != stop.quantity:
+            await self._cancel_native(n, msg)
+
+    async def _on_filled(self, msg: OrderFilled) -> None:
+        stop = self.stop
+        if stop is None:
+            return
+        n = stop.native
+        if n is not None and msg.client_order_id == n.cid:
+            if n.state != "filled":
+                # The venue's stop fired: its fills are the exit (whatever we asked of it meanwhile).
+                if n.after is not None:
+                    self.log.info("native stop %s filled first: %s exit not sent", n.cid, n.after[0])
+                n.state, n.after = "filled", None
+                stop.triggered, stop.exit_cid, stop.exit_done = True, n.cid, False
+                self.triggered += 1
+                fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
+                self.log.info("native %s stop %s filled at %s", n.trigger, stop.stop_id, msg.last_price)
+                await self.router.publish(
+                    StopTriggered(
+                        stop_id=stop.stop_id,
+                        trigger=n.trigger,
+                        price=n.level,
+                        intent_id=n.intent_id,
+                        **fields,
+                    )
+                )
+            if msg.leaves_qty == 0:
+                stop.exit_done = True
+            return
+        if msg.client_order_id == stop.exit_cid and msg.leaves_qty == 0:
+            stop.exit_done = True
+
+    async def _on_order_ended(self, msg: OrderCanceled | OrderExpired | OrderRejected) -> None:
+        """An order ended unfilled: if it was our exit (or the exit we deferred to), look again."""
+        request_reject = isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS)
+        cid = msg.client_order_id
+        if cid in self._orphans:
+            if not request_reject:
+                self._orphans.discard(cid)
+            return
+        stop = self.stop
+        if stop is None:
+            return
+        n = stop.native
+        if n is not None and cid == n.cid:
+            await self._on_native_ended(stop, n, msg, request_reject)
+            return
+        if not stop.triggered or request_reject:
             return  # a refused request (e.g. a cancel) ends nothing
-        if stop.exit_cid in (msg.client_order_id, "*"):
-            self.log.warning(
-                "exit %s ended unfilled; %s will trigger again", msg.client_order_id, stop.stop_id
-            )
+        if stop.exit_cid in (cid, "*"):
+            self.log.warning("exit %s ended unfilled; %s will trigger again", cid, stop.stop_id)
             stop.triggered = False
             stop.exit_cid = ""
 
-    def _on_rejected(self, msg: RiskRejected) -> None:
+    async def _on_native_ended(
+        self,
+        stop: ArmedStop,
+        n: NativeStop,
+        msg: OrderCanceled | OrderExpired | OrderRejected,
+        request_reject: bool,
+    ) -> None:
+        if request_reject:
+            if n.state == "canceling":
+                # Too late to cancel: the stop has filled (or is filling). Its fill is the exit.
+                reason = msg.reason if isinstance(msg, OrderRejected) else ""
+                self.log.warning("cancel of native stop %s refused (%s): awaiting its fill", n.cid, reason)
+                if n.after is not None:
+                    self.log.info("%s exit not sent: the native stop filled first", n.after[0])
+                n.state, n.after = "cancel_failed", None
+                stop.triggered = True
+            return
+        stop.native = None
+        if n.state in ("filled", "cancel_failed"):
+            # Partly filled (or not filled after all), then ended: look again — the next price
+            # re-places the native stop or watches the level.
+            stop.triggered, stop.exit_cid = False, ""
+            return
+        if n.state in ("pending", "working"):
+            self.log.warning(
+                "native stop %s ended by the venue (%s): %s falls back to watching prices",
+                n.cid,
+                type(msg).__name__,
+                stop.stop_id,
+            )
+            stop.native_off = True
+        after = n.after
+        if after is not None:
+            await self._send_exit(stop, *after)
+        elif not stop.triggered:
+            await self._place_native(stop, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))
+
+    async def _on_rejected(self, msg: RiskRejected) -> None:
         stop = self.stop
-        if stop is None or not msg.intent.intent_id.startswith(stop.stop_id):
+        iid = msg.intent.intent_id
+        cid = client_order_id(iid)
+        if cid in self._orphans:
+            self._orphans.discard(cid)
+            return
+        if stop is None or not iid.startswith(stop.stop_id):
+            return
+        n = stop.native
+        if n is not None and n.intent_id == iid:
+            self.log.warning(
+                "native stop for %s refused by risk (%s): watching prices instead", stop.stop_id, msg.reason
+            )
+            stop.native, stop.native_off = None, True
+            if n.after is not None:
+                await self._send_exit(stop, *n.after)
             return
         if msg.rule == "reduce_only":
             # Another exit (e.g. the strategy's) is already working for this position: follow it,
@@ -162,27 +441,32 @@ class StopMonitor(Actor):
         if intent.reduce_only:
             self._last_exit_cid = client_order_id(intent.intent_id)
             return
-        if intent.reduce_only or (intent.stop_loss is None and intent.take_profit is None):
+        plan = ExitPlan.of(intent)
+        if plan is None:
             return
-        self.levels[client_order_id(intent.intent_id)] = (intent.stop_loss, intent.take_profit)
+        self.levels[client_order_id(intent.intent_id)] = plan
         if len(self.levels) > 1000:
             self.levels.pop(next(iter(self.levels)))
+
+    # --- positions --------------------------------------------------------------------------
 
     async def _on_position(self, msg: PositionChanged) -> None:
         qty = msg.quantity
         exit_side: Side = "sell" if qty > 0 else "buy"
         if self.stop is not None and (qty == 0 or self.stop.exit_side != exit_side):
             reason = "position closed" if qty == 0 else "position flipped"
-            await self._disarm(reason)
+            await self._disarm(reason, msg)
         if qty == 0:
             return
-        levels = self.levels.get(msg.last_client_order_id)
+        plan = self.levels.get(msg.last_client_order_id)
         stop = self.stop
+        fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
         if stop is not None:
-            # Same position, new size; new levels only if this fill brought them.
+            # Same position, new size; a new plan only if this fill brought one.
             stop.quantity = abs(qty)
-            if levels is not None:
-                stop.stop_price, stop.take_profit = levels
+            if plan is not None and msg.last_client_order_id != stop.plan_cid:
+                stop.set_plan(plan, msg.last_client_order_id)
+                await self._publish_armed(stop)
             if stop.exit_done and msg.last_client_order_id == stop.exit_cid:
                 # Our exit filled but the position is still open (e.g. the entry kept filling
                 # after the trigger): watch the rest, and exit it on the next price beyond a level.
@@ -190,46 +474,143 @@ class StopMonitor(Actor):
                     "exit %s filled, %s still open: %s re-armed", stop.exit_cid, qty, stop.stop_id
                 )
                 stop.triggered, stop.exit_done, stop.exit_cid = False, False, ""
+                if stop.native is not None and stop.native.state == "filled":
+                    stop.native = None
+            await self._amend_native(stop, fields)
             return
-        if levels is None:
-            self.log.warning("position %s has no stop-loss/take-profit levels to arm", qty)
+        if plan is None:
+            self.log.warning("position %s has no exit plan to arm", qty)
             return
-        await self._arm(f"stop:{msg.last_client_order_id}", exit_side, abs(qty), levels)
+        self.stop = ArmedStop(f"stop:{msg.last_client_order_id}", exit_side, abs(qty), plan)
+        self.stop.plan_cid = msg.last_client_order_id
+        await self._publish_armed(self.stop)
+        await self._place_native(self.stop, fields)
 
-    async def _disarm(self, reason: str) -> None:
+    async def _disarm(self, reason: str, cause: Message) -> None:
         assert self.stop is not None
-        stop_id, self.stop = self.stop.stop_id, None
-        await self.router.publish(StopCanceled(stop_id=stop_id, reason=reason, **self.system_fields()))
+        stop, self.stop = self.stop, None
+        n = stop.native
+        if n is not None:
+            if n.state == "pending":
+                self._orphans.add(n.cid)  # cancel it as soon as the venue has it
+                if len(self._orphans) > 1000:
+                    self._orphans.pop()
+            elif n.state == "working":
+                await self._cancel(n.cid, cause)
+        await self.router.publish(StopCanceled(stop_id=stop.stop_id, reason=reason, **self.system_fields()))
 
-    async def _arm(
-        self, stop_id: str, exit_side: Side, qty: Decimal, levels: tuple[Decimal | None, Decimal | None]
-    ) -> None:
-        self.stop = ArmedStop(stop_id, exit_side, qty, *levels)
-        self.log.info("armed %s: exit %s %s at sl %s / tp %s", stop_id, exit_side, qty, levels[0], levels[1])
+    async def _publish_armed(self, stop: ArmedStop) -> None:
+        self.log.info(
+            "armed %s: exit %s %s at sl %s / tp %s%s",
+            stop.stop_id,
+            stop.exit_side,
+            stop.quantity,
+            stop.stop_price,
+            stop.take_profit,
+            f" / exit at {stop.plan.exit_at_ns}" if stop.plan.exit_at_ns is not None else "",
+        )
         await self.router.publish(
             StopArmed(
-                stop_id=stop_id,
-                side=exit_side,
-                quantity=qty,
-                stop_price=levels[0],
-                take_profit=levels[1],
+                stop_id=stop.stop_id,
+                side=stop.exit_side,
+                quantity=stop.quantity,
+                stop_price=stop.stop_price,
+                take_profit=stop.take_profit,
                 **self.system_fields(),
             )
         )
 
-    async def _on_price(self, low: Decimal, high: Decimal, msg: Trade | Bar) -> None:
+    # --- native stop orders -----------------------------------------------------------------
+
+    async def _place_native(self, stop: ArmedStop, fields: Stamp) -> None:
+        """Rest the stop at the venue (native mode only, and only when it has a level)."""
+        level = stop.stop_price
+        if level is None or stop.native is not None or stop.native_off or stop.triggered:
+            return
+        if not self.native_enabled:
+            return
+        self._native_seq += 1
+        intent_id = f"{stop.stop_id}:native:{fields['ts_event']}:{self._native_seq}"
+        n = NativeStop(intent_id, level, stop.quantity, "trailing" if stop.trailed else "stop_loss")
+        stop.native = n
+        self.log.info("native stop %s: %s %s stop_market at %s", n.cid, stop.exit_side, stop.quantity, level)
+        await self.router.publish(
+            OrderIntent(
+                intent_id=intent_id,
+                source="stop-monitor",
+                side=stop.exit_side,
+                order_type="stop_market",
+                quantity=stop.quantity,
+                stop_price=level,
+                reduce_only=True,
+                reason=f"native {n.trigger} at {level}",
+                **fields,
+            )
+        )
+
+    async def _amend_native(self, stop: ArmedStop, fields: Stamp) -> None:
+        """Bring the venue's stop in line with the armed stop's level and size."""
+        if stop.triggered:
+            return
+        n = stop.native
+        if n is None:
+            await self._place_native(stop, fields)
+        elif n.state == "working" and (n.level != stop.stop_price or n.quantity != stop.quantity):
+            await self._cancel_native(n, fields)
+        # pending: checked when accepted; canceling: the replacement takes the latest level and size
+
+    async def _cancel_native(self, n: NativeStop, cause: Message | Stamp) -> None:
+        n.state = "canceling"
+        await self._cancel(n.cid, cause)
+
+    async def _cancel(self, cid: str, cause: Message | Stamp) -> None:
+        if isinstance(cause, Message):
+            fields = stamp(self.exchange, self.symbol, cause.ts_event, cause.ts_recv)
+        else:
+            fields = cause
+        await self.router.publish(CancelOrder(client_order_id=cid, **fields))
+
+    # --- prices -----------------------------------------------------------------------------
+
+    async def _on_price(self, low: Decimal, high: Decimal, last: Decimal, msg: Trade | Bar) -> None:
         stop = self.stop
         if stop is None or stop.triggered:
             return
-        hit = stop.check(low, high)
-        if hit is None:
+        hit = stop.check(low, high, watch_stop=stop.native is None)
+        exit_at = stop.plan.exit_at_ns
+        if hit is None and exit_at is not None and msg.ts_event >= exit_at:
+            hit = ("time", last)
+        fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
+        if hit is not None:
+            await self._fire(stop, hit[0], hit[1], fields)
             return
-        trigger, level = hit
+        step = stop.plan.trailing_step
+        if stop.trail(low, high, self.limits.trail_step if step is None else step, self.tick_size):
+            self.amendments += 1
+            await self._publish_armed(stop)
+            await self._amend_native(stop, fields)
+        elif stop.native is None:
+            await self._place_native(stop, fields)  # a fallen-through native stop comes back
+
+    async def _fire(self, stop: ArmedStop, trigger: Trigger, level: Decimal, fields: Stamp) -> None:
+        stop.triggered = True
+        n = stop.native
+        if n is not None:
+            # One-cancels-other with the resting stop: cancel it, exit once it is gone.
+            n.after = (trigger, level, fields)
+            self.log.info(
+                "%s hit for %s at %s: canceling native stop %s first", trigger, stop.stop_id, level, n.cid
+            )
+            if n.state == "working":
+                await self._cancel_native(n, fields)
+            return  # pending: canceled when accepted; canceling: the exit follows the cancel
+        await self._send_exit(stop, trigger, level, fields)
+
+    async def _send_exit(self, stop: ArmedStop, trigger: Trigger, level: Decimal, fields: Stamp) -> None:
         stop.triggered = True
         self.triggered += 1
-        intent_id = f"{stop.stop_id}:{trigger}:{msg.ts_event}"
+        intent_id = f"{stop.stop_id}:{trigger}:{fields['ts_event']}"
         stop.exit_cid = client_order_id(intent_id)
-        fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
         self.log.info(
             "%s hit for %s at %s: exit %s %s", trigger, stop.stop_id, level, stop.exit_side, stop.quantity
         )

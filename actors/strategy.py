@@ -11,7 +11,6 @@ config reload, keeping its state (indicator history, cooldowns).
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -72,7 +71,7 @@ class StrategyActor(Actor):
     def _undecided_count(self) -> int:
         if not self._undecided:
             return 0
-        cutoff = time.monotonic() - UNDECIDED_TTL_S
+        cutoff = self.clock.monotonic() - UNDECIDED_TTL_S
         for intent_id in [i for i, t in self._undecided.items() if t < cutoff]:
             del self._undecided[intent_id]
         return len(self._undecided)
@@ -88,7 +87,7 @@ class StrategyActor(Actor):
             max_notional=self.max_notional,
             tick_size=self.tick_size,
             step_size=self.step_size,
-            open_orders=st.open_orders + self._undecided_count(),
+            open_orders=st.open_orders + self._undecided_count() if self._undecided else st.open_orders,
         )
 
     async def handle_batch(self, batch: list[Message]) -> None:
@@ -142,7 +141,7 @@ class StrategyActor(Actor):
                 )
             elif isinstance(item, OrderIntent):
                 self.intents += 1
-                self._undecided[item.intent_id] = time.monotonic()
+                self._undecided[item.intent_id] = self.clock.monotonic()
                 self.log.info(
                     "intent %s %s %s %s (sl %s, tp %s) %s",
                     item.intent_id,

@@ -16,7 +16,14 @@ from typing import Any
 
 from bench import machine_info, machine_line
 
-BENCHES: tuple[str, ...] = ("channel_hop", "actor_graph", "binance_decode", "store_bench")
+BENCHES: tuple[str, ...] = (
+    "channel_hop",
+    "actor_graph",
+    "binance_decode",
+    "store_bench",
+    "risk_bench",
+    "backtest_bench",
+)
 
 
 def run(names: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,7 @@ import redis
 from actors.channels import Channel, Router, quote_conflation_key
 from actors.market_feed import MarketFeed
 from actors.messages import Bar, Message, Trade
+from actors.params import BreakoutParams
 from actors.portfolio import Portfolio
 from actors.runtime import GroupState, RestartPolicy, run_supervised
 from actors.state import SymbolState
@@ -39,7 +40,7 @@ from actors.strategies.breakout import BreakoutStrategy
 from actors.strategy import StrategyActor
 from adapters.paper.account import PaperAccountState
 from bench import run_async, write_result
-from daemon.config import ChannelsSection, RedisSection, parse_config
+from daemon.config import ChannelsSection, PaperAccount, RedisSection, parse_config
 from daemon.group import FeedAdapter, SymbolGroup, make_feed
 from daemon.metrics import Metrics
 from daemon.mirror import RedisMirror
@@ -93,7 +94,9 @@ async def _measure(channel_cls: type[Channel[Message]], mirror: RedisMirror | No
     gcfg = cfg.groups[0]
     tap = mirror.offer if mirror is not None else None
     portfolio = Portfolio("paper", Router(tap), channel_cls("portfolio", 4096), {}, {})
-    account = PaperAccountState(cfg.accounts["paper"])
+    paper = cfg.accounts["paper"]
+    assert isinstance(paper, PaperAccount)
+    account = PaperAccountState(paper)
     group = SymbolGroup(gcfg, account, portfolio, tap, ChannelsSection(), RestartPolicy(), channel_cls)
     async with anyio.create_task_group() as tg:
         if mirror is not None:
@@ -122,6 +125,8 @@ class _TradeBreakout(BreakoutStrategy):
 
 async def _feed_to_strategy(with_trades: bool) -> dict[str, Any]:
     g = parse_config(CONFIG).groups[0]
+    params = g.strategy
+    assert isinstance(params, BreakoutParams), "the bench config's strategy is breakout"
     ex, sym = g.exchange, g.symbol
     router = Router()
     state = SymbolState(ex, sym, g.account)
@@ -134,7 +139,7 @@ async def _feed_to_strategy(with_trades: bool) -> dict[str, Any]:
         router,
         Channel[Message]("strategy", 4096),
         state,
-        _TradeBreakout(g.strategy) if with_trades else BreakoutStrategy(g.strategy),
+        _TradeBreakout(params) if with_trades else BreakoutStrategy(params),
         g.risk.max_order_notional,
         g.instrument.tick_size,
         g.instrument.step_size,

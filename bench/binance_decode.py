@@ -240,6 +240,9 @@ def main() -> dict[str, Any]:
     results: dict[str, Any] = {kind: _decode_rates(kind) for kind in ("aggTrade", "bookTicker", "depth")}
     results["book"] = _book_rates()
     report(results)
+    from bench.binance_signing import main as signing  # signing cost per request (HMAC, Ed25519)
+
+    results["signing"] = signing()
     path = write_result("binance_decode", results)
     print(f"  written to {path}")
     return results

@@ -107,6 +107,10 @@ class Daemon:
             if self.mirror is not None:
                 await outer.start(self.mirror.run)
             if self.persistence is not None:
+                # Restart recovery before anything trades: the journal's open orders and positions
+                # go back into their groups (reconciled with the venue) as the supervisor starts them.
+                self.supervisor.recovered = await anyio.to_thread.run_sync(self.persistence.recover)
+                self.persistence.strategies = self.supervisor.strategy_states
                 await outer.start(self.persistence.run)
             outer.start_soon(self.notifier.watchdog_loop)
             async with anyio.create_task_group() as inner:
@@ -196,6 +200,13 @@ def run(config_path: str) -> int:
         log.error("%s", exc, extra={"component": "config"})
         return 2
     setup_logging(cfg.daemon.log_level, cfg.daemon.log_format)
+    from adapters.binance.execution import credential_problems
+
+    problems = credential_problems(cfg)  # secrets come from the environment only
+    for problem in problems:
+        log.error("%s", problem, extra={"component": "config"})
+    if problems:
+        return 2
     lock = StateLock(Path(cfg.daemon.state_dir))
     try:
         lock.acquire()

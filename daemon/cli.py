@@ -1,4 +1,4 @@
-"""Command line: ``tradingd run | check-config | schema``."""
+"""Command line: ``tradingd run | check-config | schema | migrate | backtest | optimize``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("schema", help="print the JSON Schema of every bus message")
     migrate = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")
     migrate.add_argument("--dsn", required=True, help="e.g. postgresql://postgres@127.0.0.1:5432/tradingd")
+    from daemon.backtest.cli import add_parsers as add_backtest_parsers
+
+    add_backtest_parsers(sub)
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -41,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from daemon.store.migrations import migrate_main
 
         return anyio.run(migrate_main, args.dsn)
+    if args.command in ("backtest", "optimize"):
+        from daemon.backtest.cli import backtest_main, optimize_main
+
+        return backtest_main(args) if args.command == "backtest" else optimize_main(args)
     if args.command == "schema":
         json.dump(json_schema(), sys.stdout, indent=2)
         sys.stdout.write("\n")

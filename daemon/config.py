@@ -19,6 +19,8 @@ import msgspec
 from daemon.config_checks import validate
 from daemon.config_lines import line_of
 from daemon.config_schema import (
+    AccountConfig,
+    BinanceAccount,
     BinanceFeed,
     ChannelsSection,
     Config,
@@ -35,6 +37,8 @@ from daemon.config_schema import (
 )
 
 __all__ = [
+    "AccountConfig",
+    "BinanceAccount",
     "BinanceFeed",
     "ChannelsSection",
     "Config",
@@ -88,7 +92,7 @@ def _name_dict_key(raw: dict[str, object], path: str) -> str:
     if isinstance(accounts, dict):
         for name, value in accounts.items():
             try:
-                msgspec.convert(value, PaperAccount, strict=False)
+                msgspec.convert(value, AccountConfig, strict=False)
             except msgspec.ValidationError:
                 return path.replace("accounts[...]", f"accounts.{name}", 1)
     return path
@@ -103,6 +107,23 @@ def _default_feed_kind(raw: dict[str, object]) -> None:
             feed.setdefault("kind", "replay")
 
 
+def _default_account_exchange(raw: dict[str, object]) -> None:
+    """``[accounts.x]`` without ``exchange`` is a paper account (the tagged union needs the tag)."""
+    accounts = raw.get("accounts")
+    for acct in accounts.values() if isinstance(accounts, dict) else ():
+        if isinstance(acct, dict):
+            acct.setdefault("exchange", "paper")
+
+
+def _default_strategy_name(raw: dict[str, object]) -> None:
+    """``[groups.strategy]`` without ``name`` is breakout (the tagged union needs the tag)."""
+    groups = raw.get("groups")
+    for g in groups if isinstance(groups, list) else ():
+        strategy = g.get("strategy") if isinstance(g, dict) else None
+        if isinstance(strategy, dict):
+            strategy.setdefault("name", "breakout")
+
+
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Decode and validate TOML text. Raises ConfigError naming key path, line and expectation."""
     try:
@@ -112,6 +133,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     except RecursionError:
         raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
     _default_feed_kind(raw)
+    _default_strategy_name(raw)
+    _default_account_exchange(raw)
     try:
         cfg = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:

@@ -12,8 +12,16 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-from actors.params import RiskLimits, StrategyParams
-from daemon.config_schema import BinanceFeed, Config, FeedConfig, GroupConfig, PaperAccount
+from actors.params import BreakoutParams, RiskLimits, StrategyParams
+from daemon.config_schema import (
+    AccountConfig,
+    BinanceAccount,
+    BinanceFeed,
+    Config,
+    FeedConfig,
+    GroupConfig,
+)
+from daemon.strategy_checks import validate_strategy
 
 MAX_PERIOD = 10_000  # indicator windows hold a multiple of this many bars
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
@@ -51,6 +59,7 @@ def validate(cfg: Config) -> Problems:
         ("redis.retry_interval_s", r.retry_interval_s, False),
         ("store.flush_interval_ms", cfg.store.flush_interval_ms, False),
         ("store.batch_size", cfg.store.batch_size, False),
+        ("store.snapshot_interval_s", cfg.store.snapshot_interval_s, False),
         ("supervisor.max_restarts", s.max_restarts, True),
         ("supervisor.window_s", s.window_s, False),
         ("supervisor.backoff_initial_s", s.backoff_initial_s, False),
@@ -80,9 +89,38 @@ def validate(cfg: Config) -> Problems:
         seen.add(g.key)
 
 
-def _validate_account(name: str, acct: PaperAccount) -> Problems:
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _validate_binance_account(p: str, acct: BinanceAccount) -> Problems:
+    for key, url, schemes in (
+        ("rest_url", acct.rest_url, ("https://", "http://")),
+        ("ws_api_url", acct.ws_api_url, ("wss://", "ws://")),
+        ("stream_url", acct.stream_url, ("wss://", "ws://")),
+    ):
+        if not url.startswith(schemes):
+            yield f"{p}.{key}", f"expected a {' or '.join(schemes)} URL, got {url!r}"
+    for key, env in (("api_key_env", acct.api_key_env), ("secret_env", acct.secret_env)):
+        if not ENV_RE.match(env):
+            yield (
+                f"{p}.{key}",
+                f"expected the NAME of an environment variable (secrets never go in the file), got {env!r}",
+            )
+    if acct.api_key_env == acct.secret_env:
+        yield f"{p}.secret_env", f"expected a variable other than api_key_env, got {acct.secret_env!r}"
+    if not 1 <= acct.recv_window_ms <= 60_000:
+        yield f"{p}.recv_window_ms", f"expected 1..60000 ms (Binance's maximum), got {acct.recv_window_ms}"
+    yield from _positive(f"{p}.timeout_s", acct.timeout_s)
+    yield from _positive(f"{p}.connect_timeout_s", acct.connect_timeout_s)
+    yield from _positive(f"{p}.resolve_backoff_max_s", acct.resolve_backoff_max_s)
+
+
+def _validate_account(name: str, acct: AccountConfig) -> Problems:
     if not NAME_RE.match(name):
         yield f"accounts.{name}", "expected an account name of lowercase letters, digits, '-' or '_'"
+    if isinstance(acct, BinanceAccount):
+        yield from _validate_binance_account(f"accounts.{name}", acct)
+        return
     for asset, amount in acct.balances.items():
         yield from _positive(f"accounts.{name}.balances.{asset}", amount, allow_zero=True)
     yield from _positive(f"accounts.{name}.taker_fee", acct.taker_fee, allow_zero=True)
@@ -123,6 +161,9 @@ def _validate_feed(p: str, feed: FeedConfig) -> Problems:
             yield f"{p}.venue_symbol", f"expected a Binance symbol like 'BTCUSDT', got {feed.venue_symbol!r}"
         yield from _positive(f"{p}.silence_timeout_s", feed.silence_timeout_s)
         yield from _positive(f"{p}.stall_timeout_s", feed.stall_timeout_s)
+        if not 0 < feed.rotate_after_s < 86_400:
+            why = "Binance closes a connection after 24 h"
+            yield f"{p}.rotate_after_s", f"expected seconds in (0, 86400): {why}; got {feed.rotate_after_s}"
         return
     yield from _positive(f"{p}.speed", feed.speed, allow_zero=True)
     yield from _positive(f"{p}.interval_s", feed.interval_s)
@@ -136,9 +177,31 @@ def _validate_risk(p: str, r: RiskLimits) -> Problems:
     yield from _positive(f"{p}.max_open_orders", r.max_open_orders)
     yield from _positive(f"{p}.price_band_pct", r.price_band_pct)
     yield from _positive(f"{p}.max_orders_per_minute", r.max_orders_per_minute)
+    if r.max_trades_per_day < 0:
+        yield (
+            f"{p}.max_trades_per_day",
+            f"expected a number of entries per UTC day >= 0 (0 = no limit), got {r.max_trades_per_day}",
+        )
+    if _bad(r.daily_loss_limit) or r.daily_loss_limit < 0:
+        yield (
+            f"{p}.daily_loss_limit",
+            f"expected a loss in quote currency >= 0 (0 = off), got {r.daily_loss_limit}",
+        )
+    if _bad(r.trail_step) or r.trail_step < 0:
+        yield (
+            f"{p}.trail_step",
+            f"expected a trailing-stop step in price units >= 0 (0 = every improvement), got {r.trail_step}",
+        )
 
 
 def _validate_strategy(p: str, s: StrategyParams, risk: RiskLimits) -> Problems:
+    if isinstance(s, BreakoutParams):
+        yield from _validate_breakout(p, s, risk)
+    else:
+        yield from validate_strategy(p, s, risk)
+
+
+def _validate_breakout(p: str, s: BreakoutParams, risk: RiskLimits) -> Problems:
     for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma", "max_trades_per_day"):
         yield from _positive(f"{p}.{field}", getattr(s, field))
     for field in ("lookback", "ema_fast", "ema_slow", "rsi_period", "volume_sma"):

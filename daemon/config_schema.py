@@ -51,9 +51,11 @@ class StoreSection(Base, frozen=True, kw_only=True):
     """The order journal (under daemon.state_dir) and its PostgreSQL copy."""
 
     enabled: bool = False
+    postgres: bool = True
     dsn: str = "postgresql://postgres@127.0.0.1:5432/tradingd"
     flush_interval_ms: int = 100
     batch_size: int = 1000
+    snapshot_interval_s: float = 60.0
 
 
 class SupervisorSection(Base, frozen=True, kw_only=True):
@@ -68,16 +70,40 @@ class ChannelsSection(Base, frozen=True, kw_only=True):
     batch_size: int = 1024
 
 
-class PaperAccount(Base, frozen=True, kw_only=True):
-    """A simulated account: the paper matching engine with these balances, fees and slippage."""
+class PaperAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag="paper"):
+    """A simulated account (``exchange = "paper"``, the default): the paper matching engine."""
 
-    exchange: Literal["paper"] = "paper"
     balances: dict[str, Decimal] = {}
     maker_fee: Decimal = Decimal("0.001")
     taker_fee: Decimal = Decimal("0.001")
     slippage_bps: Decimal = Decimal("2")
     participation: Decimal = Decimal("1")
     latency_ms: int = 0
+
+
+class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag="binance"):
+    """A real Binance spot account (``exchange = "binance"``): orders go to the venue.
+
+    The API key and secret come from the environment variables named here, never from the file;
+    ``secret_env`` holds the HMAC secret (``key_type = "hmac"``) or the Ed25519 private key PEM
+    (``key_type = "ed25519"``; the PEM itself or a path to it).
+    """
+
+    rest_url: str = "https://api.binance.com"
+    ws_api_url: str = "wss://ws-api.binance.com:443/ws-api/v3"
+    stream_url: str = "wss://stream.binance.com:9443"  # listenKey user stream only
+    api_key_env: str = "BINANCE_API_KEY"
+    secret_env: str = "BINANCE_API_SECRET"
+    key_type: Literal["hmac", "ed25519"] = "hmac"
+    recv_window_ms: int = 5000
+    user_stream: Literal["ws_api", "listen_key"] = "ws_api"
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0
+    resolve_backoff_max_s: float = 10.0
+    limit_maker: bool = False  # good-till-cancel limit orders go as LIMIT_MAKER (post-only)
+
+
+AccountConfig = PaperAccount | BinanceAccount
 
 
 class ReplayFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="replay"):
@@ -99,6 +125,7 @@ class BinanceFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="binanc
     streams: tuple[str, ...] = ("aggTrade", "bookTicker", "depth@100ms")
     silence_timeout_s: float = 30.0
     stall_timeout_s: float = 300.0
+    rotate_after_s: float = 84_600.0  # Binance cuts a stream connection after 24 h: hand over before
 
 
 FeedConfig = ReplayFeed | BinanceFeed
@@ -137,7 +164,7 @@ class Config(Base, frozen=True, kw_only=True):
     store: StoreSection = StoreSection()
     supervisor: SupervisorSection = SupervisorSection()
     channels: ChannelsSection = ChannelsSection()
-    accounts: dict[str, PaperAccount] = {}
+    accounts: dict[str, AccountConfig] = {}
     groups: list[GroupConfig] = []
 
 

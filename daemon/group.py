@@ -13,21 +13,28 @@ paper account) the paper exchange.  Routes (who receives which message type):
 Every published message also goes to the router's tap (the Redis mirror).  Order-path
 volume is small and its channels are sized so the order ↔ venue loop cannot fill both
 ways at once.  ``apply`` updates strategy and risk parameters in place.
+
+The stop-monitor also gets OrderAccepted (its native stop orders) and publishes
+CancelOrder to the venue; risk also gets PositionChanged and Bar (daily PnL).  When the
+group is halted (admin or supervisor) and ``risk.halt_cancels_orders`` is set, a
+CancelOrder is published for every open order that is not reduce-only (entries; exits
+and native stops stay).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import msgspec
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from actors.channels import Channel, Router, Tap, quote_conflation_key
 from actors.market_feed import MarketFeed
 from actors.messages import (
     Bar,
+    CancelOrder,
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -47,13 +54,15 @@ from actors.risk import RiskActor
 from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
 from actors.state import SymbolState
 from actors.stop_monitor import StopMonitor
-from actors.strategies.breakout import BreakoutStrategy
+from actors.strategies.base import Strategy
+from actors.strategies.registry import build_strategy
 from actors.strategy import StrategyActor
+from adapters.binance.execution import BinanceExecution
 from adapters.binance.websocket import BinanceMarketFeed
 from adapters.paper.account import PaperAccountState
 from adapters.paper.actor import PaperExchange
 from adapters.replay.feed import ReplayFeed
-from daemon.config import ChannelsSection, FeedConfig, GroupConfig
+from daemon.config import AccountConfig, BinanceAccount, BinanceFeed, ChannelsSection, FeedConfig, GroupConfig
 from daemon.config import ReplayFeed as ReplayFeedConfig
 
 ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderExpired)
@@ -133,11 +142,13 @@ def make_feed(cfg: GroupConfig) -> Feed:
         exchange=cfg.exchange,
         silence_timeout_s=feed.silence_timeout_s,
         stall_timeout_s=feed.stall_timeout_s,
+        rotate_after_s=feed.rotate_after_s,
     )
 
 
-def make_strategy(cfg: GroupConfig) -> BreakoutStrategy:
-    return BreakoutStrategy(cfg.strategy)
+def make_strategy(cfg: GroupConfig) -> Strategy[Any]:
+    """The group's strategy, by the type of its ``[groups.strategy]`` table (its ``name``)."""
+    return build_strategy(cfg.strategy)
 
 
 class SymbolGroup:
@@ -151,6 +162,7 @@ class SymbolGroup:
         policy: RestartPolicy,
         channel_cls: type[Channel[Message]] = Channel,
         durable: Callable[[], Awaitable[object]] | None = None,
+        venue_account: AccountConfig | None = None,
     ) -> None:
         self.cfg = cfg
         self.policy = policy
@@ -190,8 +202,32 @@ class SymbolGroup:
         self.order = OrderActor(
             ex, sym, self.router, inbox("order"), self.state, inst.tick_size, inst.step_size, durable=durable
         )
-        self.stop_monitor = StopMonitor(ex, sym, self.router, inbox("stop-monitor", True))
-        self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)
+        # Both venues (paper, Binance spot) take stop_market orders: native stops are possible.
+        self.stop_monitor = StopMonitor(
+            ex,
+            sym,
+            self.router,
+            inbox("stop-monitor", True),
+            cfg.risk,
+            venue_stops=True,
+            tick_size=inst.tick_size,
+        )
+        self.venue: PaperExchange | BinanceExecution
+        if isinstance(venue_account, BinanceAccount):  # a real account: orders go to Binance
+            feed = cfg.feed
+            self.venue = BinanceExecution(
+                ex,
+                sym,
+                self.router,
+                inbox("binance-execution"),
+                inst,
+                cfg.account,
+                venue_account,
+                venue_symbol=feed.venue_symbol if isinstance(feed, BinanceFeed) else "",
+                last_price=lambda: self.state.last_price,
+            )
+        else:
+            self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)
         self._wire()
         self.actors: list[Actor] = [
             self.feed,
@@ -203,6 +239,8 @@ class SymbolGroup:
             self.venue,
         ]
         self.scope: anyio.CancelScope | None = None
+        self._tg: TaskGroup | None = None
+        self.health.on_halt.append(self.cancel_open_entries)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -217,7 +255,7 @@ class SymbolGroup:
         wants = self.strategy.strategy.consumes
         market = (Bar, *((Trade,) if "trade" in wants else ()), *((Quote,) if "quote" in wants else ()))
         r.subscribe(self.strategy.inbox, (*market, PositionChanged, RiskApproved, RiskRejected))
-        r.subscribe(self.risk.inbox, (OrderIntent,))
+        r.subscribe(self.risk.inbox, (OrderIntent, PositionChanged, Bar))
         r.subscribe(self.order.inbox, (RiskApproved, *ORDER_EVENTS))
         r.subscribe(
             self.stop_monitor.inbox,
@@ -227,13 +265,14 @@ class SymbolGroup:
                 RiskApproved,
                 RiskRejected,
                 PositionChanged,
+                OrderAccepted,
                 OrderFilled,
                 OrderRejected,
                 OrderCanceled,
                 OrderExpired,
             ),
         )
-        r.subscribe(self.venue.inbox, PaperExchange.subscribes)
+        r.subscribe(self.venue.inbox, self.venue.subscribes)
         r.subscribe(self.portfolio.inbox, (OrderFilled, PositionChanged))
 
     def apply(self, cfg: GroupConfig) -> None:
@@ -241,12 +280,32 @@ class SymbolGroup:
         self.cfg = cfg
         self.strategy.apply_params(make_strategy(cfg), cfg.risk.max_order_notional)
         self.risk.apply_limits(cfg.risk)
+        self.stop_monitor.apply_limits(cfg.risk)
+
+    def cancel_open_entries(self, reason: str) -> int:
+        """On halt: CancelOrder for each open order that is not reduce-only; returns how many."""
+        if not self.cfg.risk.halt_cancels_orders:
+            return 0
+        fields = self.order.system_fields()
+        cancels = [
+            CancelOrder(client_order_id=r.cid, venue_order_id=r.venue_order_id, **fields)
+            for r in self.order.open_orders()
+            if not r.intent.reduce_only
+        ]
+        for cancel in cancels:
+            for full in self.router.publish_nowait(cancel):
+                if self._tg is not None:  # a full venue inbox: finish the send in the group's tasks
+                    self._tg.start_soon(full.send, cancel)
+        if cancels:
+            self.order.log.warning("group halted (%s): canceling %d open entry orders", reason, len(cancels))
+        return len(cancels)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run every actor of the group until cancelled (``stop``)."""
         with anyio.CancelScope() as scope:
             self.scope = scope
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 for actor in self.actors:
                     tg.start_soon(run_supervised, actor, self.policy, self.health, name=actor.name)
                 task_status.started()

@@ -12,7 +12,8 @@ Endpoints:
 * ``POST /admin/halt`` / ``POST /admin/resume`` -- need ``Authorization: Bearer <token>``,
   the token read from the environment variable named by ``HealthSection.admin_token_env``;
   503 while that variable is unset.  ``/admin/halt`` takes an optional JSON body
-  ``{"reason": "..."}``.
+  ``{"reason": "..."}``; a halt lets only reduce-only orders through and (with
+  ``risk.halt_cancels_orders``, the default) cancels each group's open entry orders.
 
 A failing provider gives a 500 with a JSON error and counts in
 ``tradingd_health_errors_total``; the server keeps serving.  Every response counts in

@@ -9,24 +9,47 @@ durable within ``store.flush_interval_ms``.
 The journal writer copies the journal into PostgreSQL in batches, resuming from its
 committed offset; PostgreSQL being down never blocks trading (the journal keeps
 everything) and shows on /readyz.  Migrations are applied when PostgreSQL is first
-reachable, then the writer starts.  Segments the store has committed are released.
+reachable, then the writer starts (``store.postgres = false``: journal only).
+
+Restart recovery: every order-path message is also folded per group
+(:class:`actors.order_fold.OrderFold`: open orders and position, exactly as journaled),
+and every ``store.snapshot_interval_s`` (and at shutdown) each group's fold and its
+strategy's state are journaled as a ``GroupSnapshot``.  At start :meth:`recover` reads
+the retained journal: the newest snapshot per group plus everything after it.  Segments
+are released once both the store has committed them and a newer snapshot round covers them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import anyio
 from anyio.abc import TaskStatus
 
-from actors.messages import Message, is_order_path
+from actors.messages import Message, is_order_path, stamp
+from actors.order_fold import OrderFold
 from daemon.config import StoreSection
 from daemon.journal import Journal
 from daemon.metrics import Metrics
 from daemon.store.migrations import migrate
 from daemon.store.writer import JournalWriter
+
+
+class StrategyView(NamedTuple):
+    """What a snapshot takes from a running group besides its order fold."""
+
+    key: tuple[str, str]
+    account: str
+    strategy: str
+    state: bytes  # msgpack of the strategy's state
+    reached_ns: int  # market (event) time the group had reached
+
+
+StrategySource = Callable[[], Iterable[StrategyView]]
 
 log = logging.getLogger("tradingd.store")
 _X = {"component": "store"}
@@ -45,12 +68,73 @@ class Persistence:
         self.store_error = ""
         self.appended = 0
         self._last_commit = time.monotonic()
+        self.folds: dict[tuple[str, str], OrderFold] = {}
+        self.strategies: StrategySource = lambda: ()
+        self.snapshot_offset = 0  # every group has a snapshot at or after this offset
+        self.snapshots = 0
+        self.recovered_records = 0
 
     def offer(self, msg: Message) -> None:
         """The bus tap: order-path messages go to the journal (buffered; flushed by the loop)."""
         if is_order_path(msg):
             self.journal.append(msg)
             self.appended += 1
+            self._fold(msg)
+
+    def _fold(self, msg: Message) -> None:
+        key = (msg.exchange, msg.symbol)
+        fold = self.folds.get(key)
+        if fold is None:
+            if msg.symbol == "*":
+                return
+            fold = self.folds[key] = OrderFold(msg.exchange, msg.symbol, getattr(msg, "account", ""))
+        fold.apply(msg)
+
+    def recover(self) -> dict[tuple[str, str], OrderFold]:
+        """Fold the retained journal (blocking read; call before trading starts)."""
+        started = time.monotonic()
+        n = 0
+        for _, msg in self.journal.read_from(self.journal.first_offset):
+            self._fold(msg)
+            n += 1
+        self.recovered_records = n
+        live = {k: f for k, f in self.folds.items() if not f.is_empty}
+        if n:
+            log.info(
+                "recovered %d groups from %d journal records in %.2fs",
+                len(live),
+                n,
+                time.monotonic() - started,
+                extra=_X,
+            )
+        return live
+
+    def take_snapshots(self) -> int:
+        """Journal a GroupSnapshot of every group (fold + strategy state); returns its first offset."""
+        first = self.journal.next_offset
+        views = {v.key: v for v in self.strategies()}
+        now = time.time_ns()
+        for key in sorted(self.folds.keys() | views.keys()):
+            fold = self.folds.get(key)
+            if fold is None:
+                fold = self.folds[key] = OrderFold(*key)
+            view = views.get(key)
+            if view is not None:
+                fold.account = view.account or fold.account
+                fold.strategy, fold.strategy_state = view.strategy, view.state
+                fold.last_event_ns = max(fold.last_event_ns, view.reached_ns)
+            if fold.is_empty:
+                continue
+            snap = fold.snapshot(stamp(key[0], key[1], now), fold.strategy, fold.strategy_state)
+            self.journal.append(snap)
+            self.snapshots += 1
+        self.snapshot_offset = first
+        return first
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.cfg.snapshot_interval_s)
+            self.take_snapshots()
 
     async def durable(self) -> object:
         """Everything appended so far is on disk when this returns."""
@@ -59,6 +143,8 @@ class Persistence:
     def readiness(self) -> list[str]:
         if self.journal_error:
             return [f"journal unwritable ({self.journal_error}): orders are refused"]
+        if not self.cfg.postgres:
+            return []
         if self.store_error:
             return [f"postgres writer stopped: {self.store_error}"]
         lag = self.writer.lag()
@@ -76,12 +162,17 @@ class Persistence:
             "journal_durable_offset": self.journal.durable_offset,
             "store_committed_offset": self.writer.committed_offset,
             "store_lag_records": self.writer.lag(),
+            "snapshots": self.snapshots,
+            "snapshot_offset": self.snapshot_offset,
+            "recovered_records": self.recovered_records,
         }
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._flush_loop)
-            tg.start_soon(self._store_loop)
+            if self.cfg.postgres:
+                tg.start_soon(self._store_loop)
+            tg.start_soon(self._snapshot_loop)
             tg.start_soon(self._release_loop)
             task_status.started()
 
@@ -89,6 +180,7 @@ class Persistence:
         """Last flush (shielded) and close; call after the actors stopped."""
         with anyio.CancelScope(shield=True):
             try:
+                self.take_snapshots()
                 await self.journal.flush()
             except OSError as exc:
                 log.error("last journal flush failed: %r", exc, extra=_X)
@@ -153,6 +245,8 @@ class Persistence:
     async def _release_loop(self) -> None:
         while True:
             await anyio.sleep(RELEASE_EVERY_S)
-            committed = self.writer.committed_offset
-            if committed:
-                await self.journal.release_below(committed)
+            limit = self.snapshot_offset
+            if self.cfg.postgres:
+                limit = min(limit, self.writer.committed_offset or 0)
+            if limit:
+                await self.journal.release_below(limit)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -24,11 +24,14 @@ from anyio.abc import TaskGroup
 
 from actors.channels import Channel, Router, Tap
 from actors.messages import Message
+from actors.order_fold import OrderFold
 from actors.portfolio import Portfolio
 from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
 from adapters.paper.account import PaperAccountState
-from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, diff_configs
+from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, PaperAccount, diff_configs
 from daemon.group import SymbolGroup
+from daemon.persistence import StrategyView
+from daemon.restore import restore_group
 
 log = logging.getLogger("tradingd.supervisor")
 
@@ -37,11 +40,13 @@ class AccountRuntime:
     def __init__(self, name: str, cfg: Config, tap: Tap | None) -> None:
         acct = cfg.accounts[name]
         self.name = name
-        self.paper = PaperAccountState(acct)
+        # A Binance account's balances are the venue's; its paper state is an unused placeholder.
+        self.paper = PaperAccountState(acct if isinstance(acct, PaperAccount) else PaperAccount(), name)
         assets = {g.symbol: (g.instrument.base, g.instrument.quote) for g in cfg.groups if g.account == name}
         inbox = Channel[Message](f"portfolio:{name}", cfg.channels.capacity)
         # The portfolio publishes nothing: its router only carries the tap for its system messages.
-        self.portfolio = Portfolio(name, Router(tap), inbox, dict(acct.balances), assets)
+        balances = dict(acct.balances) if isinstance(acct, PaperAccount) else {}
+        self.portfolio = Portfolio(name, Router(tap), inbox, balances, assets)
         self.health = GroupState("*", f"portfolio:{name}")
 
 
@@ -61,6 +66,7 @@ class Supervisor:
         self.last_reload_changes: list[str] = []
         self.admin_halt_reason = ""
         self._tg: TaskGroup | None = None
+        self.recovered: dict[tuple[str, str], OrderFold] = {}  # journal state per group, used at its start
 
     @property
     def policy(self) -> RestartPolicy:
@@ -98,15 +104,38 @@ class Supervisor:
         acct = self._account(cfg.account)
         acct.portfolio.set_assets(cfg.symbol, cfg.instrument.base, cfg.instrument.quote)
         group = SymbolGroup(
-            cfg, acct.paper, acct.portfolio, self.tap, self.cfg.channels, self.policy, durable=self.durable
+            cfg,
+            acct.paper,
+            acct.portfolio,
+            self.tap,
+            self.cfg.channels,
+            self.policy,
+            durable=self.durable,
+            venue_account=self.cfg.accounts[cfg.account],
         )
         if self.admin_halt_reason:
             group.health.admin_halt(self.admin_halt_reason)
+        fold = self.recovered.pop(cfg.key, None)
+        if fold is not None:
+            done = await restore_group(group, fold, getattr(acct, "paper", None))
+            log.info(
+                "group recovered from the journal: %s",
+                "; ".join(done),
+                extra={"component": "recovery", "exchange": cfg.exchange, "symbol": cfg.symbol},
+            )
         self.groups[cfg.key] = group
         await self._tg.start(group.run, name=f"group:{group.name}")
         log.info(
             "group started", extra={"component": "supervisor", "exchange": cfg.exchange, "symbol": cfg.symbol}
         )
+
+    def strategy_states(self) -> Iterator[StrategyView]:
+        """Each running group's strategy (name, msgpack of its state) and market time, for snapshots."""
+        for key, group in self.groups.items():
+            strat = group.strategy
+            name = str(getattr(strat.strategy, "name", ""))
+            state = msgspec.msgpack.encode(strat.strategy_state)
+            yield StrategyView(key, group.cfg.account, name, state, group.state.last_ts_event)
 
     def _stop_group(self, key: tuple[str, str]) -> None:
         group = self.groups.pop(key, None)
@@ -140,7 +169,7 @@ class Supervisor:
         diff = self.check_reload(new)
         self.cfg = new
         for name, acct_cfg in new.accounts.items():
-            if name in self.accounts:
+            if name in self.accounts and isinstance(acct_cfg, PaperAccount):
                 self.accounts[name].paper.update_config(acct_cfg)
         by_key = {g.key: g for g in new.groups if g.enabled}
         for key in diff.stop + diff.restart:
@@ -172,7 +201,10 @@ class Supervisor:
         return reasons
 
     def halt(self, reason: str) -> None:
-        """Kill switch: no new exposure on any group (exits and stop-losses still go through)."""
+        """Kill switch: no new exposure on any group (exits and stop-losses still go through).
+
+        Each group that was not halted yet cancels its open entry orders (``risk.halt_cancels_orders``).
+        """
         self.admin_halt_reason = reason or "halted by admin"
         for group in self.groups.values():
             group.health.admin_halt(self.admin_halt_reason)
@@ -216,6 +248,7 @@ class Supervisor:
             "avg_price": str(st.avg_price),
             "realized_pnl": str(st.realized_pnl),
             "open_orders": st.open_orders,
+            "risk_day": group.risk.day_status(),
             "feed": msgspec.to_builtins(group.feed.feed.statistics()),
             "strategy": msgspec.to_builtins(group.cfg.strategy),
             "risk": msgspec.to_builtins(group.cfg.risk),

@@ -10,7 +10,20 @@ It behaves like the venue where the adapter's correctness depends on it:
   cancel-replace, open orders, account, my trades, depth from the resting orders;
 - meters request weight per server-clock minute: over the limit -> 429 with Retry-After; a
   request before Retry-After has passed -> 418 and a ban of ``ban_s``;
-- injects faults on request (:meth:`FakeBinance.fail_next`).
+- injects faults on request (:meth:`FakeBinance.fail_next`): before the request is processed
+  (``500-unprocessed``, ``429``, ``418``: no order exists) or after (``500``, ``hang``, ``disconnect``
+  ...: the order exists, its reply is lost);
+- trades: MARKET fills at once at the symbol's last price (``market_price`` until :meth:`FakeBinance.trade`
+  sets one), a crossing LIMIT fills as taker, IOC/FOK leftovers expire, LIMIT_MAKER that would take is
+  rejected, the rest rests; :meth:`FakeBinance.trade` replays a market trade that fills resting limits
+  (as maker, up to its quantity) and triggers stops; balances move with every fill;
+- the WebSocket API user data stream (``/ws-api/v3``): ``userDataStream.subscribe.signature`` (signature
+  checked over the sorted parameters, like REST), ``session.logon`` + ``userDataStream.subscribe``,
+  ``userDataStream.unsubscribe``; every order change is pushed as an ``executionReport``, every fill also
+  as ``outboundAccountPosition``; the deprecated listenKey stream (``POST /api/v3/userDataStream``,
+  ``/ws/<listenKey>``) pushes the same bare events.  Knobs: :meth:`FakeBinance.drop_user_sockets`,
+  :meth:`FakeBinance.terminate_user_streams`, ``mute_user_stream`` (events are lost), ``refuse_subscribe``,
+  :meth:`FakeBinance.send_user_raw` (hostile frames).
 
 Its clock is the wall clock plus ``skew_ms``, which tests move to provoke -1021.
 """
@@ -18,6 +31,7 @@ Its clock is the wall clock plus ``skew_ms``, which tests move to provoke -1021.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -33,6 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
+import aiohttp
 import anyio
 import msgspec
 from aiohttp import web
@@ -58,10 +73,15 @@ WEIGHTS = {
     ("GET", "/api/v3/openOrders"): 6,
     ("GET", "/api/v3/account"): 20,
     ("GET", "/api/v3/myTrades"): 20,
+    ("POST", "/api/v3/userDataStream"): 2,
+    ("PUT", "/api/v3/userDataStream"): 2,
 }
 SIGNED = frozenset(
-    k for k in WEIGHTS if k[1] not in ("/api/v3/time", "/api/v3/exchangeInfo", "/api/v3/depth")
+    k
+    for k in WEIGHTS
+    if k[1] not in ("/api/v3/time", "/api/v3/exchangeInfo", "/api/v3/depth", "/api/v3/userDataStream")
 )
+KEYED = frozenset({("POST", "/api/v3/userDataStream"), ("PUT", "/api/v3/userDataStream")})
 ORDER_CREATING = frozenset({("POST", "/api/v3/order"), ("POST", "/api/v3/order/cancelReplace")})
 OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
 EXTRA_FIELDS = {"someFieldBinanceAddsLater": {"nested": [1, 2, 3]}, "anotherNewField": None}
@@ -93,6 +113,16 @@ def _fixture() -> tuple[dict[str, Any], dict[str, SymbolRules]]:
     return json.loads(body), rules_by_symbol(parse_exchange_info(body))
 
 
+STOPS = frozenset({"STOP_LOSS", "TAKE_PROFIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
+
+
+def _triggered(order: dict[str, Any], price: Decimal) -> bool:
+    """Stop-loss: a sell triggers at or below its stop, a buy at or above; take-profit the other way."""
+    stop, loss = Decimal(order["stopPrice"]), order["type"].startswith("STOP_LOSS")
+    below = price <= stop
+    return below if (order["side"] == "SELL") == loss else price >= stop
+
+
 def _strip_signature(raw: str) -> str:
     return "&".join(p for p in raw.split("&") if p and not p.startswith("signature="))
 
@@ -114,11 +144,30 @@ class FakeBinance:
     extra_fields: bool = False
     reject_orders: str = ""  # non-empty: new orders get -2010 with this message
     url: str = ""
+    ws_api_url: str = ""
+    stream_url: str = ""
     skew_ms: int = 0
     time_lie_ms: int = 0  # /api/v3/time reports its clock off by this much (a resync cannot help)
     seen: list[Seen] = field(default_factory=list)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     trades: list[dict[str, Any]] = field(default_factory=list)
+    next_order_error: tuple[int, int, str] | None = None  # the next new order gets this (status, code, msg)
+    order_types_extra: frozenset[str] = frozenset()  # e.g. STOP_LOSS, TAKE_PROFIT on every symbol
+    balances: dict[str, Decimal] = field(
+        default_factory=lambda: {"BTC": Decimal("1.00000000"), "LTC": Decimal("10.00000000")}
+    )
+    commission_rate: Decimal = Decimal(0)  # of the quote notional, charged in commission_asset
+    commission_asset: str = "BNB"
+    last_prices: dict[str, Decimal] = field(default_factory=dict)
+    mute_user_stream: bool = False  # events are lost, as if the socket had been down
+    refuse_subscribe: int = 0  # the next N subscriptions are refused (-1022)
+    user_subscribers: list[tuple[web.WebSocketResponse, int | None]] = field(default_factory=list)
+    user_connections: int = 0
+    user_requests: list[dict[str, Any]] = field(default_factory=list)
+    user_events: list[dict[str, Any]] = field(default_factory=list)  # every event delivered
+    listen_keys: set[str] = field(default_factory=set)
+    _outbox: list[dict[str, Any]] = field(default_factory=list)
+    _trade_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     _faults: list[tuple[str | None, Fault, float]] = field(default_factory=list)
     _window: int = -1
     _used: int = 0
@@ -134,6 +183,14 @@ class FakeBinance:
             if rl["rateLimitType"] == "REQUEST_WEIGHT" and self.weight_limit is not None:
                 rl["limit"] = self.weight_limit
         self._info = info | {"rateLimits": limits}
+        if self.order_types_extra:
+            extra = sorted(self.order_types_extra)
+            symbols = [sym | {"orderTypes": [*sym["orderTypes"], *extra]} for sym in info["symbols"]]
+            self._info |= {"symbols": symbols}
+            self.rules = {
+                k: dataclasses.replace(r, order_types=r.order_types | self.order_types_extra)
+                for k, r in self.rules.items()
+            }
         self.limit = next(r["limit"] for r in limits if r["rateLimitType"] == "REQUEST_WEIGHT")
 
     # --- what tests use ----------------------------------------------------------------------
@@ -161,6 +218,66 @@ class FakeBinance:
     def statuses(self) -> list[int]:
         return [s.status for s in self.seen]
 
+    def price(self, symbol: str) -> Decimal:
+        return self.last_prices.get(symbol, self.market_price)
+
+    async def trade(self, symbol: str, price: Decimal, qty: Decimal | None = None) -> None:
+        """A market trade at ``price``: triggers stops, fills crossing resting limits (up to ``qty``)."""
+        self.last_prices[symbol] = price
+        left = qty
+        for order in list(self.orders.values()):
+            if order["symbol"] != symbol or order["status"] not in OPEN:
+                continue
+            if order["type"] in STOPS and not order["isWorking"]:
+                if not _triggered(order, price):
+                    continue
+                order["isWorking"] = True
+                if order["type"] in ("STOP_LOSS", "TAKE_PROFIT"):
+                    self._execute(order, price, Decimal(order["origQty"]), maker=False)
+                    continue
+            limit = Decimal(order["price"])
+            if (order["side"] == "BUY" and price > limit) or (order["side"] == "SELL" and price < limit):
+                continue
+            remaining = Decimal(order["origQty"]) - Decimal(order["executedQty"])
+            take = remaining if left is None else min(remaining, left)
+            if take <= 0:
+                break
+            self._execute(order, limit, take, maker=True)
+            if left is not None:
+                left -= take
+        await self.flush_events()
+
+    async def drop_user_sockets(self) -> None:
+        """Cut every user data stream socket (no close frame)."""
+        for ws, _ in self.user_subscribers:
+            await ws.close(code=1011)
+        self.user_subscribers.clear()
+
+    async def terminate_user_streams(self) -> None:
+        """Send eventStreamTerminated on every subscription and end them (sockets stay open)."""
+        for ws, sid in self.user_subscribers:
+            event = {"e": "eventStreamTerminated", "E": self.now_ms()}
+            await ws.send_str(json.dumps(event if sid is None else {"subscriptionId": sid, "event": event}))
+        self.user_subscribers.clear()
+
+    async def send_user_raw(self, frame: str) -> None:
+        """A raw (hostile) frame on every subscribed user socket."""
+        for ws, _ in self.user_subscribers:
+            await ws.send_str(frame)
+
+    async def flush_events(self) -> None:
+        events, self._outbox = self._outbox, []
+        if self.mute_user_stream:
+            return
+        for event in events:
+            for ws, sid in list(self.user_subscribers):
+                frame = event if sid is None else {"subscriptionId": sid, "event": event}
+                try:
+                    await ws.send_str(json.dumps(frame))
+                except ConnectionResetError:
+                    continue
+            self.user_events.append(event)
+
     # --- the request pipeline ----------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -172,10 +289,13 @@ class FakeBinance:
             self._meter(key, fault)
             if key in SIGNED:
                 self._verify(request, raw_query, raw_body, params)
+            if key in KEYED and request.headers.get("X-MBX-APIKEY", "") not in self._api_keys():
+                raise Reply(401, -2015, "Invalid API-key, IP, or permissions for action.")
             status, payload, headers = 200, self._dispatch(key, params), {}
         except Reply as r:
             status, payload, headers = r.status, r.body, r.headers
         self.seen.append(Seen(request.method, request.path, params, status))
+        await self.flush_events()
         if fault is not None and fault[0] not in PRE_FAULTS:
             return await self._post_fault(request, fault[0], status)
         return self._json(status, payload, key, headers)
@@ -235,6 +355,9 @@ class FakeBinance:
         if not self._signature_ok(api_key, total, params.get("signature", "")):
             raise Reply(400, -1022, "Signature for this request is not valid.")
 
+    def _api_keys(self) -> set[str]:
+        return set(self.hmac_keys) | set(self.ed25519_keys)
+
     def _signature_ok(self, api_key: str, total: str, signature: str) -> bool:
         if api_key in self.hmac_keys:
             expected = hmac.new(self.hmac_keys[api_key].encode(), total.encode(), hashlib.sha256).hexdigest()
@@ -281,6 +404,8 @@ class FakeBinance:
             ("POST", "/api/v3/order"): self._new_order,
             ("DELETE", "/api/v3/order"): self._cancel,
             ("GET", "/api/v3/order"): lambda q: self._find(q)[1],
+            ("POST", "/api/v3/userDataStream"): self._new_listen_key,
+            ("PUT", "/api/v3/userDataStream"): self._keepalive_listen_key,
             ("POST", "/api/v3/order/cancelReplace"): self._cancel_replace,
             ("GET", "/api/v3/openOrders"): lambda q: [
                 o
@@ -288,11 +413,7 @@ class FakeBinance:
                 if o["status"] in OPEN and q.get("symbol", o["symbol"]) == o["symbol"]
             ],
             ("GET", "/api/v3/account"): self._account,
-            ("GET", "/api/v3/myTrades"): lambda q: [
-                t
-                for t in self.trades
-                if t["symbol"] == q.get("symbol") and q.get("orderId", str(t["orderId"])) == str(t["orderId"])
-            ],
+            ("GET", "/api/v3/myTrades"): self._my_trades,
         }
         if key not in handlers:
             raise Reply(404, -1000, f"no route {key[0]} {key[1]}")
@@ -310,8 +431,12 @@ class FakeBinance:
         return order, self.rules[order.symbol]
 
     def _new_order(self, p: dict[str, str]) -> dict[str, Any]:
+        if self.next_order_error is not None:
+            status, code, msg = self.next_order_error
+            self.next_order_error = None
+            raise Reply(status, code, msg)
         order, rules = self._parse_order(p)
-        rejection = rules.check(order, self.market_price)
+        rejection = rules.check(order, self.price(order.symbol))
         if rejection is not None:
             raise Reply(400, -1013, f"Filter failure: {rejection.filter}")
         existing = self.orders.get(order.newClientOrderId)
@@ -321,27 +446,225 @@ class FakeBinance:
 
     def _place(self, order: BinanceNewOrder) -> dict[str, Any]:
         now, oid = self.now_ms(), next(self._ids)
-        filled = order.type == "MARKET"
+        market = self.price(order.symbol)
+        crosses = order.price is not None and (
+            (order.side == "BUY" and order.price > market) or (order.side == "SELL" and order.price < market)
+        )
+        if order.type == "LIMIT_MAKER" and crosses:
+            raise Reply(400, -2010, "Order would immediately match and take.")
         record: dict[str, Any] = {
             "symbol": order.symbol, "orderId": oid, "orderListId": -1,
             "clientOrderId": order.newClientOrderId, "transactTime": now, "time": now, "updateTime": now,
             "price": _d(order.price or Decimal(0)), "stopPrice": _d(order.stopPrice or Decimal(0)),
-            "origQty": _d(order.quantity), "executedQty": _d(order.quantity if filled else Decimal(0)),
-            "cummulativeQuoteQty": _d(order.quantity * self.market_price if filled else Decimal(0)),
-            "status": "FILLED" if filled else "NEW", "timeInForce": order.timeInForce or "GTC",
-            "type": order.type, "side": order.side, "isWorking": not filled, "fills": [],
+            "origQty": _d(order.quantity), "executedQty": "0", "cummulativeQuoteQty": "0",
+            "status": "NEW", "timeInForce": order.timeInForce or "GTC",
+            "type": order.type, "side": order.side, "isWorking": order.type not in STOPS, "fills": [],
         }  # fmt: skip
-        if filled:
-            trade = {"symbol": order.symbol, "id": oid, "orderId": oid, "price": _d(self.market_price),
-                     "qty": _d(order.quantity), "commission": "0", "commissionAsset": "BNB",
-                     "time": now, "isBuyer": order.side == "BUY", "isMaker": False}  # fmt: skip
-            self.trades.append(trade)
-            record["fills"] = [{**trade, "tradeId": oid}]
         self.orders[order.newClientOrderId] = record
-        return record
+        self._report(record, "NEW")
+        fills: list[dict[str, Any]] = []
+        if order.type == "MARKET" or (order.type == "LIMIT" and crosses):
+            fills.append(self._execute(record, market, order.quantity, maker=False))
+        if order.type == "LIMIT" and record["status"] in OPEN and order.timeInForce in ("IOC", "FOK"):
+            self._end(record, "EXPIRED")
+        reply = dict(record)
+        reply["fills"] = [{**f, "tradeId": f["id"]} for f in fills]
+        return reply
+
+    def _execute(self, order: dict[str, Any], price: Decimal, qty: Decimal, *, maker: bool) -> dict[str, Any]:
+        """One fill of ``order``: a trade, the order's new state, balances, and their events."""
+        now, tid = self.now_ms(), next(self._trade_ids)
+        fee = (price * qty * self.commission_rate).quantize(Decimal("0.00000001"))
+        trade = {"symbol": order["symbol"], "id": tid, "orderId": order["orderId"], "orderListId": -1,
+                 "price": _d(price), "qty": _d(qty), "quoteQty": _d(price * qty), "commission": _d(fee),
+                 "commissionAsset": self.commission_asset, "time": now, "isBuyer": order["side"] == "BUY",
+                 "isMaker": maker, "isBestMatch": True}  # fmt: skip
+        self.trades.append(trade)
+        executed = Decimal(order["executedQty"]) + qty
+        done = executed >= Decimal(order["origQty"])
+        order.update(
+            executedQty=_d(executed),
+            cummulativeQuoteQty=_d(Decimal(order["cummulativeQuoteQty"]) + price * qty),
+            status="FILLED" if done else "PARTIALLY_FILLED",
+            updateTime=now,
+            isWorking=not done,
+        )
+        self._report(order, "TRADE", trade)
+        rules = self.rules[order["symbol"]]
+        sign = 1 if order["side"] == "BUY" else -1
+        base, quote = rules.base_asset, rules.quote_asset
+        self.balances[base] = self.balances.get(base, Decimal(0)) + sign * qty
+        self.balances[quote] = self.balances.get(quote, Decimal(0)) - sign * price * qty
+        assets = [base, quote]
+        if fee:
+            self.balances[self.commission_asset] = self.balances.get(self.commission_asset, Decimal(0)) - fee
+            assets.append(self.commission_asset)
+        self._outbox.append(
+            {
+                "e": "outboundAccountPosition",
+                "E": now,
+                "u": now,
+                "B": [{"a": a, "f": _d(self.balances[a]), "l": "0.00000000"} for a in assets],
+            }
+        )
+        return trade
+
+    def _end(self, order: dict[str, Any], status: str, cancel_id: str = "") -> None:
+        order.update(status=status, updateTime=self.now_ms(), isWorking=False)
+        self._report(order, "CANCELED" if status == "CANCELED" else "EXPIRED", cancel_id=cancel_id)
+
+    def _report(
+        self, order: dict[str, Any], x: str, trade: dict[str, Any] | None = None, cancel_id: str = ""
+    ) -> None:
+        now = self.now_ms()
+        t = trade or {}
+        self._outbox.append(
+            {
+                "e": "executionReport",
+                "E": now,
+                "s": order["symbol"],
+                "c": cancel_id or order["clientOrderId"],
+                "S": order["side"],
+                "o": order["type"],
+                "f": order["timeInForce"],
+                "q": order["origQty"],
+                "p": order["price"],
+                "P": order["stopPrice"],
+                "F": "0.00000000",
+                "g": -1,
+                "C": order["clientOrderId"] if cancel_id else "",
+                "x": x,
+                "X": order["status"],
+                "r": "NONE",
+                "i": order["orderId"],
+                "l": t.get("qty", "0.00000000"),
+                "z": order["executedQty"],
+                "L": t.get("price", "0.00000000"),
+                "n": t.get("commission", "0"),
+                "N": t.get("commissionAsset"),
+                "T": now,
+                "t": t.get("id", -1),
+                "I": next(self._ids),
+                "w": order["isWorking"],
+                "m": t.get("isMaker", False),
+                "M": False,
+                "O": order["time"],
+                "Z": order["cummulativeQuoteQty"],
+                "Y": t.get("quoteQty", "0"),
+                "Q": "0.00000000",
+                "W": order["time"],
+                "V": "EXPIRE_MAKER",
+            }
+        )
+
+    def _my_trades(self, q: dict[str, str]) -> list[dict[str, Any]]:
+        out = [t for t in self.trades if t["symbol"] == q.get("symbol")]
+        if "orderId" in q:
+            out = [t for t in out if str(t["orderId"]) == q["orderId"]]
+        if "fromId" in q:
+            out = [t for t in out if t["id"] >= int(q["fromId"])]
+        elif "startTime" in q:
+            out = [t for t in out if t["time"] >= int(q["startTime"])]
+        return out[: int(q.get("limit", "500"))]
+
+    def _new_listen_key(self, p: dict[str, str]) -> dict[str, str]:
+        key = f"listen-key-{next(self._ids)}"
+        self.listen_keys.add(key)
+        return {"listenKey": key}
+
+    def _keepalive_listen_key(self, p: dict[str, str]) -> dict[str, str]:
+        if p.get("listenKey") not in self.listen_keys:
+            raise Reply(400, -1125, "This listenKey does not exist.")
+        return {}
+
+    # --- the WebSocket API and the listenKey stream -------------------------------------------------
+
+    async def ws_api(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.user_connections += 1
+        session: dict[str, Any] = {"sid": 0, "api_key": ""}
+        try:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    await ws.send_str(json.dumps(self._ws_request(ws, session, msg.data)))
+        finally:
+            self.user_subscribers = [(w, s) for w, s in self.user_subscribers if w is not ws]
+        return ws
+
+    async def listen_key_stream(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        if request.match_info["key"] not in self.listen_keys:
+            await ws.close(code=1008)
+            return ws
+        self.user_connections += 1
+        self.user_subscribers.append((ws, None))
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            self.user_subscribers = [(w, s) for w, s in self.user_subscribers if w is not ws]
+        return ws
+
+    def _ws_request(self, ws: web.WebSocketResponse, session: dict[str, Any], text: str) -> dict[str, Any]:
+        try:
+            req = json.loads(text)
+            rid, method, params = req.get("id"), req["method"], dict(req.get("params") or {})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return {"id": None, "status": 400, "error": {"code": -1102, "msg": "Malformed request."}}
+        self.user_requests.append(req)
+
+        def error(status: int, code: int, msg: str) -> dict[str, Any]:
+            return {"id": rid, "status": status, "error": {"code": code, "msg": msg}}
+
+        if method in ("userDataStream.subscribe.signature", "session.logon"):
+            problem = self._ws_verify(params)
+            if problem is None and self.refuse_subscribe > 0:
+                self.refuse_subscribe -= 1
+                problem = (400, -1022, "Signature for this request is not valid.")
+            if problem is not None:
+                return error(*problem)
+            if method == "session.logon":
+                session["api_key"] = params["apiKey"]
+                return {
+                    "id": rid,
+                    "status": 200,
+                    "result": {"apiKey": params["apiKey"], "serverTime": self.now_ms()},
+                }
+        elif method == "userDataStream.subscribe":
+            if not session["api_key"]:
+                return error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        elif method == "userDataStream.unsubscribe":
+            self.user_subscribers = [(w, s) for w, s in self.user_subscribers if w is not ws]
+            return {"id": rid, "status": 200, "result": {}}
+        else:
+            return error(400, -1100, f"Unknown method {method!r}.")
+        sid = session["sid"]
+        session["sid"] += 1
+        self.user_subscribers.append((ws, sid))
+        return {"id": rid, "status": 200, "result": {"subscriptionId": sid}}
+
+    def _ws_verify(self, params: dict[str, Any]) -> tuple[int, int, str] | None:
+        """WebSocket API signature rules: parameters sorted by name, ``k=v`` joined by ``&``."""
+        api_key = str(params.get("apiKey", ""))
+        if api_key not in self._api_keys():
+            return 401, -2015, "Invalid API-key, IP, or permissions for action."
+        stamp, window = params.get("timestamp"), params.get("recvWindow", 5000)
+        if not isinstance(stamp, int) or not isinstance(window, int):
+            return 400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+        server = self.now_ms()
+        if not (stamp < server + 1000 and server - stamp <= window):
+            return 400, -1021, "Timestamp for this request is outside of the recvWindow."
+        payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "signature")
+        if not self._signature_ok(api_key, payload, str(params.get("signature", ""))):
+            return 400, -1022, "Signature for this request is not valid."
+        return None
 
     def _find(self, p: dict[str, str]) -> tuple[str, dict[str, Any]]:
         cid = p.get("origClientOrderId", "")
+        if "orderId" in p:
+            cid = next((c for c, o in self.orders.items() if str(o["orderId"]) == p["orderId"]), "")
         order = self.orders.get(cid)
         if order is None or order["symbol"] != p.get("symbol"):
             raise Reply(400, -2013, "Order does not exist.")
@@ -352,8 +675,9 @@ class FakeBinance:
         order = self.orders.get(cid)
         if order is None or order["status"] not in OPEN:
             raise Reply(400, -2011, "Unknown order sent.")
-        order.update(status="CANCELED", updateTime=self.now_ms(), isWorking=False)
-        return order | {"origClientOrderId": cid, "clientOrderId": f"cancel-{next(self._ids)}"}
+        cancel_id = f"cancel-{next(self._ids)}"
+        self._end(order, "CANCELED", cancel_id)
+        return order | {"origClientOrderId": cid, "clientOrderId": cancel_id}
 
     def _cancel_replace(self, p: dict[str, str]) -> dict[str, Any]:
         try:
@@ -367,8 +691,7 @@ class FakeBinance:
                 "cancelResponse": canceled, "newOrderResponse": placed}  # fmt: skip
 
     def _account(self, p: dict[str, str]) -> dict[str, Any]:
-        balances = [{"asset": "BTC", "free": "1.00000000", "locked": "0.00000000"},
-                    {"asset": "LTC", "free": "10.00000000", "locked": "0.00000000"}]  # fmt: skip
+        balances = [{"asset": a, "free": _d(v), "locked": "0.00000000"} for a, v in self.balances.items()]
         return {"makerCommission": 10, "canTrade": True, "updateTime": self.now_ms(), "balances": balances}
 
     def _depth(self, p: dict[str, str]) -> dict[str, Any]:
@@ -390,15 +713,22 @@ async def open_fake_binance(**options: Any) -> AsyncIterator[FakeBinance]:
     """Start a :class:`FakeBinance` on 127.0.0.1 (free port); ``fake.url`` is its base URL."""
     fake = FakeBinance(**options)
     app = web.Application()
+    app.router.add_get("/ws-api/v3", fake.ws_api)
+    app.router.add_get("/ws/{key}", fake.listen_key_stream)
     app.router.add_route("*", "/{tail:.*}", fake.handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        port = runner.addresses[0][1]
+        fake.url = f"http://127.0.0.1:{port}"
+        fake.ws_api_url, fake.stream_url = f"ws://127.0.0.1:{port}/ws-api/v3", f"ws://127.0.0.1:{port}"
         yield fake
     finally:
         fake._release.set()
+        for ws, _ in list(fake.user_subscribers):
+            with anyio.move_on_after(1, shield=True):
+                await ws.close()
         with anyio.move_on_after(5, shield=True):
             await runner.cleanup()

@@ -13,11 +13,19 @@ Fault knobs: ``drop_after`` (connection k is cut after ``drop_after[k]`` frames)
 (accept, then send nothing while answering pings), ``stall_symbol`` (never send that symbol's
 frames), ``stale_snapshots`` (symbol -> how many snapshots older than its first diff to serve
 first), ``gap`` (``(symbol, n)``: the n-th diff of that symbol is not sent, on the first connection).
+
+Live mode (``live=True``) is what a real venue does instead: one timeline for everyone, started
+by the first connection; a connection gets the frames from the moment it connected, never the
+past, and the depth endpoint serves the book as of now.  ``max_connection_s`` closes every
+connection after that long (Binance's 24 h limit, compressed).  ``trades_every_s`` adds aggregate
+trades of NKNUSDT to the timeline at that cadence: copies of the captured one with increasing
+ids, so a test can see every trade arrive exactly once.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -111,6 +119,44 @@ class FakeBinanceWs:
     frames: list[CaptureFrame] = field(default_factory=load_frames)
     snapshots: dict[str, dict[str, Any]] = field(default_factory=load_snapshots)
     books: dict[str, _Book] = field(default_factory=dict)
+    live: bool = False
+    max_connection_s: float | None = None
+    trades_every_s: float | None = None
+    t0: float | None = None  # live mode: when the timeline started (time.monotonic())
+    closed_by_limit: int = 0
+
+    def timeline(self) -> list[CaptureFrame]:
+        """The frames of live mode, ``delay`` in seconds of the (compressed) timeline."""
+        span = self.frames[-1].delay or 1.0
+        out = [
+            CaptureFrame(f.delay / span * self.replay_s, f.stream, f.symbol, f.raw, f.data)
+            for f in self.frames
+        ]
+        if self.trades_every_s:  # the captured NKNUSDT trade becomes the model of a steady stream
+            model = next(f for f in self.frames if f.stream == "nknusdt@aggTrade")
+            out = [f for f in out if f.stream != model.stream]
+            n = int(self.replay_s / self.trades_every_s)
+            for k in range(n):
+                data = {
+                    **model.data,
+                    "a": model.data["a"] + k,
+                    "T": model.data["T"] + k,
+                    "E": model.data["E"] + k,
+                }
+                raw = json.dumps({"stream": model.stream, "data": data})
+                out.append(CaptureFrame(k * self.trades_every_s, model.stream, model.symbol, raw, data))
+        return sorted(out, key=lambda f: f.delay)
+
+    def live_book(self, symbol: str) -> _Book:
+        """Live mode: the captured snapshot advanced by every diff of the timeline up to now."""
+        book = _Book(self.snapshots[symbol])
+        now = 0.0 if self.t0 is None else time.monotonic() - self.t0
+        for f in self.timeline():
+            if f.delay > now:
+                break
+            if f.symbol == symbol and f.data.get("e") == "depthUpdate":
+                book.apply(f.data)
+        return book
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
@@ -121,7 +167,10 @@ class FakeBinanceWs:
         self.connect_streams.append(streams)
         wanted = set(streams)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._replay, request, ws, conn, wanted)
+            if self.live:
+                tg.start_soon(self._replay_live, ws, wanted)
+            else:
+                tg.start_soon(self._replay, request, ws, conn, wanted)
             async for msg in ws:
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     await self._request(ws, msg.data, wanted)
@@ -164,12 +213,36 @@ class FakeBinanceWs:
             sent += 1
         await anyio.sleep_forever()
 
+    async def _replay_live(self, ws: web.WebSocketResponse, wanted: set[str]) -> None:
+        now = time.monotonic()
+        if self.t0 is None:
+            self.t0 = now
+        opened = now - self.t0
+        deadline = None if self.max_connection_s is None else opened + self.max_connection_s
+        for frame in self.timeline():
+            if frame.delay < opened:
+                continue  # the past: a new connection gets what happens from now on
+            if deadline is not None and frame.delay >= deadline:
+                break
+            await anyio.sleep(max(0.0, self.t0 + frame.delay - time.monotonic()))
+            if frame.stream in wanted:
+                await ws.send_str(frame.raw)
+        if deadline is not None:
+            await anyio.sleep(max(0.0, self.t0 + deadline - time.monotonic()))
+            self.closed_by_limit += 1
+            await ws.close(code=1000, message=b"connection lifetime reached")
+            return
+        await anyio.sleep_forever()
+
     async def depth(self, request: web.Request) -> web.Response:
         symbol = request.query.get("symbol", "")
         self.snapshot_requests.append(symbol)
         if symbol not in self.snapshots:
             return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
-        book = self.books.get(symbol) or _Book(self.snapshots[symbol])
+        if self.live:
+            book = self.live_book(symbol)
+        else:
+            book = self.books.get(symbol) or _Book(self.snapshots[symbol])
         lid = book.lid
         if self.stale_snapshots.get(symbol, 0) > 0:
             self.stale_snapshots[symbol] -= 1

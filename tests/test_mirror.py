@@ -24,6 +24,7 @@ from actors.messages import (
     Bar,
     BookDelta,
     BookSnapshot,
+    GroupSnapshot,
     Heartbeat,
     Message,
     OrderFilled,
@@ -82,6 +83,9 @@ def every_kind(i: int) -> list[Message]:
         ),
         fill(i),
         PositionChanged(**s, account="a", quantity=D(1), avg_price=D(100), realized_pnl=D(0), fees=D(0)),
+        GroupSnapshot(
+            **s, account="a", quantity=D(1), avg_price=D(100), strategy="breakout", strategy_state=b"\x90"
+        ),
         Heartbeat(**s, actor="risk", seq=i),
     ]
 

@@ -219,10 +219,15 @@ async def tables(dsn: str) -> dict[str, list[dict[str, object]]]:
 async def test_migrations_apply_once_and_are_idempotent() -> None:
     with anyio.fail_after(30):
         async with temp_database() as db:
-            assert await migrate(db) == ["0001"]
+            assert await migrate(db) == ["0001", "0002"]
             assert await migrate(db) == []
-            rows = await query(db, "SELECT version, name, length(checksum) AS n FROM schema_migrations")
-            assert rows == [{"version": "0001", "name": "initial", "n": 64}]
+            rows = await query(
+                db, "SELECT version, name, length(checksum) AS n FROM schema_migrations ORDER BY version"
+            )
+            assert rows == [
+                {"version": "0001", "name": "initial", "n": 64},
+                {"version": "0002", "name": "unknown_status", "n": 64},
+            ]
             names = {r["tablename"] for r in await query(db, "SELECT tablename FROM pg_tables")}
             assert set(DATA_TABLES.split(", ")) | {"snapshots", "metrics_checkpoints"} <= names
 
@@ -245,8 +250,8 @@ async def test_concurrent_migrations_are_serialized_by_the_advisory_lock() -> No
                 assert results == []  # both wait for the lock
                 await holder.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
             await holder.close()
-            assert sorted(results) == [[], ["0001"]]
-            assert await query(db, "SELECT count(*) AS n FROM schema_migrations") == [{"n": 1}]
+            assert sorted(results) == [[], ["0001", "0002"]]
+            assert await query(db, "SELECT count(*) AS n FROM schema_migrations") == [{"n": 2}]
 
 
 @pytest.mark.anyio
@@ -276,7 +281,7 @@ async def test_migrate_main(capsys: pytest.CaptureFixture[str]) -> None:
             assert await migrate_main(db) == 0
             assert "applied migrations 0001" in capsys.readouterr().out
             assert await migrate_main(db) == 0
-            assert "up to date at 0001" in capsys.readouterr().out
+            assert "up to date at 0002" in capsys.readouterr().out
         assert await migrate_main(f"postgresql://postgres@127.0.0.1:{free_port()}/x") == 1
         assert "migration failed" in capsys.readouterr().err
 
@@ -508,7 +513,7 @@ async def test_outage_trading_goes_on_and_the_writer_catches_up(
         with anyio.fail_after(OUTAGE_S + 40):
             await anyio.to_thread.run_sync(cluster.init)
             await anyio.to_thread.run_sync(cluster.start)
-            assert await migrate(cluster.dsn) == ["0001"]
+            assert await migrate(cluster.dsn) == ["0001", "0002"]
             writer = JournalWriter(
                 journal, cluster.dsn, metrics, max_delay=0.01, backoff_initial=0.05, backoff_max=1.0
             )

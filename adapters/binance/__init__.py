@@ -13,4 +13,10 @@ Market data (pure code, no networking):
 Requests and orders: ``signing`` (request signatures), ``filters`` (symbol rules, order checks),
 ``http`` (the REST client), ``errors`` (its typed errors and the error-code mapping),
 ``ratelimit`` (the venue's rate-limit windows) and ``replies`` (REST reply Structs).
+
+Trading: ``userdata_schemas`` (user data stream events as Structs), ``userdata`` (the user data
+stream over the WebSocket API, or the deprecated listenKey, with reconnects and a REST catch-up
+after each) and ``execution`` (:class:`~adapters.binance.execution.BinanceExecution`, the execution
+actor a group on a Binance account runs instead of the paper exchange: filters before sending,
+venue errors as rejections, UNKNOWN outcomes resolved by query and never re-sent, fills once).
 """

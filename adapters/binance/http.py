@@ -129,6 +129,7 @@ class _Call:
     orders: int = 0
     symbol: str = ""
     order_id: str = ""  # client order id this call may create: failures are OutcomeUnknown
+    keyed: bool = False  # sends X-MBX-APIKEY without a signature (listenKey endpoints)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -265,8 +266,15 @@ class BinanceHttpClient:
         call = _Call("POST", path, params, 1, True, 1, order.symbol, order.newClientOrderId)
         return await self._get(call, BinanceCancelReplaceReply)
 
-    async def query_order(self, symbol: str, client_order_id: str) -> BinanceOrderReply:
-        params = {"symbol": symbol, "origClientOrderId": client_order_id}
+    async def query_order(
+        self, symbol: str, client_order_id: str = "", *, order_id: int | None = None
+    ) -> BinanceOrderReply:
+        """``GET /api/v3/order`` by client order id, or by the venue's ``order_id``."""
+        params: dict[str, ParamValue] = {"symbol": symbol}
+        if order_id is not None:
+            params["orderId"] = order_id
+        else:
+            params["origClientOrderId"] = client_order_id
         return await self._get(
             _Call("GET", "/api/v3/order", params, 4, True, symbol=symbol), BinanceOrderReply
         )
@@ -280,13 +288,31 @@ class BinanceHttpClient:
         return await self._get(_Call("GET", "/api/v3/account", weight=20, signed=True), BinanceAccount)
 
     async def my_trades(
-        self, symbol: str, *, order_id: int | None = None, limit: int = 500
+        self,
+        symbol: str,
+        *,
+        order_id: int | None = None,
+        from_id: int | None = None,
+        start_time_ms: int | None = None,
+        limit: int = 500,
     ) -> list[BinanceAccountTrade]:
+        """``GET /api/v3/myTrades``: an order's trades, trades from id ``from_id`` on, or since a time."""
         params: dict[str, ParamValue] = {"symbol": symbol, "limit": limit}
         if order_id is not None:
             params["orderId"] = order_id
+        if from_id is not None:
+            params["fromId"] = from_id
+        if start_time_ms is not None:
+            params["startTime"] = start_time_ms
         call = _Call("GET", "/api/v3/myTrades", params, 20, True, symbol=symbol)
         return await self._get(call, list[BinanceAccountTrade])
+
+    async def listen_key(self, method: Literal["POST", "PUT"], listen_key: str = "") -> str:
+        """Deprecated listenKey user stream: ``POST`` a new key, ``PUT`` to keep ``listen_key`` alive."""
+        params: dict[str, ParamValue] = {"listenKey": listen_key} if method == "PUT" else {}
+        call = _Call(method, "/api/v3/userDataStream", params, 2, keyed=True)
+        reply = await self._get(call, dict[str, str])
+        return reply.get("listenKey", listen_key)
 
     async def resolve_unknown(
         self, symbol: str, client_order_id: str, *, deadline_ms: int = 0, margin_ms: int = 500
@@ -348,7 +374,7 @@ class BinanceHttpClient:
                 call.params, self._signer, timestamp_ms=stamp, recv_window_ms=self._recv_window_ms
             )
         url = URL(f"{self._base}{call.path}" + (f"?{query}" if query else ""), encoded=True)
-        headers = {"X-MBX-APIKEY": self._api_key} if call.signed else {}
+        headers = {"X-MBX-APIKEY": self._api_key} if call.signed or call.keyed else {}
         assert self._session is not None, "use the client as `async with BinanceHttpClient(...)`"
         self._n["requests"] += 1
         try:

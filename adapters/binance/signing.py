@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -110,14 +111,28 @@ def _wire(value: ParamValue) -> str:
     return str(value)
 
 
+# What ``urlencode`` leaves as it is (RFC 3986 unreserved): such keys and values skip the quoting.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
 def encode_params(params: Mapping[str, ParamValue]) -> str:
-    """URL-encode ``params`` in their given order: the exact string that is sent and signed."""
-    return urlencode([(k, _wire(v)) for k, v in params.items()])
+    """URL-encode ``params`` in their given order: the exact string that is sent and signed.
+
+    Identical to ``urlencode``; symbols, sides, decimals, ids and timestamps need no quoting, so
+    they are joined directly (``urlencode`` costs ~1 us per pair, most of a request's signing).
+    """
+    parts = []
+    for k, v in params.items():
+        w = _wire(v)
+        parts.append(f"{k}={w}" if _UNRESERVED(k) and _UNRESERVED(w) else urlencode(((k, w),)))
+    return "&".join(parts)
 
 
 def signed_query(query: str, signer: Signer) -> str:
     """``query`` with ``&signature=...`` appended (the signature percent-encoded for Ed25519)."""
-    signature = quote(signer.sign(query), safe="")
+    signature = signer.sign(query)
+    if not _UNRESERVED(signature):  # base64 (Ed25519) has + / =; HMAC's hex needs nothing
+        signature = quote(signature, safe="")
     return f"{query}&signature={signature}" if query else f"signature={signature}"
 
 

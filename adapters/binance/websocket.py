@@ -18,6 +18,17 @@ decodes frames with :class:`~adapters.binance.data.FrameDecoder` and hands each 
   book's deltas are not forwarded: a :class:`BookSnapshot` is published when it (re)syncs, then
   its deltas.  Every connection starts all books afresh (diffs were missed meanwhile).
 - Live ``subscribe`` / ``unsubscribe`` send ``SUBSCRIBE`` / ``UNSUBSCRIBE`` requests with ids.
+- The 24 h limit: Binance closes every stream connection after 24 hours.  Each connection is
+  rotated before that (``rotate_after_s``, default 23.5 h) make-before-break: a successor
+  connection to the same streams is opened while the old one keeps delivering; the
+  successor's messages are held until the old connection has delivered up to where the
+  successor starts (each book's update id and each symbol's aggregate trade id reach the
+  successor's first ones), then the old socket is closed and the held messages are played
+  with the overlap removed (books drop diffs they already have, trades at or below the last
+  delivered id are dropped, only the newest held quote per symbol goes out).  Books stay
+  synced and no trade is lost or doubled (``rotations``); if the successor never catches up
+  within ``handover_timeout_s`` the switch happens anyway and a gap, if any, resyncs the
+  book as usual (``forced_rotations``).
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
-from actors.messages import BookDelta, BookSnapshot, Message
+from actors.messages import BookDelta, BookSnapshot, Message, Quote, Trade
 from adapters.binance.book import BookAction, OrderBook
 from adapters.binance.data import BinanceDecodeError, FrameDecoder, stream_kind
 from adapters.binance.errors import BinanceError
@@ -71,6 +82,8 @@ class BinanceFeedStatistics(msgspec.Struct, frozen=True):
     emitted: int
     last_emit_ns: int
     reconnects: int
+    rotations: int
+    forced_rotations: int
     silences: int
     stalls: int
     resyncs: int
@@ -96,6 +109,15 @@ class _Shard:
         self.tg: TaskGroup | None = None
         self.lock = anyio.Lock()  # orders a book's snapshot before its deltas
         self.drop_reason = ""
+        # rotation (make-before-break): the successor socket and what it delivered meanwhile
+        self.successor: aiohttp.ClientWebSocketResponse | None = None
+        self.held: list[Message] = []
+        # last aggregate trade id delivered per symbol, from a rotation's start until a while after
+        # its handover: both sockets carry the same trades then, and each must go out once
+        self.trade_floor: dict[str, int] | None = None
+        self.fresh_quotes: set[str] = set()  # quotes the old socket delivered after the freeze
+        self.generation = 0
+        self.handover: tuple[aiohttp.ClientWebSocketResponse, FrameDecoder, list[Message]] | None = None
 
     def streams(self, venues: Sequence[str] | None = None) -> list[str]:
         names = self.symbols if venues is None else venues
@@ -154,6 +176,8 @@ class BinanceMarketFeed:
         silence_timeout_s: float = 30.0,
         stall_timeout_s: float | None = 300.0,
         heartbeat_s: float = 20.0,
+        rotate_after_s: float | None = 23.5 * 3600,
+        handover_timeout_s: float = 10.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         snapshot_limit: int = 1000,
@@ -173,6 +197,7 @@ class BinanceMarketFeed:
         self.per_shard = max_streams_per_connection // len(streams)  # symbols per connection
         self.silence_timeout_s, self.stall_timeout_s = silence_timeout_s, stall_timeout_s
         self.heartbeat_s, self.backoff = heartbeat_s, (backoff_initial_s, backoff_max_s)
+        self.rotate_after_s, self.handover_timeout_s = rotate_after_s, handover_timeout_s
         self.snapshot_limit, self.snapshot_retry_s = snapshot_limit, snapshot_retry_s
         self.snapshot_timeout_s, self.book_depth = snapshot_timeout_s, book_depth
         self._fetch = fetch_snapshot or self._fetch_rest
@@ -181,6 +206,7 @@ class BinanceMarketFeed:
             self._new_shard(dict(list(symbols.items())[i : i + self.per_shard]))
         self.emitted = self.last_emit_ns = 0
         self.reconnects = self.silences = self.stalls = self.resyncs = 0
+        self.rotations = self.forced_rotations = 0
         self.snapshots = self.snapshot_errors = 0
         self.running = False
         self._ids = 0
@@ -215,6 +241,8 @@ class BinanceMarketFeed:
             emitted=self.emitted,
             last_emit_ns=self.last_emit_ns,
             reconnects=self.reconnects,
+            rotations=self.rotations,
+            forced_rotations=self.forced_rotations,
             silences=self.silences,
             stalls=self.stalls,
             resyncs=self.resyncs,
@@ -281,13 +309,14 @@ class BinanceMarketFeed:
 
     async def _request(self, shard: _Shard, method: str, params: list[str]) -> None:
         """Send a request on the shard's live socket; without one, the next connect carries it."""
-        if shard.ws is None or shard.ws.closed:
-            return
-        self._ids += 1
-        try:
-            await shard.ws.send_json({"method": method, "params": params, "id": self._ids})
-        except CONNECTION_ERRORS as exc:  # the reconnect's URL carries the new subscription
-            log.warning("%s request lost: %s", method, exc, extra=self._extra(shard))
+        for ws in (shard.ws, shard.successor):
+            if ws is None or ws.closed:
+                continue
+            self._ids += 1
+            try:
+                await ws.send_json({"method": method, "params": params, "id": self._ids})
+            except CONNECTION_ERRORS as exc:  # the reconnect's URL carries the new subscription
+                log.warning("%s request lost: %s", method, exc, extra=self._extra(shard))
 
     async def _run_shard(self, shard: _Shard) -> None:
         failures = 0
@@ -300,45 +329,179 @@ class BinanceMarketFeed:
                 log.warning("binance stream lost (%s): reconnecting", reason, extra=self._extra(shard))
             finally:
                 shard.ws, shard.tg, shard.drop_reason = None, None, ""
+                await self._abandon_successor(shard)
             self.reconnects += 1
             failures = 0 if shard.last_frame > shard.connected_at else failures + 1
             initial, cap = self.backoff
             await anyio.sleep(min(cap, initial * 2 ** min(failures, 30)) * random.uniform(0.5, 1.0))
 
-    async def _connect(self, shard: _Shard) -> None:
+    async def _open(self, shard: _Shard) -> aiohttp.ClientWebSocketResponse:
         assert self._session is not None
         url = f"{self.ws_url}/stream?streams={'/'.join(shard.streams())}"
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)
         with anyio.fail_after(self.snapshot_timeout_s):  # TCP connect and the HTTP upgrade
-            ws = await self._session.ws_connect(
+            return await self._session.ws_connect(
                 url, heartbeat=self.heartbeat_s, autoping=True, max_msg_size=0, timeout=timeout
             )
-        async with ws:
+
+    async def _connect(self, shard: _Shard) -> None:
+        ws = await self._open(shard)
+        try:
             shard.reset()
             shard.ws = ws
             async with anyio.create_task_group() as tg:
                 shard.tg = tg
                 tg.start_soon(self._watchdog, shard, tg)
                 tg.start_soon(self._read, shard, ws, tg)
+                if self.rotate_after_s:
+                    tg.start_soon(self._rotate, shard)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await (shard.ws or ws).close()
         raise ConnectionLost(shard.drop_reason or "closed")
 
     async def _read(self, shard: _Shard, ws: aiohttp.ClientWebSocketResponse, tg: TaskGroup) -> None:
-        """Handle frames until the socket fails; then say why and end the connection's task group."""
+        """Handle frames until the socket fails; then say why and end the connection's task group.
+
+        A rotation closes the old socket once its successor caught up: the reader then plays
+        the successor's held messages and carries on reading the successor."""
         try:
             while True:
                 frame = await ws.receive()
                 if frame.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     shard.last_frame = time.monotonic()
                     await self._on_frame(shard, frame.data)
-                elif frame.type is aiohttp.WSMsgType.ERROR:
+                    continue
+                if shard.handover is not None:
+                    ws = await self._take_over(shard)
+                    continue
+                if frame.type is aiohttp.WSMsgType.ERROR:
                     shard.drop_reason = f"websocket error: {ws.exception()}"
-                    break
                 else:  # CLOSE, CLOSING, CLOSED
                     shard.drop_reason = f"closed by peer ({ws.close_code})"
-                    break
+                break
         except CONNECTION_ERRORS as exc:  # raised here, it would reach run() as an ExceptionGroup
             shard.drop_reason = f"{type(exc).__name__}: {exc}"
         tg.cancel_scope.cancel()
+
+    # --- rotation (the 24 h limit) -------------------------------------------------------------
+
+    async def _rotate(self, shard: _Shard) -> None:
+        """Open a successor before Binance's 24 h cut; hand over once it caught up with the old socket."""
+        assert self.rotate_after_s is not None
+        retry = min(60.0, self.rotate_after_s / 10)
+        await anyio.sleep(self.rotate_after_s)
+        while True:
+            try:
+                successor = await self._open(shard)
+            except (*CONNECTION_ERRORS, ConnectionLost) as exc:
+                log.warning(
+                    "rotation: successor failed to connect (%s); retrying", exc, extra=self._extra(shard)
+                )
+                await anyio.sleep(retry)
+                continue
+            shard.successor, shard.held = successor, []
+            if shard.trade_floor is None:
+                shard.trade_floor = {}
+            shard.generation += 1
+            decoder = FrameDecoder(shard.symbols, exchange=self.exchange, conn=f"{shard.name}+")
+            state = await self._hold(shard, successor, decoder)
+            if state != "lost":
+                break
+            log.warning(
+                "rotation: successor closed early; keeping the old connection", extra=self._extra(shard)
+            )
+            await self._abandon_successor(shard)
+            await anyio.sleep(retry)
+        if state == "forced":
+            self.forced_rotations += 1
+        old = shard.ws
+        shard.fresh_quotes = set()
+        shard.handover = (successor, decoder, shard.held)
+        shard.successor, shard.held = None, []
+        if old is not None:
+            await old.close()  # the reader sees it close and takes over
+
+    async def _hold(
+        self, shard: _Shard, successor: aiohttp.ClientWebSocketResponse, decoder: FrameDecoder
+    ) -> str:
+        """Hold the successor's messages until the old socket caught up: "caught_up", "forced", "lost"."""
+        with anyio.move_on_after(self.handover_timeout_s):
+            while True:
+                frame = await successor.receive()
+                if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    return "lost"
+                shard.held.extend(decoder.decode(frame.data, time.time_ns()))
+                if self._caught_up(shard):
+                    return "caught_up"
+        return "forced"
+
+    def _caught_up(self, shard: _Shard) -> bool:
+        """Has the old socket delivered up to the first message of each symbol the successor holds?"""
+        firsts: dict[tuple[str, type], Message] = {}
+        for msg in shard.held:
+            firsts.setdefault((msg.symbol, type(msg)), msg)
+        last_trade = shard.trade_floor or {}
+        for (symbol, kind), msg in firsts.items():
+            if kind is BookDelta:
+                assert isinstance(msg, BookDelta)
+                book = shard.books.get(symbol)
+                if book is not None and not book.stale and book.last_update_id < msg.first_seq - 1:
+                    return False
+            elif kind is Trade:
+                assert isinstance(msg, Trade)
+                tid = _trade_id(msg)
+                if tid is not None and last_trade.get(symbol, -1) < tid - 1:
+                    return False
+        return bool(firsts)
+
+    async def _take_over(self, shard: _Shard) -> aiohttp.ClientWebSocketResponse:
+        """The old socket is closed: play the successor's held messages without the overlap."""
+        assert shard.handover is not None
+        successor, decoder, held = shard.handover
+        shard.handover = None
+        for reason, n in shard.decoder.rejected.items():
+            decoder.rejected[reason] = decoder.rejected.get(reason, 0) + n
+        for name, n in shard.decoder.decoded.items():
+            decoder.decoded[name] = decoder.decoded.get(name, 0) + n
+        shard.decoder, shard.ws = decoder, successor
+        newest_quote = {m.symbol: i for i, m in enumerate(held) if type(m) is Quote}
+        for i, msg in enumerate(held):
+            symbol = msg.symbol
+            if symbol not in shard.last_data:
+                continue
+            kind = type(msg)
+            if kind is Trade:
+                if not _trade_is_new(shard, msg):  # type: ignore[arg-type]
+                    continue  # the old socket delivered it
+            elif kind is Quote and (newest_quote.get(symbol) != i or symbol in shard.fresh_quotes):
+                continue  # an older view of the top of book than one already delivered
+            elif kind is BookDelta and not self._on_delta(shard, msg):  # type: ignore[arg-type]
+                continue
+            await self._emit(shard, msg)
+        self.rotations += 1
+        shard.connected_at = time.monotonic()
+        log.info("rotated to a new connection (the 24 h limit) without a gap", extra=self._extra(shard))
+        if shard.tg is not None:
+            shard.tg.start_soon(self._end_overlap, shard, shard.generation)
+            if self.rotate_after_s:
+                shard.tg.start_soon(self._rotate, shard)
+        return successor
+
+    async def _end_overlap(self, shard: _Shard, generation: int) -> None:
+        """Stop de-duplicating trades once the old socket's last frames can no longer be repeated."""
+        await anyio.sleep(max(5.0, 2 * self.handover_timeout_s))
+        if shard.generation == generation and shard.successor is None:
+            shard.trade_floor = None
+
+    async def _abandon_successor(self, shard: _Shard) -> None:
+        successor, shard.successor, shard.held, shard.trade_floor = shard.successor, None, [], None
+        if shard.handover is not None:
+            successor = successor or shard.handover[0]
+            shard.handover = None
+        if successor is not None:
+            with anyio.CancelScope(shield=True):
+                await successor.close()
 
     async def _watchdog(self, shard: _Shard, tg: TaskGroup) -> None:
         """Drop the connection (cancel its task group) on a silent peer or a stalled symbol."""
@@ -372,8 +535,13 @@ class BinanceMarketFeed:
             if symbol not in shard.last_data:  # unsubscribed meanwhile
                 continue
             shard.last_data[symbol] = shard.last_frame
-            if type(msg) is BookDelta and not self._on_delta(shard, msg):
+            kind = type(msg)
+            if kind is BookDelta and not self._on_delta(shard, msg):  # type: ignore[arg-type]
                 continue
+            if kind is Trade and shard.trade_floor is not None and not _trade_is_new(shard, msg):  # type: ignore[arg-type]
+                continue  # around a rotation: the other socket delivered it
+            if kind is Quote and shard.handover is not None:
+                shard.fresh_quotes.add(symbol)
             await self._emit(shard, msg)
 
     def _on_delta(self, shard: _Shard, delta: BookDelta) -> bool:
@@ -460,3 +628,24 @@ class BinanceMarketFeed:
 
     def _extra(self, shard: _Shard) -> dict[str, str]:
         return {"component": COMPONENT, "exchange": self.exchange, "symbol": "", "conn": shard.name}
+
+
+def _trade_is_new(shard: _Shard, trade: Trade) -> bool:
+    """Around a rotation: True (and noted) unless this trade id was delivered already."""
+    floor = shard.trade_floor
+    tid = _trade_id(trade)
+    if floor is None or tid is None:
+        return True
+    last = floor.get(trade.symbol)
+    if last is not None and tid <= last:
+        return False
+    floor[trade.symbol] = tid
+    return True
+
+
+def _trade_id(trade: Trade) -> int | None:
+    """Binance's aggregate (or plain) trade id, increasing per symbol; None if not numeric."""
+    try:
+        return int(trade.trade_id)
+    except ValueError:
+        return None

@@ -17,7 +17,8 @@ Matching rules (prices in quote per base; fees in the quote asset):
 - Orders only fill on a *later* ``Trade`` or ``Bar``; quotes only move the reference price.
   Each event offers ``size`` (bars: ``volume``) times ``participation`` per side, shared by
   our orders in priority order (market-like first, then limits by price, then by arrival);
-  what is left keeps working on the following events.
+  what is left keeps working on the following events.  ``PaperEngine.volume_limited =
+  False`` (``tradingd backtest --ignore-volume``) lifts that bound: orders fill in full.
 - Market (and triggered stop-market) orders fill at the trade price or the bar's open,
   moved against the order by ``slippage_bps`` and rounded to tick, as taker.
 - Limits fill at the limit price as maker when a trade prints at or through them (bars:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from actors.channels import Channel, Router
 from actors.messages import Bar, CancelOrder, Message, Quote, SubmitOrder, Trade
-from actors.runtime import Actor, now_ns
+from actors.runtime import Actor, Clock
 from adapters.paper.account import PaperAccountState
 from adapters.paper.engine import PaperEngine
 from daemon.config import Instrument, PaperAccount
@@ -44,6 +44,11 @@ class PaperExchange(Actor):
         self.engine = PaperEngine(exchange, symbol, instrument, account)
         self.ignored = 0
 
+    def set_clock(self, clock: Clock) -> None:
+        """Use ``clock`` (e.g. a backtest's event time) here and in the engine."""
+        self.clock = clock
+        self.engine.clock = clock
+
     @property
     def account(self) -> PaperAccountState:
         return self.engine.account
@@ -65,9 +70,9 @@ class PaperExchange(Actor):
         if isinstance(msg, Quote):
             return engine.on_quote(msg)
         if isinstance(msg, SubmitOrder):
-            return engine.submit(msg, now_ns())
+            return engine.submit(msg, self.clock.time_ns())
         if isinstance(msg, CancelOrder):
-            return engine.cancel(msg, now_ns())
+            return engine.cancel(msg, self.clock.time_ns())
         self.ignored += 1
         return []
 
@@ -95,10 +100,15 @@ class PaperExchange(Actor):
     async def handle_batch(self, batch: list[Message]) -> None:
         """Market data without resting orders produces nothing: no coroutine per message."""
         dispatch = self.dispatch
+        on_bar = self.engine.on_bar
+        exchange, symbol = self.exchange, self.symbol
         publish = self.router.publish
         for i, msg in enumerate(batch):
             self._progress = i
-            out = dispatch(msg)
+            if type(msg) is Bar and msg.symbol == symbol and msg.exchange == exchange:
+                out = on_bar(msg)  # type: ignore[arg-type]  # dispatch's most common case
+            else:
+                out = dispatch(msg)
             for event in out:
                 await publish(event)
 

@@ -1,8 +1,9 @@
 """Paper matching engine for one symbol: orders in, the order events a real venue would send out.
 
 :class:`PaperEngine` is plain synchronous code (no I/O, no randomness, no clock other than
-the ``now`` it is given and ``time.time_ns()`` for ``ts_recv``) so it is cheap to test and
-to run.  :class:`adapters.paper.actor.PaperExchange` wraps it in an actor.
+the ``now`` it is given and ``self.clock`` for ``ts_recv``: the wall clock, or event time in
+a backtest) so it is cheap to test and to run.  :class:`adapters.paper.actor.PaperExchange`
+wraps it in an actor.
 
 In:  ``SubmitOrder`` (:meth:`PaperEngine.submit`), ``CancelOrder`` (:meth:`PaperEngine.cancel`),
      market data ``Trade``/``Bar``/``Quote`` (:meth:`on_trade`, :meth:`on_bar`, :meth:`on_quote`).
@@ -13,10 +14,10 @@ The matching rules are described in :mod:`adapters.paper` (the package docstring
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from actors.bar_check import bar_ok
 from actors.messages import (
     Bar,
     CancelOrder,
@@ -34,6 +35,7 @@ from actors.messages import (
     Trade,
     stamp,
 )
+from actors.runtime import WALL_CLOCK, Clock
 from actors.strategies.base import floor_to_step, round_to_tick
 from adapters.paper.account import BPS, ZERO, PaperAccountState
 from adapters.paper.orders import BookLevels, PaperOrder, check_order, ok_price, reference_price
@@ -41,6 +43,7 @@ from daemon.config import Instrument
 
 ONE = Decimal(1)
 TWO = Decimal(2)
+UNLIMITED = Decimal("Infinity")
 
 
 @dataclass(slots=True)
@@ -53,10 +56,6 @@ class _Event:
     low: Decimal
     is_bar: bool
     budget: dict[str, Decimal]
-
-
-def _ok_size(s: Decimal) -> bool:
-    return s.is_finite() and s >= ZERO
 
 
 def _crosses(side: Side, px: Decimal, limit: Decimal) -> bool:
@@ -75,6 +74,9 @@ class PaperEngine:
         self.account = account
         self.last_price: Decimal | None = None
         self.rejected_market_events = 0
+        self.clock: Clock = WALL_CLOCK  # a backtest swaps in event time
+        # False (backtests that compare with volume-blind tools): fills ignore the traded volume
+        self.volume_limited = True
         self._open: dict[str, PaperOrder] = {}
         self._seen = account.seen_client_ids(exchange, symbol)
         self._seq = 0
@@ -88,12 +90,12 @@ class PaperEngine:
         return self._open
 
     def _hdr(self, ts: int) -> Stamp:
-        return stamp(self.exchange, self.symbol, ts, time.time_ns())
+        return stamp(self.exchange, self.symbol, ts, self.clock.time_ns())
 
     # -- commands --------------------------------------------------------------------------
     def submit(self, cmd: SubmitOrder, now: int | None = None) -> list[Message]:
         """Validate and accept (or reject) an order. Nothing fills before the next market event."""
-        ts = time.time_ns() if now is None else now
+        ts = self.clock.time_ns() if now is None else now
         reason = self._validate(cmd)
         if reason is None:
             reason = self._accept(cmd)
@@ -104,7 +106,7 @@ class PaperEngine:
 
     def cancel(self, cmd: CancelOrder, now: int | None = None) -> list[Message]:
         """Cancel an open order; unknown or finished ids are refused like Binance's -2011."""
-        ts = time.time_ns() if now is None else now
+        ts = self.clock.time_ns() if now is None else now
         order = self._open.get(cmd.client_order_id)
         if order is None and cmd.venue_order_id:
             order = next((o for o in self._open.values() if o.venue_order_id == cmd.venue_order_id), None)
@@ -115,7 +117,7 @@ class PaperEngine:
 
     def cancel_all(self, reason: str, now: int | None = None) -> list[Message]:
         """Cancel every open order (the venue is going away) and release what they reserved."""
-        ts = time.time_ns() if now is None else now
+        ts = self.clock.time_ns() if now is None else now
         return [self._close_canceled(o, reason, ts) for o in list(self._open.values())]
 
     # -- validation and reservation ------------------------------------------------------------
@@ -162,21 +164,22 @@ class PaperEngine:
         self.last_price = price
         if not self._open or self._untouched(price, price):
             return []
-        budget = size * self.account.participation
+        budget = size * self.account.participation if self.volume_limited else UNLIMITED
         ev = _Event(msg.ts_event, price, price, price, False, {"buy": budget, "sell": budget})
         return self._match(ev)
 
     def on_bar(self, msg: Bar) -> list[Message]:
-        o, h, lo, c = msg.open, msg.high, msg.low, msg.close
-        valid = ok_price(o) and ok_price(h) and ok_price(lo) and ok_price(c) and _ok_size(msg.volume)
-        if not valid or lo > min(o, c) or h < max(o, c):
+        if not bar_ok(msg):  # finite prices > 0, finite volume >= 0, low/high contain open/close
             self.rejected_market_events += 1
             return []
-        self.last_price = c
-        if not self._open or self._untouched(h, lo):
+        self.last_price = msg.close
+        if not self._open:
             return []
-        budget = msg.volume * self.account.participation
-        return self._match(_Event(msg.ts_event, o, h, lo, True, {"buy": budget, "sell": budget}))
+        h, lo = msg.high, msg.low
+        if self._untouched(h, lo):
+            return []
+        budget = msg.volume * self.account.participation if self.volume_limited else UNLIMITED
+        return self._match(_Event(msg.ts_event, msg.open, h, lo, True, {"buy": budget, "sell": budget}))
 
     def on_quote(self, msg: Quote) -> list[Message]:
         """Quotes only move the reference price (market-order estimates); they never fill."""

@@ -22,6 +22,7 @@ benchmarks).
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import itertools
 import json
@@ -290,6 +291,7 @@ class ReplayFeed:
         self.running = False
         self._index = 0  # next message of the current pass
         self._messages: list[ReplayMessage] | None = None
+        self._resume_after_ns = 0
 
     # -- data ------------------------------------------------------------------------------
     def load(self) -> list[ReplayMessage]:
@@ -324,6 +326,25 @@ class ReplayFeed:
             for msg in msgs:
                 yield _shifted(msg, shift, msg.ts_event + shift)
 
+    def resume_after(self, ts_event_ns: int) -> None:
+        """Restart recovery: start with the first message (of any pass) whose event time is after
+        ``ts_event_ns``, so a restarted daemon carries on where the last one was (applied by the
+        next :meth:`run`; only before anything was emitted)."""
+        self._resume_after_ns = ts_event_ns
+
+    def _apply_resume(self, msgs: list[ReplayMessage]) -> None:
+        after, self._resume_after_ns = self._resume_after_ns, 0
+        if not after or self.emitted or after < msgs[0].ts_event:
+            return
+        step = self.loop_shift_ns()
+        loops = (after - msgs[0].ts_event) // step
+        index = bisect.bisect_right([m.ts_event for m in msgs], after - loops * step)
+        if index == len(msgs):
+            loops, index = loops + 1, 0
+        if loops and not self.cfg.loop:
+            loops, index = 1, 0  # past the end of a file played once: nothing left
+        self.loops, self._index = loops, index
+
     # -- playback --------------------------------------------------------------------------
     async def run(
         self,
@@ -341,6 +362,7 @@ class ReplayFeed:
         or checkpoint (every few hundred messages).
         """
         msgs = await anyio.to_thread.run_sync(self.load)
+        self._apply_resume(msgs)
         self.running = True
         task_status.started()
         try:

@@ -25,6 +25,7 @@ import asyncpg
 import msgspec
 
 from actors.messages import (
+    GroupSnapshot,
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -32,6 +33,7 @@ from actors.messages import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    OrderUnknown,
     PositionChanged,
     RiskApproved,
     RiskRejected,
@@ -56,6 +58,7 @@ __all__ = [
 ]
 
 _JSON = msgspec.json.Encoder()
+_MSGPACK = msgspec.msgpack.Encoder()
 
 Record = tuple[int, Message]
 Row = tuple[object, ...]
@@ -79,6 +82,8 @@ _SPECIAL: dict[str, Getter] = {
         getattr(m, "client_order_id", None) or getattr(m, "last_client_order_id", None)
     ),
     "@intent": lambda jid, off, m: getattr(m, "intent_id", None) or _path(m, "intent.intent_id"),
+    "@group": lambda jid, off, m: f"{m.exchange}:{m.symbol}",
+    "@msgpack": lambda jid, off, m: _MSGPACK.encode(m),
 }
 
 
@@ -188,17 +193,25 @@ RISK = _Insert(
     f"stop_price:numeric=intent.stop_price reduce_only:bool=intent.reduce_only {_TS}",
     {"approved": "kind = 'RiskApproved'", **_AT},
 )
-TABLES = (EVENTS, ORDERS, FILLS, POSITIONS, SIGNALS, RISK)
+SNAPSHOTS = _Insert(
+    "snapshots",
+    f"group_key:text=@group version:int8=@off state:bytea=@msgpack {_AT_JOURNAL} taken_ts_ns:int8=ts_event",
+    {"taken_at": "ns_to_timestamptz(taken_ts_ns)"},
+)
+"""A GroupSnapshot (msgpack of the whole message; its journal offset is its version)."""
+TABLES = (EVENTS, ORDERS, FILLS, POSITIONS, SIGNALS, RISK, SNAPSHOTS)
 ROUTES: dict[type[Message], _Insert] = {SubmitOrder: ORDERS, OrderSubmitted: ORDERS, OrderFilled: FILLS}
 ROUTES |= {Signal: SIGNALS, RiskApproved: RISK, RiskRejected: RISK}
-STATUS_EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderExpired)
+STATUS_EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderExpired, OrderUnknown)
 UPDATE_ORDERS = """
 UPDATE orders AS o SET
     venue_order_id = COALESCE(NULLIF(o.venue_order_id, ''), NULLIF(e.venue, '')),
     filled_qty = CASE WHEN e.kind = 'OrderFilled' THEN GREATEST(o.filled_qty, e.cum) ELSE o.filled_qty END,
     status = CASE
         WHEN o.status IN ('filled', 'canceled', 'rejected', 'expired') THEN o.status
-        WHEN e.kind = 'OrderAccepted' THEN CASE WHEN o.status = 'submitted' THEN 'accepted' ELSE o.status END
+        WHEN e.kind = 'OrderAccepted' THEN
+            CASE WHEN o.status IN ('submitted', 'unknown') THEN 'accepted' ELSE o.status END
+        WHEN e.kind = 'OrderUnknown' THEN CASE WHEN o.status = 'submitted' THEN 'unknown' ELSE o.status END
         WHEN e.kind = 'OrderFilled' THEN
             CASE WHEN e.leaves = 0 OR GREATEST(o.filled_qty, e.cum) >= o.quantity
                  THEN 'filled' ELSE 'partially_filled' END
@@ -231,6 +244,9 @@ def build_rows(jid: str, records: Iterable[Record]) -> Rows:
     for off, m in records:
         if not is_order_path(m):
             rows.skipped += 1
+            continue
+        if isinstance(m, GroupSnapshot):  # a state blob, not an event
+            rows.tables["snapshots"].append(SNAPSHOTS.row(jid, off, m))
             continue
         rows.tables["order_events"].append(EVENTS.row(jid, off, m))
         if (table := ROUTES.get(type(m))) is not None:

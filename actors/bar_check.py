@@ -1,0 +1,47 @@
+"""Is a bar well formed?  One answer per bar, shared by everyone who checks it.
+
+:func:`bar_ok` is the rule market-feed applies to every bar before anyone sees it, and
+the paper engine applies again before it matches against one: prices finite and > 0,
+volume finite and >= 0, ``low <= min(open, close)`` and ``high >= max(open, close)``.
+
+It is written as one chain of comparisons (``0 < low <= open <= high``, ``low <= close
+<= high``, high finite, ``0 <= volume``, volume finite), which accepts exactly the bars
+the rule above accepts: a finite high and a positive low bound every price.  A NaN
+cannot be compared: the comparison raises (or is false when the InvalidOperation trap is
+off), and the bar is refused.
+
+Bars are immutable, so the answer for the last bar checked is kept (with the bar itself,
+compared by identity): in a group, market-feed and the paper engine check the same Bar
+object one after the other, and the second check is a lookup.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from actors.messages import Bar
+
+ZERO = Decimal(0)
+
+_memo: tuple[Bar | None, bool] = (None, False)  # one object: replaced whole, never torn
+
+
+def bar_ok(bar: Bar) -> bool:
+    """True when ``bar`` has finite prices > 0, a finite volume >= 0 and a consistent range."""
+    global _memo
+    memo = _memo
+    if memo[0] is bar:
+        return memo[1]
+    lo, hi, vol = bar.low, bar.high, bar.volume
+    try:
+        ok = bool(
+            ZERO < lo <= bar.open <= hi
+            and lo <= bar.close <= hi
+            and hi.is_finite()
+            and ZERO <= vol
+            and vol.is_finite()
+        )
+    except ArithmeticError:  # a NaN in an ordering comparison
+        ok = False
+    _memo = (bar, ok)
+    return ok

@@ -1,0 +1,250 @@
+"""The order book of one group as a pure fold over its order-path messages, in journal order.
+
+Restart recovery needs the orders that were open and the position, exactly as the journal
+says.  :class:`OrderFold` applies the same rules as the order actor
+(:mod:`actors.order`) to the journaled messages, with no side effects:
+
+- ``RiskApproved`` remembers the intent (its ``reduce_only``, stop-loss, take-profit);
+- ``OrderSubmitted`` opens an order (its intent from the approval, or rebuilt from the
+  submission if the approval is older than the journal);
+- ``OrderUnknown`` / ``OrderAccepted`` / ``OrderFilled`` / ``OrderCanceled`` /
+  ``OrderRejected`` (not a refused request, see ``REQUEST_REJECTS``) / ``OrderExpired``
+  move it; a fill for an order that ended still moves the position, a fill seen twice
+  (same client id and trade id) counts once, an overfill or a non-positive quantity is
+  ignored;
+- the position is the fold of the fills (average cost, realized PnL, fees), so a crash
+  between a fill and its ``PositionChanged`` loses nothing;
+- ``GroupSnapshot`` replaces everything: the fold continues from it.
+
+:meth:`OrderFold.snapshot` produces the :class:`GroupSnapshot` the daemon journals
+periodically; recovery reads the journal from its oldest retained record and ends with
+the same state the running daemon had when it stopped (or was killed).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from decimal import Decimal
+
+from actors.messages import (
+    GroupSnapshot,
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderSnapshot,
+    OrderSubmitted,
+    OrderUnknown,
+    RiskApproved,
+    Stamp,
+)
+from actors.position import Position
+
+TERMINAL = frozenset({"filled", "canceled", "rejected", "expired"})
+OPEN = frozenset({"submitted", "unknown", "accepted", "partially_filled"})
+REQUEST_REJECTS = ("cancel rejected:",)
+KEEP_INTENTS = 10_000
+KEEP_FINISHED = 10_000
+SNAPSHOT_RECENT = 1_000
+
+
+class FoldedOrder:
+    """One order as the journal describes it (mutable; the fold owns it)."""
+
+    __slots__ = ("cid", "cum_qty", "intent", "quantity", "status", "trade_ids", "venue_order_id")
+
+    def __init__(self, cid: str, intent: OrderIntent, quantity: Decimal) -> None:
+        self.cid = cid
+        self.intent = intent
+        self.quantity = quantity
+        self.cum_qty = Decimal(0)
+        self.status = "submitted"
+        self.venue_order_id = ""
+        self.trade_ids: set[str] = set()
+
+    @property
+    def signed_leaves(self) -> Decimal:
+        leaves = self.quantity - self.cum_qty
+        return leaves if self.intent.side == "buy" else -leaves
+
+    def to_snapshot(self) -> OrderSnapshot:
+        return OrderSnapshot(
+            client_order_id=self.cid,
+            intent=self.intent,
+            quantity=self.quantity,
+            cum_qty=self.cum_qty,
+            status=self.status,
+            venue_order_id=self.venue_order_id,
+            trade_ids=sorted(self.trade_ids),
+        )
+
+    @classmethod
+    def from_snapshot(cls, snap: OrderSnapshot) -> FoldedOrder:
+        order = cls(snap.client_order_id, snap.intent, snap.quantity)
+        order.cum_qty = snap.cum_qty
+        order.status = snap.status
+        order.venue_order_id = snap.venue_order_id
+        order.trade_ids = set(snap.trade_ids)
+        return order
+
+
+class OrderFold:
+    """Open orders and position of one (exchange, symbol) group, folded from its messages."""
+
+    def __init__(self, exchange: str, symbol: str, account: str = "") -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.account = account
+        self.open: dict[str, FoldedOrder] = {}
+        self.finished: OrderedDict[str, FoldedOrder] = OrderedDict()
+        self.position = Position()
+        self.intents: OrderedDict[str, OrderIntent] = OrderedDict()
+        self.entry_intent: OrderIntent | None = None
+        self.strategy = ""
+        self.strategy_state = b""
+        self.last_event_ns = 0
+        self.recent: list[str] = []  # ended before the snapshot we continue from
+        self.applied = 0
+
+    # -- folding ---------------------------------------------------------------------------
+    def apply(self, msg: Message) -> None:
+        """Fold one message of this group (others of the order path are ignored)."""
+        t = type(msg)
+        if t is RiskApproved:
+            assert isinstance(msg, RiskApproved)
+            self.intents[msg.intent.intent_id] = msg.intent
+            if len(self.intents) > KEEP_INTENTS:
+                self.intents.popitem(last=False)
+        elif t is OrderSubmitted:
+            assert isinstance(msg, OrderSubmitted)
+            self._submitted(msg)
+        elif t is OrderFilled:
+            assert isinstance(msg, OrderFilled)
+            self._filled(msg)
+        elif t is OrderAccepted:
+            assert isinstance(msg, OrderAccepted)
+            order = self.open.get(msg.client_order_id)
+            if order is not None:
+                order.venue_order_id = msg.venue_order_id or order.venue_order_id
+                if order.status in ("submitted", "unknown"):
+                    order.status = "accepted"
+        elif t is OrderUnknown:
+            assert isinstance(msg, OrderUnknown)
+            order = self.open.get(msg.client_order_id)
+            if order is not None and order.status == "submitted":
+                order.status = "unknown"
+        elif t is OrderRejected or t is OrderCanceled or t is OrderExpired:
+            assert isinstance(msg, OrderRejected | OrderCanceled | OrderExpired)
+            if isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS):
+                return
+            status = {OrderRejected: "rejected", OrderCanceled: "canceled", OrderExpired: "expired"}[t]
+            self._finish(msg.client_order_id, status)
+        elif t is GroupSnapshot:
+            assert isinstance(msg, GroupSnapshot)
+            self.restore(msg)
+            return
+        else:
+            return
+        self.applied += 1
+
+    def _submitted(self, msg: OrderSubmitted) -> None:
+        cid = msg.client_order_id
+        if cid in self.open or cid in self.finished:
+            return
+        intent = self.intents.pop(msg.intent_id, None)
+        if intent is None:  # the approval was released with an older segment: rebuild what we can
+            intent = OrderIntent(
+                intent_id=msg.intent_id,
+                source="recovered",
+                side=msg.side,
+                order_type=msg.order_type,
+                quantity=msg.quantity,
+                price=msg.price,
+                stop_price=msg.stop_price,
+                exchange=msg.exchange,
+                symbol=msg.symbol,
+                ts_event=msg.ts_event,
+                ts_recv=msg.ts_recv,
+            )
+        self.open[cid] = FoldedOrder(cid, intent, msg.quantity)
+
+    def _filled(self, msg: OrderFilled) -> None:
+        cid = msg.client_order_id
+        order = self.open.get(cid) or self.finished.get(cid)
+        if order is None:
+            return  # the order actor ignores fills of orders it never sent
+        if msg.trade_id and msg.trade_id in order.trade_ids:
+            return
+        if msg.last_qty <= 0 or not msg.last_qty.is_finite() or order.cum_qty + msg.last_qty > order.quantity:
+            return
+        if msg.trade_id:
+            order.trade_ids.add(msg.trade_id)
+        order.venue_order_id = order.venue_order_id or msg.venue_order_id
+        order.cum_qty += msg.last_qty
+        if order.status in OPEN:
+            if order.cum_qty >= order.quantity:
+                self._finish(cid, "filled")
+            else:
+                order.status = "partially_filled"
+        self.position.apply_fill(msg.side, msg.last_qty, msg.last_price, msg.fee)
+        if not order.intent.reduce_only:
+            self.entry_intent = order.intent
+
+    def _finish(self, cid: str, status: str) -> None:
+        order = self.open.pop(cid, None)
+        if order is None:
+            return
+        order.status = status
+        self.finished[cid] = order
+        if len(self.finished) > KEEP_FINISHED:
+            self.finished.popitem(last=False)
+
+    # -- snapshots -------------------------------------------------------------------------
+    def client_order_ids(self) -> set[str]:
+        """Every client order id the journal knows this group used (open, ended, recently ended)."""
+        return {*self.recent, *self.finished, *self.open}
+
+    def snapshot(
+        self, stamp: Stamp, strategy: str = "", strategy_state: bytes = b"", last_event_ns: int = 0
+    ) -> GroupSnapshot:
+        pos = self.position
+        recent = [*self.recent, *self.finished][-SNAPSHOT_RECENT:]
+        return GroupSnapshot(
+            account=self.account,
+            orders=[o.to_snapshot() for o in self.open.values()],
+            quantity=pos.quantity,
+            avg_price=pos.avg_price,
+            realized_pnl=pos.realized_pnl,
+            fees=pos.fees,
+            entry_intent=self.entry_intent if pos.quantity != 0 else None,
+            strategy=strategy,
+            strategy_state=strategy_state,
+            last_event_ns=max(last_event_ns, self.last_event_ns),
+            recent_client_order_ids=recent,
+            **stamp,
+        )
+
+    def restore(self, snap: GroupSnapshot) -> None:
+        """Continue from ``snap`` (what was folded before it is replaced)."""
+        self.account = snap.account or self.account
+        self.open = {o.client_order_id: FoldedOrder.from_snapshot(o) for o in snap.orders}
+        self.finished.clear()
+        pos = Position()
+        pos.quantity, pos.avg_price = snap.quantity, snap.avg_price
+        pos.realized_pnl, pos.fees = snap.realized_pnl, snap.fees
+        self.position = pos
+        self.entry_intent = snap.entry_intent
+        self.strategy = snap.strategy
+        self.strategy_state = snap.strategy_state
+        self.last_event_ns = snap.last_event_ns
+        self.recent = list(snap.recent_client_order_ids)
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to recover: no open order, flat, no realized history, no strategy state."""
+        p = self.position
+        flat = p.quantity == 0 and p.realized_pnl == 0 and p.fees == 0
+        return flat and not self.open and not self.strategy_state

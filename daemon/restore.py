@@ -1,0 +1,139 @@
+"""Restart recovery of one symbol group: journal state in, venue reconciliation, then trading.
+
+:meth:`daemon.persistence.Persistence.recover` folds the journal into one
+:class:`~actors.order_fold.OrderFold` per group; before the group's actors start,
+:func:`restore_group` puts it back:
+
+1. the order actor carries on with the open orders and the position (risk sees them as
+   open orders, reserved exposure and position at once);
+2. the strategy continues from its snapshot state when the strategy (name) is unchanged;
+3. the venue is asked what became of every order the journal left open
+   (:class:`VenueReconciler`); its answers (fills, cancels, acceptances) are published
+   on the group's bus ahead of any market data, so the order actor applies them first.
+   A paper venue does not survive a restart: its orders are canceled ("paper venue
+   restarted") and the paper account takes the restored position into its balances;
+4. the stop-monitor gets the approval of the entry that opened the position (its exit
+   plan: stop-loss, take-profit, trailing, time exit) and re-arms it: a trailing stop
+   starts trailing again from the next price;
+5. a ``PositionChanged`` tells strategy, stop-monitor and portfolio the position.
+
+Only then does the supervisor start the group's actors; the daemon says READY=1 after
+every group was restored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+from actors.messages import Message, OrderCanceled, RiskApproved, stamp
+from actors.order import OrderRecord
+from actors.order_fold import OrderFold
+from actors.order_ids import client_order_id
+from adapters.paper.account import PaperAccountState
+from adapters.paper.actor import PaperExchange
+
+if TYPE_CHECKING:
+    from daemon.group import SymbolGroup
+
+log = logging.getLogger("tradingd.recovery")
+
+
+class VenueReconciler(Protocol):
+    """An execution adapter that can say what became of orders from before a restart."""
+
+    async def reconcile(self, orders: list[OrderRecord]) -> list[Message]:
+        """Order events that bring ``orders`` up to the venue's truth (fills not yet seen, ends)."""
+        ...
+
+
+def _paper_events(group: SymbolGroup, orders: list[OrderRecord]) -> list[Message]:
+    now = time.time_ns()
+    st = stamp(group.cfg.exchange, group.cfg.symbol, now)
+    return [
+        OrderCanceled(
+            client_order_id=o.cid,
+            venue_order_id=o.venue_order_id,
+            reason="paper venue restarted: its orders do not survive a restart",
+            **st,
+        )
+        for o in orders
+    ]
+
+
+def adopt_paper_position(account: PaperAccountState, base: str, quote: str, fold: OrderFold) -> None:
+    """Give a fresh paper account the recovered position: base units in, their cost and PnL out of quote."""
+    pos = fold.position
+    if pos.quantity == 0 and pos.realized_pnl == 0:
+        return
+    account.balances[base] = account.total(base) + pos.quantity
+    quote_delta = pos.realized_pnl - pos.quantity * pos.avg_price
+    account.balances[quote] = max(Decimal(0), account.total(quote) + quote_delta)
+
+
+async def restore_group(group: SymbolGroup, fold: OrderFold, paper: PaperAccountState | None) -> list[str]:
+    """Put ``fold`` back into ``group`` (not running yet); returns what was done, for the log."""
+    done: list[str] = []
+    order = group.order
+    order.restore(fold)
+    opened = order.open_orders()
+    pos = order.position
+    done.append(f"position {pos.quantity} @ {pos.avg_price} (realized {pos.realized_pnl})")
+    if opened:
+        done.append(f"{len(opened)} open orders: {', '.join(o.cid for o in opened)}")
+
+    strat = group.strategy
+    if fold.strategy_state and fold.strategy == getattr(strat.strategy, "name", None):
+        state_type = type(strat.strategy_state)
+        try:
+            strat.strategy_state = msgspec.msgpack.decode(fold.strategy_state, type=state_type)
+            done.append(f"strategy {fold.strategy} state restored")
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+            log.warning("strategy state of %s not restored (starts fresh): %s", group.name, exc)
+            done.append("strategy state unreadable: fresh start")
+    elif fold.strategy_state:
+        done.append(
+            f"strategy changed ({fold.strategy} -> {getattr(strat.strategy, 'name', '?')}): fresh state"
+        )
+
+    resume = getattr(group.feed.feed, "resume_after", None)
+    if resume is not None and fold.last_event_ns:
+        resume(fold.last_event_ns)  # a replay carries on after the market time already traded
+        done.append(f"replay resumes after event time {fold.last_event_ns}")
+
+    venue = group.venue
+    events: list[Message] = []
+    if isinstance(venue, PaperExchange):
+        events = _paper_events(group, opened)
+        if paper is not None:
+            adopt_paper_position(paper, group.cfg.instrument.base, group.cfg.instrument.quote, fold)
+    elif opened:
+        reconcile = getattr(venue, "reconcile", None)
+        if reconcile is not None:
+            events = await reconcile(opened)
+        else:
+            done.append("venue cannot reconcile: open orders kept as the journal says")
+    if events:
+        done.append(f"venue reconciliation: {len(events)} events")
+    router = group.router
+    for event in events:
+        for ch in router.publish_nowait(event):
+            await ch.send(event)
+    entry_cid = ""
+    if fold.entry_intent is not None and pos.quantity != 0:
+        entry_cid = client_order_id(fold.entry_intent.intent_id)
+        # The stop-monitor re-arms the position's exit plan (stop-loss, take-profit, trailing,
+        # time exit) from the entry that opened it: its approval, then the position.
+        approved = RiskApproved(
+            intent=fold.entry_intent, **stamp(group.cfg.exchange, group.cfg.symbol, time.time_ns())
+        )
+        await group.stop_monitor.inbox.send(approved)
+        done.append(f"exit plan of {fold.entry_intent.intent_id} re-armed")
+    position = order.position_message(entry_cid, recovered=True)
+    for ch in router.publish_nowait(position):
+        await ch.send(position)
+    return done
