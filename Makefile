@@ -27,7 +27,7 @@ test: $(STAMP) services
 	$(BIN)/python -m pytest -q
 
 soak: $(STAMP) services
-	CRASH_LOOPS=100 $(BIN)/python -m pytest -q tests/test_crash_loop.py
+	CRASH_LOOPS=100 VENUE_CRASH_LOOPS=100 $(BIN)/python -m pytest -q tests/test_crash_loop.py tests/test_crash_loop_venue.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon actors adapters tests bench

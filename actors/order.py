@@ -40,6 +40,7 @@ from actors.messages import (
     OrderUnknown,
     PositionChanged,
     RiskApproved,
+    Side,
     SubmitOrder,
 )
 from actors.order_fold import OrderFold
@@ -158,6 +159,29 @@ class OrderActor(Actor):
         opened = self.open_orders()
         st.open_orders = len(opened)
         st.pending_exposure = sum((r.signed_leaves for r in opened), Decimal(0))
+
+    def adopt(
+        self, cid: str, side: Side, quantity: Decimal, cum_qty: Decimal, price: Decimal, venue_order_id: str
+    ) -> None:
+        """Restart recovery: track a venue order this daemon did not send (``foreign_orders = "adopt"``)."""
+        if cid in self.orders:
+            return
+        intent = OrderIntent(
+            intent_id=f"adopted:{cid}",
+            source="adopted",
+            side=side,
+            order_type="limit",
+            quantity=quantity,
+            price=price or None,
+            reason="open at the venue at start, unknown to the journal",
+            **self.system_fields(),
+        )
+        rec = OrderRecord(cid, intent, quantity)
+        rec.cum_qty, rec.venue_order_id = cum_qty, venue_order_id
+        rec.status = "partially_filled" if cum_qty else "accepted"
+        self.orders[cid] = rec
+        self.state.open_orders += 1
+        self.state.pending_exposure += rec.signed_leaves
 
     def position_message(self, cid: str = "", recovered: bool = False) -> PositionChanged:
         pos = self.position

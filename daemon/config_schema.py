@@ -101,6 +101,9 @@ class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag=
     connect_timeout_s: float = 10.0
     resolve_backoff_max_s: float = 10.0
     limit_maker: bool = False  # good-till-cancel limit orders go as LIMIT_MAKER (post-only)
+    foreign_orders: Literal["flag", "cancel", "adopt"] = "flag"
+    """At start, open orders of a traded symbol that the journal does not know: log and report
+    them (flag), cancel them, or take them over (adopt: their fills move the group's position)."""
 
 
 AccountConfig = PaperAccount | BinanceAccount

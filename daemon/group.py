@@ -239,6 +239,7 @@ class SymbolGroup:
             self.venue,
         ]
         self.scope: anyio.CancelScope | None = None
+        self.recovery: list[str] = []  # what restart recovery did (daemon.restore), for /status
         self._tg: TaskGroup | None = None
         self.health.on_halt.append(self.cancel_open_entries)
 

@@ -10,6 +10,9 @@
 3. the venue is asked what became of every order the journal left open
    (:class:`VenueReconciler`); its answers (fills, cancels, acceptances) are published
    on the group's bus ahead of any market data, so the order actor applies them first.
+   Open orders at the venue that the journal does not know (placed by hand or another
+   tool) are handled by the account's ``foreign_orders`` policy: ``flag`` (log, /status),
+   ``cancel``, or ``adopt`` (tracked like ours: their fills move the position).
    A paper venue does not survive a restart: its orders are canceled ("paper venue
    restarted") and the paper account takes the restored position into its balances;
 4. the stop-monitor gets the approval of the entry that opened the position (its exit
@@ -34,6 +37,7 @@ from actors.messages import Message, OrderCanceled, RiskApproved, stamp
 from actors.order import OrderRecord
 from actors.order_fold import OrderFold
 from actors.order_ids import client_order_id
+from adapters.binance.execution import BinanceExecution
 from adapters.paper.account import PaperAccountState
 from adapters.paper.actor import PaperExchange
 
@@ -75,7 +79,53 @@ def adopt_paper_position(account: PaperAccountState, base: str, quote: str, fold
     account.balances[quote] = max(Decimal(0), account.total(quote) + quote_delta)
 
 
-async def restore_group(group: SymbolGroup, fold: OrderFold, paper: PaperAccountState | None) -> list[str]:
+async def _foreign_orders(group: SymbolGroup, venue: BinanceExecution, policy: str) -> list[str]:
+    """Open orders at the venue that the journal does not know: flag, cancel or adopt them."""
+    known = set(group.order.orders)
+    try:
+        foreign = [o for o in await venue.open_orders() if o.client_order_id not in known]
+    except Exception as exc:  # noqa: BLE001 - a failed listing must not keep the group from trading
+        log.error("%s: could not list the venue's open orders: %r", group.name, exc)
+        return [f"venue open orders not checked: {exc!r}"]
+    if not foreign:
+        return []
+    names = ", ".join(
+        f"{o.client_order_id} ({o.side} {o.quantity - o.filled} {o.venue_type})" for o in foreign
+    )
+    if policy == "cancel":
+        for o in foreign:
+            try:
+                await venue.cancel_foreign(o.client_order_id)
+            except Exception as exc:  # noqa: BLE001 - reported; the operator decides
+                log.error("%s: cancel of foreign order %s failed: %r", group.name, o.client_order_id, exc)
+        log.warning(
+            "%s: canceled %d open orders the journal does not know: %s", group.name, len(foreign), names
+        )
+        return [f"canceled {len(foreign)} foreign open orders: {names}"]
+    if policy == "adopt":
+        for o in foreign:
+            venue.adopt(o.client_order_id, o.side, o.quantity, o.filled)
+            group.order.adopt(o.client_order_id, o.side, o.quantity, o.filled, o.price, o.venue_order_id)
+        log.warning(
+            "%s: adopted %d open orders the journal does not know: %s", group.name, len(foreign), names
+        )
+        return [f"adopted {len(foreign)} foreign open orders: {names}"]
+    log.warning(
+        "%s: %d open orders at the venue that the journal does not know (foreign_orders = flag): %s",
+        group.name,
+        len(foreign),
+        names,
+    )
+    return [f"FLAGGED {len(foreign)} foreign open orders (not ours, left alone): {names}"]
+
+
+async def restore_group(
+    group: SymbolGroup,
+    fold: OrderFold,
+    paper: PaperAccountState | None,
+    *,
+    foreign_orders: str = "flag",
+) -> list[str]:
     """Put ``fold`` back into ``group`` (not running yet); returns what was done, for the log."""
     done: list[str] = []
     order = group.order
@@ -119,6 +169,8 @@ async def restore_group(group: SymbolGroup, fold: OrderFold, paper: PaperAccount
             done.append("venue cannot reconcile: open orders kept as the journal says")
     if events:
         done.append(f"venue reconciliation: {len(events)} events")
+    if isinstance(venue, BinanceExecution):
+        done += await _foreign_orders(group, venue, foreign_orders)
     router = group.router
     for event in events:
         for ch in router.publish_nowait(event):

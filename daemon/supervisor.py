@@ -116,8 +116,12 @@ class Supervisor:
         if self.admin_halt_reason:
             group.health.admin_halt(self.admin_halt_reason)
         fold = self.recovered.pop(cfg.key, None)
+        if fold is None and hasattr(group.venue, "open_orders"):
+            fold = OrderFold(cfg.exchange, cfg.symbol, cfg.account)  # nothing journaled: still ask the venue
         if fold is not None:
-            done = await restore_group(group, fold, getattr(acct, "paper", None))
+            policy = getattr(self.cfg.accounts.get(cfg.account), "foreign_orders", "flag")
+            done = await restore_group(group, fold, getattr(acct, "paper", None), foreign_orders=policy)
+            group.recovery = done
             log.info(
                 "group recovered from the journal: %s",
                 "; ".join(done),
@@ -249,6 +253,7 @@ class Supervisor:
             "realized_pnl": str(st.realized_pnl),
             "open_orders": st.open_orders,
             "risk_day": group.risk.day_status(),
+            "recovery": group.recovery,
             "feed": msgspec.to_builtins(group.feed.feed.statistics()),
             "strategy": msgspec.to_builtins(group.cfg.strategy),
             "risk": msgspec.to_builtins(group.cfg.risk),

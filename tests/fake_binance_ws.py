@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -124,9 +124,16 @@ class FakeBinanceWs:
     trades_every_s: float | None = None
     t0: float | None = None  # live mode: when the timeline started (time.monotonic())
     closed_by_limit: int = 0
+    trade_price: Callable[[], Decimal] | None = None  # live mode: synthetic trades' price when sent
+    _timeline: list[CaptureFrame] | None = None
 
     def timeline(self) -> list[CaptureFrame]:
         """The frames of live mode, ``delay`` in seconds of the (compressed) timeline."""
+        if self._timeline is None:
+            self._timeline = self._make_timeline()
+        return self._timeline
+
+    def _make_timeline(self) -> list[CaptureFrame]:
         span = self.frames[-1].delay or 1.0
         out = [
             CaptureFrame(f.delay / span * self.replay_s, f.stream, f.symbol, f.raw, f.data)
@@ -137,11 +144,12 @@ class FakeBinanceWs:
             out = [f for f in out if f.stream != model.stream]
             n = int(self.replay_s / self.trades_every_s)
             for k in range(n):
+                ms = int(k * self.trades_every_s * 1000)  # trade time moves with the timeline
                 data = {
                     **model.data,
                     "a": model.data["a"] + k,
-                    "T": model.data["T"] + k,
-                    "E": model.data["E"] + k,
+                    "T": model.data["T"] + ms,
+                    "E": model.data["E"] + ms,
                 }
                 raw = json.dumps({"stream": model.stream, "data": data})
                 out.append(CaptureFrame(k * self.trades_every_s, model.stream, model.symbol, raw, data))
@@ -226,7 +234,12 @@ class FakeBinanceWs:
                 break
             await anyio.sleep(max(0.0, self.t0 + frame.delay - time.monotonic()))
             if frame.stream in wanted:
-                await ws.send_str(frame.raw)
+                raw = frame.raw
+                if self.trade_price is not None and frame.data.get("e") == "aggTrade":
+                    raw = json.dumps(
+                        {"stream": frame.stream, "data": {**frame.data, "p": str(self.trade_price())}}
+                    )
+                await ws.send_str(raw)
         if deadline is not None:
             await anyio.sleep(max(0.0, self.t0 + deadline - time.monotonic()))
             self.closed_by_limit += 1

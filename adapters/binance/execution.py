@@ -822,6 +822,11 @@ class BinanceExecution(Actor):
         client = await self.client()
         return [VenueOrder.from_reply(o, self.symbol) for o in await client.open_orders(self.venue_symbol)]
 
+    async def cancel_foreign(self, client_order_id: str) -> None:
+        """Cancel an open order of this symbol that the daemon did not send (restart policy)."""
+        client = await self.client()
+        await client.cancel_order(self.venue_symbol, client_order_id)
+
     async def order_status(self, client_order_id: str) -> VenueOrder | None:
         """The venue's view of one order, ``None`` if it does not know it."""
         client = await self.client()

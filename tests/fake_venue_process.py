@@ -1,0 +1,123 @@
+"""The fake Binance venue as a process of its own, for crash tests that kill the daemon, not the venue.
+
+``python -m tests.fake_venue_process PORTFILE`` serves, on 127.0.0.1 and free ports:
+
+- the market: the combined stream of ``tests/fake_binance_ws.py`` in live mode (NKNUSDT's
+  captured depth diffs over an hour, plus an aggregate trade every 50 ms whose price follows a
+  slow wave around the captured price, +-3 % over 8 s);
+- the venue: ``tests/fake_binance.py`` (REST, WebSocket API user stream, signatures checked),
+  whose resting orders are filled by the same trades: every 50 ms a market trade at the wave's
+  price goes through its book;
+- a control port: ``GET /state`` (every order, trade, balance, and how many order-creating
+  requests each client order id came with) and ``POST /freeze`` (no more trades: nothing fills).
+
+It writes ``{"ws_url", "rest_url", "venue_url", "ws_api_url", "control_url"}`` as JSON to PORTFILE
+once everything listens, and runs until killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+from aiohttp import web
+
+from tests.fake_binance import ORDER_CREATING, FakeBinance, open_fake_binance
+from tests.fake_binance_ws import open_fake_binance_ws
+
+SYMBOL = "NKNUSDT"
+BASE_PRICE = Decimal("0.3528")
+TICK = Decimal("0.0001")
+PERIOD_S = 8.0
+AMPLITUDE = 0.03
+TRADE_EVERY_S = 0.05
+START_BALANCES = {"USDT": Decimal("10000"), "NKN": Decimal("10000")}
+
+
+def wave_price() -> Decimal:
+    phase = 2 * math.pi * (time.monotonic() % PERIOD_S) / PERIOD_S
+    return (BASE_PRICE * Decimal(1 + AMPLITUDE * math.sin(phase)) / TICK).quantize(Decimal(1)) * TICK
+
+
+def state(venue: FakeBinance, frozen: bool) -> dict[str, object]:
+    requests: dict[str, int] = {}
+    for s in venue.seen:
+        if (s.method, s.path) in ORDER_CREATING and s.status == 200:
+            cid = s.params.get("newClientOrderId", "")
+            requests[cid] = requests.get(cid, 0) + 1
+    by_id = {o["orderId"]: o["clientOrderId"] for o in venue.orders.values()}
+    return {
+        "frozen": frozen,
+        "orders": [
+            {
+                k: o[k]
+                for k in (
+                    "clientOrderId",
+                    "orderId",
+                    "side",
+                    "type",
+                    "status",
+                    "origQty",
+                    "executedQty",
+                    "price",
+                )
+            }
+            for o in venue.orders.values()
+        ],
+        "trades": [{**t, "clientOrderId": by_id.get(t["orderId"], "")} for t in venue.trades],
+        "balances": {k: str(v) for k, v in venue.balances.items()},
+        "order_requests": requests,
+    }
+
+
+async def main(portfile: Path) -> None:
+    frozen = anyio.Event()
+    async with (
+        open_fake_binance_ws(
+            live=True, replay_s=3600.0, trades_every_s=TRADE_EVERY_S, trade_price=wave_price
+        ) as market,
+        open_fake_binance(balances=dict(START_BALANCES), market_price=BASE_PRICE) as venue,
+    ):
+        venue.last_prices[SYMBOL] = BASE_PRICE
+
+        async def get_state(request: web.Request) -> web.Response:
+            return web.json_response(state(venue, frozen.is_set()))
+
+        async def freeze(request: web.Request) -> web.Response:
+            frozen.set()
+            return web.json_response({"frozen": True})
+
+        app = web.Application()
+        app.router.add_get("/state", get_state)
+        app.router.add_post("/freeze", freeze)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        control = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        urls = {
+            "ws_url": market.url,
+            "rest_url": market.rest_url,
+            "venue_url": venue.url,
+            "ws_api_url": venue.ws_api_url,
+            "control_url": control,
+        }
+        tmp = portfile.with_suffix(".tmp")
+        tmp.write_text(json.dumps(urls))
+        tmp.rename(portfile)
+        try:
+            while not frozen.is_set():
+                await venue.trade(SYMBOL, wave_price(), Decimal("1000"))
+                await anyio.sleep(TRADE_EVERY_S)
+            await anyio.sleep_forever()
+        finally:
+            await runner.cleanup()
+
+
+if __name__ == "__main__":
+    anyio.run(main, Path(sys.argv[1]))

@@ -1,0 +1,253 @@
+"""kill -9 the daemon while it trades on a venue in another process; the books must agree after.
+
+The venue is the fake Binance (REST, WebSocket API user stream, live market stream) running
+as its own process (``tests/fake_venue_process.py``): it keeps its orders, fills resting
+orders from its own trades while the daemon is dead, and never restarts.  The daemon runs a
+grid strategy on NKN/USDT (resting limit orders on both sides: there is nearly always
+something open at the venue when it dies) with the journal and the PostgreSQL store on,
+and is SIGKILLed at random moments ``VENUE_CRASH_LOOPS`` times (10 in ``make test``, 100
+in ``make soak``).  Then the venue stops trading, the daemon starts once more, reconciles,
+lets the store catch up and is stopped with SIGTERM.  Asserted:
+
+- no client order id was sent to the venue twice;
+- every order at the venue is known to the daemon (in PostgreSQL), with the venue's status;
+- the fills in PostgreSQL are exactly the venue's trades (ids, quantities, prices);
+- the position in PostgreSQL equals the change of the venue's NKN balance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+from tests.fake_binance import API_KEY, API_SECRET
+from tests.fake_venue_process import START_BALANCES
+from tests.helpers import ROOT, free_port, wait_for
+from tests.test_store import _admin, dsn_for
+
+LOOPS = int(os.environ.get("VENUE_CRASH_LOOPS", "10"))
+STATUS = {
+    "NEW": "accepted",
+    "PARTIALLY_FILLED": "partially_filled",
+    "FILLED": "filled",
+    "CANCELED": "canceled",
+    "EXPIRED": "expired",
+    "REJECTED": "rejected",
+}
+
+
+@pytest.fixture
+def venue(tmp_path: Path) -> Iterator[dict[str, str]]:
+    portfile = tmp_path / "venue.json"
+    log = (tmp_path / "venue.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_venue_process", str(portfile)], cwd=ROOT, stdout=log, stderr=log
+    )
+    try:
+        wait_for(portfile.exists, 20, "the venue process to listen")
+        yield json.loads(portfile.read_text())
+    finally:
+        proc.kill()
+        proc.wait(10)
+        log.close()
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    name = f"tradingd_test_{uuid.uuid4().hex[:12]}"
+    anyio.run(_admin, f"CREATE DATABASE {name}")
+    try:
+        yield dsn_for(name)
+    finally:
+        anyio.run(_admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _config(tmp: Path, urls: dict[str, str], dsn: str, port: int) -> Path:
+    text = f"""
+[daemon]
+log_format = "json"
+state_dir = "{tmp / "state"}"
+[health]
+port = {port}
+[redis]
+enabled = false
+[store]
+enabled = true
+dsn = "{dsn}"
+flush_interval_ms = 20
+snapshot_interval_s = 0.5
+[supervisor]
+backoff_initial_s = 0.01
+backoff_max_s = 0.1
+[accounts.live]
+exchange = "binance"
+rest_url = "{urls["venue_url"]}"
+ws_api_url = "{urls["ws_api_url"]}"
+api_key_env = "TEST_BINANCE_KEY"
+secret_env = "TEST_BINANCE_SECRET"
+timeout_s = 2.0
+recv_window_ms = 1000
+[[groups]]
+exchange = "binance"
+symbol = "NKN/USDT"
+account = "live"
+bar_interval_s = 1
+[groups.instrument]
+base = "NKN"
+quote = "USDT"
+tick_size = "0.0001"
+step_size = "1"
+[groups.feed]
+kind = "binance"
+venue_symbol = "NKNUSDT"
+ws_url = "{urls["ws_url"]}"
+rest_url = "{urls["rest_url"]}"
+streams = ["aggTrade", "depth@100ms"]
+silence_timeout_s = 10.0
+stall_timeout_s = 60.0
+[groups.strategy]
+name = "grid"
+lower = "0.3400"
+upper = "0.3660"
+levels = 8
+quantity = "50"
+on_exit_range = "rebalance"
+arm_within_pct = 5.0
+stop_loss_pct = 20.0
+[groups.risk]
+max_order_notional = "100"
+max_position = "100000"
+max_open_orders = 12
+max_orders_per_minute = 600
+price_band_pct = "10"
+"""
+    path = tmp / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "TEST_BINANCE_KEY": API_KEY,
+        "TEST_BINANCE_SECRET": API_SECRET,
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run", "--config", str(cfg)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def _get(url: str, data: bytes | None = None) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def _ready(log: Path) -> int:
+    return log.read_text(errors="replace").count("tradingd ready")
+
+
+def _status(port: int) -> dict[str, Any] | None:
+    try:
+        return _get(f"http://127.0.0.1:{port}/status")  # type: ignore[no-any-return]
+    except OSError:
+        return None
+
+
+async def _rows(dsn: str, sql: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [dict(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+def test_kill_9_against_a_venue_in_another_process(
+    tmp_path: Path, venue: dict[str, str], database: str
+) -> None:
+    port = free_port()
+    cfg = _config(tmp_path, venue, database, port)
+    log = tmp_path / "daemon.log"
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "11")))
+    for life in range(LOOPS):
+        proc = _start(cfg, log)
+        try:
+            wait_for(lambda n=life: _ready(log) > n, 40, f"life {life} to get ready")
+            time.sleep(rng.uniform(1.0, 4.0))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+    _get(f"{venue['control_url']}/freeze", data=b"")
+    time.sleep(0.3)  # the last trade's events are out
+    proc = _start(cfg, log)
+    try:
+        wait_for(lambda: _ready(log) > LOOPS, 40, "the last life to get ready")
+
+        def settled() -> bool:
+            status = _status(port)
+            if status is None:
+                return False
+            store = status["store"]
+            return bool(store["migrated"]) and store["store_lag_records"] == 0
+
+        time.sleep(2.0)  # reconciliation events, then nothing fills any more
+        wait_for(settled, 30, "the PostgreSQL store to catch up")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text
+
+    at_venue = _get(f"{venue['control_url']}/state")
+    orders = anyio.run(_rows, database, "SELECT client_order_id, status, filled_qty FROM orders")
+    fills = anyio.run(_rows, database, "SELECT client_order_id, trade_id, quantity, price FROM fills")
+    positions = anyio.run(_rows, database, "SELECT symbol, quantity FROM positions")
+
+    twice = {cid: n for cid, n in at_venue["order_requests"].items() if n > 1}
+    assert not twice, f"client order ids sent more than once: {twice}"
+
+    ours = {o["client_order_id"]: o for o in orders}
+    venue_orders = {o["clientOrderId"]: o for o in at_venue["orders"]}
+    assert venue_orders, "the grid placed no order: nothing was tested"
+    unknown = sorted(set(venue_orders) - set(ours))
+    assert not unknown, f"orders at the venue the daemon does not know: {unknown}"
+    wrong = {
+        cid: (o["status"], ours[cid]["status"])
+        for cid, o in venue_orders.items()
+        if STATUS[o["status"]] != ours[cid]["status"]
+    }
+    assert not wrong, f"status at the venue vs the daemon's: {wrong}"
+
+    venue_fills = {
+        (t["clientOrderId"], str(t["id"])): (Decimal(t["qty"]), Decimal(t["price"]))
+        for t in at_venue["trades"]
+    }
+    stored = {(f["client_order_id"], f["trade_id"]): (f["quantity"], f["price"]) for f in fills}
+    assert len(venue_fills) >= 3, f"only {len(venue_fills)} fills: nothing was tested"
+    assert stored == venue_fills
+
+    moved = Decimal(at_venue["balances"]["NKN"]) - START_BALANCES["NKN"]
+    assert positions == [{"symbol": "NKN/USDT", "quantity": moved}]
+    recovered = text.count("group recovered from the journal")
+    assert recovered >= LOOPS // 2, f"only {recovered} restarts recovered the group"
