@@ -38,7 +38,7 @@ def bar_ok(bar: Bar) -> bool:
             ZERO < lo <= bar.open <= hi
             and lo <= bar.close <= hi
             and hi.is_finite()
-            and ZERO <= vol
+            and vol >= ZERO
             and vol.is_finite()
         )
     except ArithmeticError:  # a NaN in an ordering comparison

@@ -353,7 +353,7 @@ _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split of a double into two 26-bit 
 _fsum = math.fsum
 
 
-def fma(x: float, y: float, z: float) -> float:
+def _py_fma(x: float, y: float, z: float) -> float:
     """``x * y + z`` rounded once.
 
     Without ``math.fma`` (Python < 3.13) a call into libm costs more than the arithmetic, so
@@ -375,8 +375,8 @@ def fma(x: float, y: float, z: float) -> float:
 
 
 _NATIVE_FMA = getattr(math, "fma", None) is not None
-if _NATIVE_FMA:  # Python >= 3.13: one C call is cheapest
-    fma = _c_fma  # noqa: F811
+# Python >= 3.13: math.fma, one C call, is cheapest.
+fma: Callable[[float, float, float], float] = _c_fma if _NATIVE_FMA else _py_fma
 
 _ema_k: dict[int, tuple[float, float, float]] = {}
 
@@ -395,7 +395,7 @@ def _ema_factor(period: int) -> tuple[float, float, float]:
 def _ema_step(x: float, prev: float, period: int) -> float:
     """``fma(x - prev, k, prev)``: :func:`fma` with ``k``'s split computed once per period."""
     d = x - prev
-    k, kh, kl = _ema_factor(period)
+    k, kh, kl = _ema_k.get(period) or _ema_factor(period)
     if 1e-100 < abs(d) < 1e100 and abs(prev) < 1e300 and not _NATIVE_FMA:
         p = d * k
         t = _SPLIT * d

@@ -78,33 +78,34 @@ class MarketFeed(Actor):
         try:
             for i, msg in enumerate(batch):
                 self._progress = i
-                t = type(msg)
-                if t is Bar:
-                    if accept_bar(msg):  # type: ignore[arg-type]
+                if type(msg) is Bar:
+                    if accept_bar(msg):
                         n_bars += 1
                         for ch in publish_nowait(msg):
                             await ch.send(msg)
                     continue
-                if t is not Trade:
+                if type(msg) is not Trade:
                     await self.handle(msg)
                     continue
-                if not accept(msg):  # type: ignore[arg-type]
+                if not accept(msg):
                     continue
                 n_trades += 1
                 for ch in publish_nowait(msg):
                     await ch.send(msg)
                 if bars is not None:
-                    bar = bars.on_trade(msg, msg.ts_recv)  # type: ignore[arg-type]
+                    bar = bars.on_trade(msg, msg.ts_recv)
                     if bar is not None:
                         n_bars += 1
                         for ch in publish_nowait(bar):
                             await ch.send(bar)
         finally:
-            self.accepted["Trade"] += n_trades
-            self.accepted["Bar"] += n_bars
             window = self._window
-            window[0] += n_trades
-            window[1] += n_bars
+            if n_trades:
+                self.accepted["Trade"] += n_trades
+                window[0] += n_trades
+            if n_bars:
+                self.accepted["Bar"] += n_bars
+                window[1] += n_bars
 
     async def _handle_trade(self, t: Trade) -> None:
         await self.handle_batch([t])

@@ -279,6 +279,8 @@ class PositionChanged(Message, frozen=True):
     realized_pnl: Decimal
     fees: Decimal
     last_client_order_id: str = ""
+    other_fees: dict[str, Decimal] = {}
+    """Fees charged in neither the base nor the quote asset (e.g. BNB), per asset."""
     recovered: bool = False
     """True when restart recovery announces the position it restored from the journal."""
 
@@ -309,6 +311,7 @@ class GroupSnapshot(Message, frozen=True):
     avg_price: Decimal = Decimal(0)
     realized_pnl: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
+    other_fees: dict[str, Decimal] = {}
     entry_intent: OrderIntent | None = None
     strategy: str = ""
     strategy_state: bytes = b""

@@ -92,13 +92,15 @@ class OrderActor(Actor):
         tick_size: Decimal,
         step_size: Decimal,
         durable: Callable[[], Awaitable[object]] | None = None,
+        base_asset: str = "",
+        quote_asset: str = "",
     ) -> None:
         super().__init__(exchange, symbol, router, inbox)
         self.durable = durable  # journal-before-send: resolves once OrderSubmitted is on disk
         self.state = state
         self.tick_size = tick_size
         self.step_size = step_size
-        self.position = Position()
+        self.position = Position(base_asset, quote_asset)  # fees by asset: see actors.position
         self.orders: OrderedDict[str, OrderRecord] = OrderedDict()
         self.counts: dict[str, int] = {
             k: 0
@@ -154,6 +156,7 @@ class OrderActor(Actor):
             src.realized_pnl,
             src.fees,
         )
+        pos.other_fees = dict(src.other_fees)
         st = self.state
         st.position, st.avg_price, st.realized_pnl = pos.quantity, pos.avg_price, pos.realized_pnl
         opened = self.open_orders()
@@ -185,6 +188,7 @@ class OrderActor(Actor):
 
     def position_message(self, cid: str = "", recovered: bool = False) -> PositionChanged:
         pos = self.position
+        now = self.clock.time_ns()
         return PositionChanged(
             recovered=recovered,
             account=self.state.account,
@@ -192,8 +196,12 @@ class OrderActor(Actor):
             avg_price=pos.avg_price,
             realized_pnl=pos.realized_pnl,
             fees=pos.fees,
+            other_fees=dict(pos.other_fees),
             last_client_order_id=cid,
-            **self.system_fields(),
+            exchange=self.exchange,  # self.system_fields(), spelt out: no dict to unpack per fill
+            symbol=self.symbol,
+            ts_event=now,
+            ts_recv=now,
         )
 
     def open_orders(self) -> list[OrderRecord]:
@@ -226,7 +234,8 @@ class OrderActor(Actor):
             # The rounded-off part was reserved by risk; give it back.
             diff = intent.quantity - qty
             self.state.pending_exposure -= diff if intent.side == "buy" else -diff
-        fields = self.system_fields()
+        now = self.clock.time_ns()  # self.system_fields(), spelt out below: no dict to unpack
+        ex, sym = self.exchange, self.symbol
         submitted = OrderSubmitted(
             intent_id=intent.intent_id,
             client_order_id=cid,
@@ -235,7 +244,10 @@ class OrderActor(Actor):
             quantity=qty,
             price=price,
             stop_price=stop,
-            **fields,
+            exchange=ex,
+            symbol=sym,
+            ts_event=now,
+            ts_recv=now,
         )
         command = SubmitOrder(
             intent_id=intent.intent_id,
@@ -247,7 +259,10 @@ class OrderActor(Actor):
             stop_price=stop,
             time_in_force=intent.time_in_force,
             reduce_only=intent.reduce_only,
-            **fields,
+            exchange=ex,
+            symbol=sym,
+            ts_event=now,
+            ts_recv=now,
         )
         self.counts["submitted"] += 1
         self.log.info(
@@ -345,7 +360,7 @@ class OrderActor(Actor):
 
     def _apply_fill(self, msg: OrderFilled) -> None:
         pos = self.position
-        pos.apply_fill(msg.side, msg.last_qty, msg.last_price, msg.fee)
+        pos.apply_fill(msg.side, msg.last_qty, msg.last_price, msg.fee, msg.fee_asset)
         st = self.state
         st.position = pos.quantity
         st.avg_price = pos.avg_price

@@ -94,13 +94,15 @@ class FoldedOrder:
 class OrderFold:
     """Open orders and position of one (exchange, symbol) group, folded from its messages."""
 
-    def __init__(self, exchange: str, symbol: str, account: str = "") -> None:
+    def __init__(
+        self, exchange: str, symbol: str, account: str = "", base: str = "", quote: str = ""
+    ) -> None:
         self.exchange = exchange
         self.symbol = symbol
         self.account = account
         self.open: dict[str, FoldedOrder] = {}
         self.finished: OrderedDict[str, FoldedOrder] = OrderedDict()
-        self.position = Position()
+        self.position = Position(base, quote)  # the same fee rules as the order actor's
         self.intents: OrderedDict[str, OrderIntent] = OrderedDict()
         self.entry_intent: OrderIntent | None = None
         self.strategy = ""
@@ -189,7 +191,7 @@ class OrderFold:
                 self._finish(cid, "filled")
             else:
                 order.status = "partially_filled"
-        self.position.apply_fill(msg.side, msg.last_qty, msg.last_price, msg.fee)
+        self.position.apply_fill(msg.side, msg.last_qty, msg.last_price, msg.fee, msg.fee_asset)
         if not order.intent.reduce_only:
             self.entry_intent = order.intent
 
@@ -219,6 +221,7 @@ class OrderFold:
             avg_price=pos.avg_price,
             realized_pnl=pos.realized_pnl,
             fees=pos.fees,
+            other_fees=dict(pos.other_fees),
             entry_intent=self.entry_intent if pos.quantity != 0 else None,
             strategy=strategy,
             strategy_state=strategy_state,
@@ -232,9 +235,10 @@ class OrderFold:
         self.account = snap.account or self.account
         self.open = {o.client_order_id: FoldedOrder.from_snapshot(o) for o in snap.orders}
         self.finished.clear()
-        pos = Position()
+        pos = Position(self.position.base, self.position.quote)
         pos.quantity, pos.avg_price = snap.quantity, snap.avg_price
         pos.realized_pnl, pos.fees = snap.realized_pnl, snap.fees
+        pos.other_fees = dict(snap.other_fees)
         self.position = pos
         self.entry_intent = snap.entry_intent
         self.strategy = snap.strategy
@@ -246,5 +250,5 @@ class OrderFold:
     def is_empty(self) -> bool:
         """Nothing to recover: no open order, flat, no realized history, no strategy state."""
         p = self.position
-        flat = p.quantity == 0 and p.realized_pnl == 0 and p.fees == 0
+        flat = p.quantity == 0 and p.realized_pnl == 0 and p.fees == 0 and not p.other_fees
         return flat and not self.open and not self.strategy_state

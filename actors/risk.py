@@ -145,6 +145,19 @@ class RiskActor(Actor):
             "reducing": self.daily_breach,
         }
 
+    async def handle_batch(self, batch: list[Message]) -> None:
+        """Bars (every bar of the group) are handled inline: no coroutine per bar."""
+        handle = self.handle
+        for i, msg in enumerate(batch):
+            self._progress = i
+            if type(msg) is Bar:
+                ts = msg.ts_event
+                if ts // DAY_NS > self.day:
+                    self._roll_day(ts)
+                self._check_daily_loss_now()
+            else:
+                await handle(msg)
+
     async def handle(self, msg: Message) -> None:
         if isinstance(msg, PositionChanged):
             self._on_position(msg)
@@ -159,12 +172,16 @@ class RiskActor(Actor):
         self._roll_day(msg.ts_event)
         self._check_daily_loss_now()
         verdict = self.check(msg)
-        fields = self.system_fields()
         if verdict is None:
             self._reserve(msg)
             self._count("approved")
-            await self.router.publish(RiskApproved(intent=msg, **fields))
+            now = self.clock.time_ns()  # self.system_fields(), spelt out: no dict to unpack
+            approved = RiskApproved(
+                intent=msg, exchange=self.exchange, symbol=self.symbol, ts_event=now, ts_recv=now
+            )
+            await self.router.publish(approved)
             return
+        fields = self.system_fields()
         rule, reason = verdict
         self._count(rule)
         # An exit refused because another exit already covers the position is routine.

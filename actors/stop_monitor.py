@@ -274,10 +274,15 @@ class StopMonitor(Actor):
     async def handle_batch(self, batch: list[Message]) -> None:
         """Prices are skipped without a coroutine while no stop is live (the common case)."""
         handle = self.handle
+        on_price = self._on_price
         for i, msg in enumerate(batch):
             self._progress = i
-            t = type(msg)
-            if (t is Trade or t is Bar) and (self.stop is None or self.stop.triggered):
+            if type(msg) is Bar:
+                stop = self.stop
+                if stop is not None and not stop.triggered:
+                    await on_price(msg.low, msg.high, msg.close, msg)
+                continue
+            if type(msg) is Trade and (self.stop is None or self.stop.triggered):
                 continue
             await handle(msg)
 
@@ -577,20 +582,24 @@ class StopMonitor(Actor):
         if stop is None or stop.triggered:
             return
         hit = stop.check(low, high, watch_stop=stop.native is None)
-        exit_at = stop.plan.exit_at_ns
+        plan = stop.plan
+        exit_at = plan.exit_at_ns
         if hit is None and exit_at is not None and msg.ts_event >= exit_at:
             hit = ("time", last)
-        fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
         if hit is not None:
+            fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
             await self._fire(stop, hit[0], hit[1], fields)
             return
-        step = stop.plan.trailing_step
-        if stop.trail(low, high, self.limits.trail_step if step is None else step, self.tick_size):
-            self.amendments += 1
-            await self._publish_armed(stop)
-            await self._amend_native(stop, fields)
-        elif stop.native is None:
-            await self._place_native(stop, fields)  # a fallen-through native stop comes back
+        if plan.trails:
+            step = plan.trailing_step
+            if stop.trail(low, high, self.limits.trail_step if step is None else step, self.tick_size):
+                self.amendments += 1
+                await self._publish_armed(stop)
+                await self._amend_native(stop, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))
+                return
+        if stop.native is None and self.native_enabled:
+            # a fallen-through native stop comes back
+            await self._place_native(stop, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))
 
     async def _fire(self, stop: ArmedStop, trigger: Trigger, level: Decimal, fields: Stamp) -> None:
         stop.triggered = True

@@ -47,10 +47,18 @@ class Daemon:
         self.persistence: Persistence | None = None
         if cfg.store.enabled:
             self.persistence = Persistence(cfg.store, Path(cfg.daemon.state_dir), metrics)
+            self.persistence.assets_for = self._assets_for
         durable = self.persistence.durable if self.persistence is not None else None
         self.supervisor = Supervisor(cfg, self._tap(), durable)
         telemetry.register(metrics, self.supervisor)
         metrics.describe("tradingd_config_reloads_total", "counter", "Config reloads by result")
+
+    def _assets_for(self, key: tuple[str, str]) -> tuple[str, str]:
+        """(base, quote) of the group ``key`` in the running config, ("", "") if there is none."""
+        for g in self.cfg.groups:
+            if g.key == key:
+                return g.instrument.base, g.instrument.quote
+        return "", ""
 
     def _tap(self) -> Tap | None:
         """Every bus message to the Redis mirror; order-path messages also to the journal."""

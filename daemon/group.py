@@ -200,7 +200,16 @@ class SymbolGroup:
         )
         self.risk = RiskActor(ex, sym, self.router, inbox("risk"), self.state, self.health, cfg.risk)
         self.order = OrderActor(
-            ex, sym, self.router, inbox("order"), self.state, inst.tick_size, inst.step_size, durable=durable
+            ex,
+            sym,
+            self.router,
+            inbox("order"),
+            self.state,
+            inst.tick_size,
+            inst.step_size,
+            durable=durable,
+            base_asset=inst.base,
+            quote_asset=inst.quote,
         )
         # Both venues (paper, Binance spot) take stop_market orders: native stops are possible.
         self.stop_monitor = StopMonitor(

@@ -69,6 +69,9 @@ class Persistence:
         self.appended = 0
         self._last_commit = time.monotonic()
         self.folds: dict[tuple[str, str], OrderFold] = {}
+        # (base, quote) of a group: fees charged in the base asset shrink the position (the daemon
+        # passes the config's instruments; unknown groups count every fee in quote, as paper does)
+        self.assets_for: Callable[[tuple[str, str]], tuple[str, str]] = lambda key: ("", "")
         self.strategies: StrategySource = lambda: ()
         self.snapshot_offset = 0  # every group has a snapshot at or after this offset
         self.snapshots = 0
@@ -87,7 +90,10 @@ class Persistence:
         if fold is None:
             if msg.symbol == "*":
                 return
-            fold = self.folds[key] = OrderFold(msg.exchange, msg.symbol, getattr(msg, "account", ""))
+            base, quote = self.assets_for(key)
+            fold = self.folds[key] = OrderFold(
+                msg.exchange, msg.symbol, getattr(msg, "account", ""), base, quote
+            )
         fold.apply(msg)
 
     def recover(self) -> dict[tuple[str, str], OrderFold]:
@@ -117,7 +123,7 @@ class Persistence:
         for key in sorted(self.folds.keys() | views.keys()):
             fold = self.folds.get(key)
             if fold is None:
-                fold = self.folds[key] = OrderFold(*key)
+                fold = self.folds[key] = OrderFold(*key, "", *self.assets_for(key))
             view = views.get(key)
             if view is not None:
                 fold.account = view.account or fold.account

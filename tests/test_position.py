@@ -132,3 +132,22 @@ def test_zero_quantity_fill_on_a_flat_position_changes_nothing_but_fees() -> Non
     realized = p.apply_fill("buy", D(0), D("100"), D("0.01"))
     assert realized == D(0)
     assert snapshot(p) == (D(0), D(0), D(0), D("0.01"))
+
+
+def test_fee_in_quote_is_a_fee_in_base_shrinks_the_holding_other_assets_kept_apart() -> None:
+    # Binance without BNB: a buy's commission comes out of the asset bought
+    p = Position("NKN", "USDT")
+    p.apply_fill("buy", D("100"), D("0.35"), D("0.1"), "NKN")
+    assert snapshot(p) == (D("99.9"), D("0.35"), D(0), D("0.035"))  # fee valued at the fill price
+    realized = p.apply_fill("sell", D("99.9"), D("0.40"), D("0.03996"), "USDT")
+    assert realized == (D("0.40") - D("0.35")) * D("99.9")
+    assert snapshot(p) == (D(0), D(0), realized, D("0.035") + D("0.03996"))
+    p.apply_fill("buy", D("10"), D("0.4"), D("0.0001"), "BNB")
+    assert p.quantity == D(10) and p.other_fees == {"BNB": D("0.0001")}
+    assert p.fees == D("0.035") + D("0.03996")
+
+
+def test_without_assets_every_fee_counts_in_quote() -> None:
+    p = Position()
+    p.apply_fill("buy", D("1"), D("100"), D("0.1"), "BTC")
+    assert snapshot(p) == (D(1), D(100), D(0), D("0.1"))

@@ -59,7 +59,14 @@ def intent(n: int, side: str = "buy", qty: str = "10", reduce_only: bool = False
 
 
 def fill(
-    cid: str, trade: str, qty: str, cum: str, leaves: str, side: str = "buy", price: str = "0.001"
+    cid: str,
+    trade: str,
+    qty: str,
+    cum: str,
+    leaves: str,
+    side: str = "buy",
+    price: str = "0.001",
+    fee_asset: str = "BTC",
 ) -> OrderFilled:
     return OrderFilled(
         client_order_id=cid,
@@ -71,7 +78,7 @@ def fill(
         cum_qty=D(cum),
         leaves_qty=D(leaves),
         fee=D("0.00001"),
-        fee_asset="BTC",
+        fee_asset=fee_asset,
         liquidity="maker",
         **st(),  # type: ignore[arg-type]
     )
@@ -81,7 +88,7 @@ class Harness:
     """An order actor whose tap folds everything, as the daemon's persistence does."""
 
     def __init__(self) -> None:
-        self.fold = OrderFold(EX, SYM, "paper")
+        self.fold = OrderFold(EX, SYM, "paper", "UNITTEST", "BTC")
         self.sent: list[Message] = []
 
         def tap(msg: Message) -> None:
@@ -92,7 +99,15 @@ class Harness:
         self.router = Router(tap)
         self.state = SymbolState(EX, SYM, "paper")
         self.actor = OrderActor(
-            EX, SYM, self.router, Channel("order", 1000), self.state, D("0.00000001"), D("0.01")
+            EX,
+            SYM,
+            self.router,
+            Channel("order", 1000),
+            self.state,
+            D("0.00000001"),
+            D("0.01"),
+            base_asset="UNITTEST",
+            quote_asset="BTC",
         )
         self.venue_inbox: Channel[Message] = Channel("venue", 1000)
         self.router.subscribe(self.venue_inbox, (SubmitOrder,))
@@ -121,6 +136,7 @@ def assert_same(fold: OrderFold, actor: OrderActor) -> None:
         q.realized_pnl,
         q.fees,
     )
+    assert p.other_fees == q.other_fees
 
 
 @pytest.mark.anyio
@@ -169,6 +185,7 @@ async def test_fold_equals_actor_on_random_event_sequences() -> None:
                         str(cum),
                         str(rec.quantity - cum),
                         rec.intent.side,
+                        fee_asset=rng.choice(["BTC", "UNITTEST", "BNB"]),  # quote, base, other
                     )
                 )
             elif roll < 0.8:

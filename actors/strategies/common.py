@@ -55,7 +55,7 @@ def bar_close(bar: Bar) -> float | None:
     answer is a lookup) and whose prices and volume lie within ``[1e-300, 1e300]`` passes
     :func:`bar_prices` too (float conversion is monotonic): only its close is converted.
     """
-    if bar_ok(bar) and _TINY <= bar.low and bar.high <= _HUGE and bar.volume <= _HUGE:
+    if bar_ok(bar) and bar.low >= _TINY and bar.high <= _HUGE and bar.volume <= _HUGE:
         return float(bar.close)
     prices = bar_prices(bar)
     return None if prices is None else prices[3]

@@ -106,7 +106,7 @@ class PaperExchange(Actor):
         for i, msg in enumerate(batch):
             self._progress = i
             if type(msg) is Bar and msg.symbol == symbol and msg.exchange == exchange:
-                out = on_bar(msg)  # type: ignore[arg-type]  # dispatch's most common case
+                out = on_bar(msg)  # dispatch's most common case
             else:
                 out = dispatch(msg)
             for event in out:

@@ -102,7 +102,16 @@ class PaperEngine:
         if reason is not None:
             return [OrderRejected(client_order_id=cmd.client_order_id, reason=reason, **self._hdr(ts))]
         vid = self._open[cmd.client_order_id].venue_order_id
-        return [OrderAccepted(client_order_id=cmd.client_order_id, venue_order_id=vid, **self._hdr(ts))]
+        return [
+            OrderAccepted(
+                client_order_id=cmd.client_order_id,
+                venue_order_id=vid,
+                exchange=self.exchange,
+                symbol=self.symbol,
+                ts_event=ts,
+                ts_recv=self.clock.time_ns(),
+            )
+        ]
 
     def cancel(self, cmd: CancelOrder, now: int | None = None) -> list[Message]:
         """Cancel an open order; unknown or finished ids are refused like Binance's -2011."""
@@ -317,7 +326,10 @@ class PaperEngine:
             fee=fee,
             fee_asset=inst.quote,
             liquidity=liquidity,
-            **self._hdr(ts),
+            exchange=self.exchange,  # self._hdr(ts), spelt out: no dict to unpack on every fill
+            symbol=self.symbol,
+            ts_event=ts,
+            ts_recv=self.clock.time_ns(),
         )
 
     def _remove(self, o: PaperOrder) -> None:

@@ -1,14 +1,14 @@
-"""The lockstep inbox: the :class:`actors.channels.Channel` interface over a plain deque.
+"""The lockstep inbox: the :class:`actors.channels.Channel` interface over a plain list.
 
-In a backtest nothing runs concurrently: the runner drains each inbox itself
-(:meth:`LockstepChannel.take`) and hands the batch to the actor's ``handle_batch``.  So
+In a backtest nothing runs concurrently: the runner drains each inbox itself (it takes
+the list :attr:`LockstepChannel.items` whole and leaves a fresh empty one, or calls
+:meth:`LockstepChannel.take`) and hands the batch to the actor's ``handle_batch``.  So
 the inbox never needs to wait or to apply back-pressure: it is unbounded, never
 conflates (a backtest must see every message) and ``send`` never suspends.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Hashable
 
 from actors.channels import Channel, ChannelStats
@@ -27,7 +27,7 @@ class LockstepChannel(Channel[Message]):
         # No memory stream: only the counters and the queue (conflation never applies here).
         self.name = name
         self.capacity = capacity
-        self.items: deque[Message] = deque()
+        self.items: list[Message] = []
         self.sent = 0
         self.received = 0
         self.conflated = 0
@@ -42,9 +42,8 @@ class LockstepChannel(Channel[Message]):
 
     def take(self) -> list[Message]:
         """Everything queued, oldest first, leaving the inbox empty."""
-        items = self.items
-        batch = list(items)
-        items.clear()
+        batch = self.items
+        self.items = []
         n = len(batch)
         self.sent += n
         self.received += n

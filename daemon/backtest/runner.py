@@ -23,7 +23,6 @@ The run is therefore deterministic and reads no wall clock.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -118,8 +117,8 @@ class Lockstep:
         self.recorder = LockstepChannel("backtest-recorder")
         feed_inbox = g.market_feed.inbox
         assert isinstance(feed_inbox, LockstepChannel)
-        self._push = feed_inbox.items.append
-        self._pairs = [(a, ch.items, a.handle_batch) for a, ch in self.inboxes()]
+        self._push = feed_inbox.send_nowait
+        self._pairs = [(a, ch, a.handle_batch) for a, ch in self.inboxes()]
         self._last_open: int | None = None
         self.ledger = Ledger(
             account.balances.get(inst.base, Decimal(0)), account.balances.get(inst.quote, Decimal(0))
@@ -153,10 +152,10 @@ class Lockstep:
         again = True
         while again:
             again = False
-            for actor, items, handle_batch in self._pairs:
-                if items:
-                    batch = list(items)
-                    items.clear()
+            for actor, ch, handle_batch in self._pairs:
+                batch = ch.items
+                if batch:
+                    ch.items = []
                     try:
                         await handle_batch(batch)
                     except Exception as exc:
@@ -165,31 +164,47 @@ class Lockstep:
                     again = True
 
     async def _run_candles(self, bars: Sequence[Bar]) -> None:
-        """The hot loop for candle input: equity recorded inline (see :meth:`Ledger.on_bar_close`)."""
-        clock, push = self.clock, self._push
+        """The hot loop for candle input: equity recorded inline (see :meth:`Ledger.on_bar_close`).
+
+        This is :meth:`_drain` unrolled: market-feed is first in the drain order and each bar
+        arrives with every inbox empty, so the bar goes straight to its ``handle_batch``; the
+        other inboxes are then drained in order, pass after pass, as :meth:`_drain` does.
+        """
+        clock = self.clock
         rec, ledger = self.recorder.items, self.ledger
         equity, opens = ledger.equity.append, ledger.bar_open_ns.append
-        accepted = self.group.market_feed.accepted
+        feed = self.group.market_feed
+        accepted = feed.accepted
         quote_f, base_f, exposed = ledger.quote_f, ledger.base_f, bool(ledger.position)
         n_bars = accepted["Bar"]
         pairs = self._pairs
+        assert pairs[0][0] is feed
+        feed_batch = pairs[0][2]
+        rest = pairs[1:]
         for bar in bars:
             clock.now_ns = bar.ts_event
-            push(bar)
-            # _drain, inlined for speed
-            again = True
-            while again:
-                again = False
-                for actor, items, handle_batch in pairs:
-                    if items:
-                        batch = list(items)
-                        items.clear()
+            batch: list[Message] = [bar]
+            try:
+                await feed_batch(batch)
+            except Exception as exc:
+                raise _failure(feed, batch, bar, exc) from exc
+            feed.handled += 1
+            todo = rest
+            while True:
+                busy = False
+                for actor, ch, handle_batch in todo:
+                    batch = ch.items
+                    if batch:
+                        ch.items = []
                         try:
                             await handle_batch(batch)
                         except Exception as exc:
                             raise _failure(actor, batch, bar, exc) from exc
                         actor.handled += len(batch)
-                        again = True
+                        busy = True
+                if not busy:
+                    break
+                todo = pairs
             if rec:
                 self._last_open = bar.ts_open
                 self._record(rec)
@@ -211,7 +226,7 @@ class Lockstep:
             if rec:
                 self._record(rec)
 
-    def _record(self, rec: deque[Message]) -> None:
+    def _record(self, rec: list[Message]) -> None:
         """Bars and fills in the order they happened.
 
         Candle input: only fills arrive here, at the open of the bar just pushed (its equity
