@@ -297,6 +297,15 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     trade_ids: list[str] = []
 
 
+class RiskDay(msgspec.Struct, frozen=True, kw_only=True):
+    """Risk's counters of the current UTC day (event time), carried across a restart."""
+
+    day: int = -1  # days since the epoch; -1: no event seen yet
+    entries: int = 0
+    start_equity: Decimal = Decimal(0)
+    breach: str = ""  # non-empty: the daily loss limit holds the group REDUCING until the next day
+
+
 class GroupSnapshot(Message, frozen=True):
     """A group's state as of its place in the journal: restart recovery starts from the newest one.
 
@@ -319,6 +328,7 @@ class GroupSnapshot(Message, frozen=True):
     """Market (event) time the group had reached: a replay resumes after it."""
     recent_client_order_ids: list[str] = []
     """Orders that ended shortly before: refused if an intent produces them again."""
+    risk_day: RiskDay | None = None
 
 
 class StopArmed(Message, frozen=True):

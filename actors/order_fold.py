@@ -39,6 +39,7 @@ from actors.messages import (
     OrderSubmitted,
     OrderUnknown,
     RiskApproved,
+    RiskDay,
     Stamp,
 )
 from actors.position import Position
@@ -108,6 +109,7 @@ class OrderFold:
         self.strategy = ""
         self.strategy_state = b""
         self.last_event_ns = 0
+        self.risk_day: RiskDay | None = None
         self.recent: list[str] = []  # ended before the snapshot we continue from
         self.applied = 0
 
@@ -227,6 +229,7 @@ class OrderFold:
             strategy_state=strategy_state,
             last_event_ns=max(last_event_ns, self.last_event_ns),
             recent_client_order_ids=recent,
+            risk_day=self.risk_day,
             **stamp,
         )
 
@@ -244,6 +247,7 @@ class OrderFold:
         self.strategy = snap.strategy
         self.strategy_state = snap.strategy_state
         self.last_event_ns = snap.last_event_ns
+        self.risk_day = snap.risk_day
         self.recent = list(snap.recent_client_order_ids)
 
     @property

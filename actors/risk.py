@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from actors.channels import Channel, Router
-from actors.messages import Bar, Message, OrderIntent, PositionChanged, RiskApproved, RiskRejected
+from actors.messages import Bar, Message, OrderIntent, PositionChanged, RiskApproved, RiskDay, RiskRejected
 from actors.params import RiskLimits
 from actors.runtime import Actor, GroupState
 from actors.state import SymbolState
@@ -135,6 +135,19 @@ class RiskActor(Actor):
         if self.state.last_ts_event:
             self._roll_day(self.state.last_ts_event)
         self._check_daily_loss_now()
+
+    def day_snapshot(self) -> RiskDay:
+        return RiskDay(
+            day=self.day,
+            entries=self.day_entries,
+            start_equity=self.day_start_equity,
+            breach=self.daily_breach,
+        )
+
+    def restore_day(self, snap: RiskDay) -> None:
+        """Restart recovery: the same UTC day goes on with its entries, baseline and REDUCING latch."""
+        self.day, self.day_entries = snap.day, snap.entries
+        self.day_start_equity, self.daily_breach = snap.start_equity, snap.breach
 
     def day_status(self) -> dict[str, object]:
         """For /status: the daily counters of the current UTC day."""

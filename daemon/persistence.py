@@ -30,7 +30,7 @@ from typing import NamedTuple
 import anyio
 from anyio.abc import TaskStatus
 
-from actors.messages import Message, is_order_path, stamp
+from actors.messages import Message, RiskDay, is_order_path, stamp
 from actors.order_fold import OrderFold
 from daemon.config import StoreSection
 from daemon.journal import Journal
@@ -47,6 +47,7 @@ class StrategyView(NamedTuple):
     strategy: str
     state: bytes  # msgpack of the strategy's state
     reached_ns: int  # market (event) time the group had reached
+    risk_day: RiskDay | None = None  # risk's counters of the UTC day
 
 
 StrategySource = Callable[[], Iterable[StrategyView]]
@@ -129,6 +130,7 @@ class Persistence:
                 fold.account = view.account or fold.account
                 fold.strategy, fold.strategy_state = view.strategy, view.state
                 fold.last_event_ns = max(fold.last_event_ns, view.reached_ns)
+                fold.risk_day = view.risk_day
             if fold.is_empty:
                 continue
             snap = fold.snapshot(stamp(key[0], key[1], now), fold.strategy, fold.strategy_state)

@@ -150,6 +150,9 @@ async def restore_group(
             f"strategy changed ({fold.strategy} -> {getattr(strat.strategy, 'name', '?')}): fresh state"
         )
 
+    if fold.risk_day is not None and fold.risk_day.day >= 0:
+        group.risk.restore_day(fold.risk_day)  # the same UTC day goes on: entries, loss baseline, latch
+        done.append(f"risk day {fold.risk_day.day}: {fold.risk_day.entries} entries")
     resume = getattr(group.feed.feed, "resume_after", None)
     if resume is not None and fold.last_event_ns:
         resume(fold.last_event_ns)  # a replay carries on after the market time already traded

@@ -139,7 +139,8 @@ class Supervisor:
             strat = group.strategy
             name = str(getattr(strat.strategy, "name", ""))
             state = msgspec.msgpack.encode(strat.strategy_state)
-            yield StrategyView(key, group.cfg.account, name, state, group.state.last_ts_event)
+            reached = group.state.last_ts_event
+            yield StrategyView(key, group.cfg.account, name, state, reached, group.risk.day_snapshot())
 
     def _stop_group(self, key: tuple[str, str]) -> None:
         group = self.groups.pop(key, None)

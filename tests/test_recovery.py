@@ -23,6 +23,7 @@ from actors.messages import (
     OrderUnknown,
     PositionChanged,
     RiskApproved,
+    RiskDay,
     SubmitOrder,
     stamp,
 )
@@ -252,7 +253,8 @@ async def test_recover_from_snapshot_plus_tail_equals_full_fold(tmp_path: Path) 
     h.router.tap = tap
     a = await h.approve(intent(1))
     await h.event(fill(a, "t1", "4", "4", "6"))
-    p.strategies = lambda: [StrategyView((EX, SYM), "paper", "breakout", b"\x01", 777)]
+    day = RiskDay(day=17_500, entries=3, start_equity=D("0.5"), breach="daily PnL -1 breached")
+    p.strategies = lambda: [StrategyView((EX, SYM), "paper", "breakout", b"\x01", 777, day)]
     first = p.take_snapshots()
     b = await h.approve(intent(2, qty="3"))
     await h.event(fill(a, "t2", "6", "10", "0"))
@@ -269,6 +271,7 @@ async def test_recover_from_snapshot_plus_tail_equals_full_fold(tmp_path: Path) 
         assert {a, b} <= fold.client_order_ids()
         assert fold.strategy == "breakout" and fold.strategy_state == b"\x01"
         assert fold.last_event_ns == 777
+        assert fold.risk_day == day  # risk's day goes on after the restart: entries, baseline, latch
         kinds = [type(m).__name__ for _, m in again.journal.read_from(first)]
         assert kinds.count("GroupSnapshot") == 2
     finally:

@@ -307,3 +307,13 @@ def test_config_accepts_the_new_risk_keys() -> None:
     assert (defaults.max_trades_per_day, defaults.daily_loss_limit) == (0, D(0))
     assert defaults.halt_cancels_orders is True
     assert (defaults.trail_step, defaults.native_stops) == (D(0), False)
+
+
+def test_risk_day_survives_a_restart_through_its_snapshot() -> None:
+    from actors.messages import RiskDay
+
+    a = daily().risk
+    a.restore_day(RiskDay(day=20_000, entries=4, start_equity=D("1.5"), breach="latched"))
+    snap = a.day_snapshot()
+    assert (snap.day, snap.entries, snap.start_equity, snap.breach) == (20_000, 4, D("1.5"), "latched")
+    assert a.day_status()["entries"] == 4 and a.day_status()["reducing"] == "latched"
