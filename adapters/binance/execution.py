@@ -199,6 +199,9 @@ def _is_stop_loss(side: Side, stop: Decimal | None, last: Decimal | None) -> boo
     return stop <= last if side == "sell" else stop >= last
 
 
+COMMANDS_IN_FLIGHT = 8
+
+
 class VenueOrder(msgspec.Struct, frozen=True):
     """One order as the venue reports it (reconciliation)."""
 
@@ -303,6 +306,10 @@ class BinanceExecution(Actor):
         self._started_ms = int(time.time() * 1000)
         self._tg: TaskGroup | None = None
         self._resolving: set[str] = set()
+        # Commands run concurrently (a hung request must not hold up a stop-loss exit), at most
+        # COMMANDS_IN_FLIGHT at once; a cancel waits for its own order's submission to finish.
+        self._commands = anyio.CapacityLimiter(COMMANDS_IN_FLIGHT)
+        self._submitting: dict[str, anyio.Event] = {}
         self._collect: list[Message] | None = None  # reconcile(): events are returned, not published
         self.n = dict.fromkeys(
             (
@@ -432,15 +439,36 @@ class BinanceExecution(Actor):
     # --- commands ----------------------------------------------------------------------------
 
     async def handle(self, msg: Message) -> None:
+        """Start the command and return: requests overlap (never two for one order at once)."""
         if msg.symbol != self.symbol or msg.exchange != self.exchange:
             self.n["foreign_events"] += 1
             return
-        if isinstance(msg, SubmitOrder):
-            await self._submit(msg)
-        elif isinstance(msg, CancelOrder):
-            await self._cancel(msg.client_order_id)
-        else:
+        if not isinstance(msg, SubmitOrder | CancelOrder):
             self.n["foreign_events"] += 1
+            return
+        if self._tg is None:  # not running (tests drive handle() directly): one at a time
+            await self._command(msg)
+            return
+        if isinstance(msg, SubmitOrder):
+            self._submitting.setdefault(msg.client_order_id, anyio.Event())
+        self._tg.start_soon(self._command, msg, name=f"{type(msg).__name__}:{msg.client_order_id}")
+
+    async def _command(self, msg: SubmitOrder | CancelOrder) -> None:
+        cid = msg.client_order_id
+        if isinstance(msg, SubmitOrder):
+            try:
+                async with self._commands:
+                    await self._submit(msg)
+            finally:
+                done = self._submitting.pop(cid, None)
+                if done is not None:
+                    done.set()
+            return
+        pending = self._submitting.get(cid)
+        if pending is not None:
+            await pending.wait()  # cancel after the submission's outcome (or its UNKNOWN) is known
+        async with self._commands:
+            await self._cancel(cid)
 
     async def _submit(self, msg: SubmitOrder) -> None:
         cid = msg.client_order_id
