@@ -67,3 +67,54 @@ async def test_admin_halt_applies_to_groups_started_later(tmp_path: Path) -> Non
         daemon.resume()
         assert not xrp.health.halted
         tg.cancel_scope.cancel()
+
+
+async def test_sighup_changes_a_risk_limit_and_the_next_decision_uses_it(tmp_path: Path) -> None:
+    from actors.channels import Channel
+    from actors.messages import Message, OrderIntent, RiskApproved, RiskRejected, stamp
+
+    path = tmp_path / "config.toml"
+    path.write_text(_config(tmp_path, trades_group=False))
+    daemon = Daemon(parse_config(path.read_text()), path, Metrics())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        with anyio.fail_after(15):
+            while ("paper", "UNITTEST/BTC") not in daemon.supervisor.groups:
+                await anyio.sleep(0.02)
+            group = daemon.supervisor.groups[("paper", "UNITTEST/BTC")]
+            while group.state.last_price is None:
+                await anyio.sleep(0.02)
+            decisions: Channel[Message] = Channel("decisions", 64)
+            group.router.subscribe(decisions, (RiskApproved, RiskRejected))
+            price = group.state.last_price
+
+            async def decide(n: int) -> Message:
+                intent = OrderIntent(
+                    intent_id=f"reload-{n}",
+                    source="test",
+                    side="buy",
+                    order_type="limit",
+                    quantity=Decimal("0.4") / price,
+                    price=price,
+                    stop_loss=price * Decimal("0.9"),
+                    **stamp("paper", "UNITTEST/BTC", group.state.last_ts_event),
+                )
+                group.state.open_orders = 0  # nothing else counts against the intent
+                await group.risk.handle(intent)
+                while True:
+                    (msg,) = await decisions.receive_batch(1)
+                    if getattr(msg, "intent", None) is not None and msg.intent.intent_id == intent.intent_id:  # type: ignore[attr-defined]
+                        return msg
+
+            assert isinstance(await decide(1), RiskApproved)  # notional 0.4 under the 0.5 cap
+            path.write_text(
+                path.read_text().replace('max_order_notional = "0.5"', 'max_order_notional = "0.3"')
+            )
+            await daemon.reload()
+            assert daemon.supervisor.last_reload_changes == ["update paper:UNITTEST/BTC"], (
+                daemon.supervisor.last_reload_changes
+            )
+            rejected = await decide(2)
+            assert isinstance(rejected, RiskRejected) and rejected.rule == "max_notional"
+            assert group.risk.limits.max_order_notional == Decimal("0.3")
+        tg.cancel_scope.cancel()
