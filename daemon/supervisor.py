@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -34,6 +35,7 @@ from daemon.persistence import StrategyView
 from daemon.restore import restore_group
 
 log = logging.getLogger("tradingd.supervisor")
+ZERO = Decimal(0)
 
 
 class AccountRuntime:
@@ -235,8 +237,19 @@ class Supervisor:
         }
 
     def _account_status(self, acct: AccountRuntime, now: int) -> dict[str, object]:
+        pnl: dict[str, dict[str, Decimal]] = {}  # per quote asset: realized, unrealized, fees
+        for g in self.groups.values():
+            if g.cfg.account != acct.name:
+                continue
+            row = pnl.setdefault(
+                g.cfg.instrument.quote, dict.fromkeys(("realized", "unrealized", "fees"), ZERO)
+            )
+            row["realized"] += g.order.position.realized_pnl
+            row["unrealized"] += _unrealized(g)
+            row["fees"] += g.order.position.fees
         return {
             **acct.portfolio.snapshot(),
+            "pnl_by_quote": {q: {k: str(v) for k, v in row.items()} for q, row in sorted(pnl.items())},
             "halted": acct.health.halted,
             "actor": _actor_status(acct.portfolio, now),
         }
@@ -252,6 +265,9 @@ class Supervisor:
             "position": str(st.position),
             "avg_price": str(st.avg_price),
             "realized_pnl": str(st.realized_pnl),
+            "unrealized_pnl": str(_unrealized(group)),
+            "fees": str(group.order.position.fees),
+            "other_fees": {k: str(v) for k, v in group.order.position.other_fees.items()},
             "open_orders": st.open_orders,
             "risk_day": group.risk.day_status(),
             "recovery": group.recovery,
@@ -260,6 +276,13 @@ class Supervisor:
             "risk": msgspec.to_builtins(group.cfg.risk),
             "actors": [_actor_status(a, now) for a in group.actors],
         }
+
+
+def _unrealized(group: SymbolGroup) -> Decimal:
+    """Mark-to-market of the group's position at its last trade price (0 before any price)."""
+    last = group.state.last_price
+    pos = group.order.position
+    return ZERO if last is None or not pos.quantity else pos.unrealized(last)
 
 
 def _actor_status(a: Actor, now: int) -> dict[str, object]:

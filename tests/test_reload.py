@@ -118,3 +118,30 @@ async def test_sighup_changes_a_risk_limit_and_the_next_decision_uses_it(tmp_pat
             assert isinstance(rejected, RiskRejected) and rejected.rule == "max_notional"
             assert group.risk.limits.max_order_notional == Decimal("0.3")
         tg.cancel_scope.cancel()
+
+
+async def test_status_shows_unrealized_pnl_per_group_and_per_account_quote(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(_config(tmp_path, trades_group=False).replace("speed = 1.0", "speed = 0.001"))
+    daemon = Daemon(parse_config(path.read_text()), path, Metrics())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        with anyio.fail_after(10):
+            while ("paper", "UNITTEST/BTC") not in daemon.supervisor.groups:
+                await anyio.sleep(0.02)
+        group = daemon.supervisor.groups[("paper", "UNITTEST/BTC")]
+        pos = group.order.position
+        pos.quantity, pos.avg_price, pos.realized_pnl, pos.fees = (
+            Decimal(10),
+            Decimal("0.002"),
+            Decimal("0.5"),
+            Decimal("0.01"),
+        )
+        group.state.last_price = Decimal("0.0025")
+        status = daemon.status()
+        tg.cancel_scope.cancel()
+    (g,) = status["groups"]  # type: ignore[misc]
+    assert g["unrealized_pnl"] == "0.0050" and g["fees"] == "0.01"
+    assert status["accounts"]["paper"]["pnl_by_quote"] == {  # type: ignore[index]
+        "BTC": {"realized": "0.5", "unrealized": "0.0050", "fees": "0.01"}
+    }
