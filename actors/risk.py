@@ -29,6 +29,9 @@ time, so it never rolls the day).
   are refused with rule ``daily_loss_limit``, exits pass.  A reload that changes the limit
   clears the latch and re-evaluates with the new limit.
 
+Then, when the group's account has limits of its own (``[accounts.X.risk]``), the
+account-wide rules of :mod:`actors.account_risk` (rule names ``account_*``).
+
 Limits are replaced in place on config reload (``apply_limits``).
 """
 
@@ -39,6 +42,7 @@ from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from actors.account_risk import AccountRisk
 from actors.channels import Channel, Router
 from actors.messages import Bar, Message, OrderIntent, PositionChanged, RiskApproved, RiskDay, RiskRejected
 from actors.params import RiskLimits
@@ -67,8 +71,12 @@ class RiskActor(Actor):
         state: SymbolState,
         group: GroupState,
         limits: RiskLimits,
+        account: AccountRisk | None = None,
+        quote: str = "",
     ) -> None:
         super().__init__(exchange, symbol, router, inbox)
+        self.account = account  # account-wide limits shared with the account's other groups
+        self.quote = quote
         self.state = state
         self.group = group
         self.limits = limits
@@ -222,6 +230,8 @@ class RiskActor(Actor):
             verdict = rule(intent)
             if verdict is not None:
                 return verdict
+        if self.account is not None:
+            return self.account.check(intent, self.quote)
         return None
 
     def _check_state(self, intent: OrderIntent) -> Verdict:
@@ -362,7 +372,13 @@ class RiskActor(Actor):
             f"{self.day_entries} entries on {utc_date(self.day)} (UTC), max_trades_per_day is {cap}",
         )
 
+    def open_order_count(self) -> int:
+        """Orders approved here and not ended yet (for the account's limits)."""
+        return self.state.open_orders
+
     def _reserve(self, intent: OrderIntent) -> None:
+        if self.account is not None:
+            self.account.approved(intent)
         if not intent.reduce_only:
             self._recent_orders.append(intent.ts_event)
             self.day_entries += 1

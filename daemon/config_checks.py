@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+from actors.account_risk import AccountRiskLimits
 from actors.params import BreakoutParams, RiskLimits, StrategyParams
 from daemon.config_schema import (
     AccountConfig,
@@ -115,7 +116,15 @@ def _validate_binance_account(p: str, acct: BinanceAccount) -> Problems:
     yield from _positive(f"{p}.resolve_backoff_max_s", acct.resolve_backoff_max_s)
 
 
+def _validate_account_risk(p: str, lim: AccountRiskLimits) -> Problems:
+    for key in ("max_open_orders", "max_orders_per_minute", "max_trades_per_day"):
+        yield from _positive(f"{p}.{key}", getattr(lim, key), allow_zero=True)
+    for quote, amount in lim.daily_loss_limit.items():
+        yield from _positive(f"{p}.daily_loss_limit.{quote}", amount, allow_zero=True)
+
+
 def _validate_account(name: str, acct: AccountConfig) -> Problems:
+    yield from _validate_account_risk(f"accounts.{name}.risk", acct.risk)
     if not NAME_RE.match(name):
         yield f"accounts.{name}", "expected an account name of lowercase letters, digits, '-' or '_'"
     if isinstance(acct, BinanceAccount):

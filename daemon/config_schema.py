@@ -12,6 +12,7 @@ from typing import Literal
 
 import msgspec
 
+from actors.account_risk import AccountRiskLimits
 from actors.params import BreakoutParams, RiskLimits, StrategyParams
 
 
@@ -79,6 +80,7 @@ class PaperAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag="p
     slippage_bps: Decimal = Decimal("2")
     participation: Decimal = Decimal("1")
     latency_ms: int = 0
+    risk: AccountRiskLimits = AccountRiskLimits()
 
 
 class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag="binance"):
@@ -101,6 +103,7 @@ class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag=
     connect_timeout_s: float = 10.0
     resolve_backoff_max_s: float = 10.0
     limit_maker: bool = False  # good-till-cancel limit orders go as LIMIT_MAKER (post-only)
+    risk: AccountRiskLimits = AccountRiskLimits()
     foreign_orders: Literal["flag", "cancel", "adopt"] = "flag"
     """At start, open orders of a traded symbol that the journal does not know: log and report
     them (flag), cancel them, or take them over (adopt: their fills move the group's position)."""

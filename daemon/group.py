@@ -30,6 +30,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from actors.account_risk import AccountRisk
 from actors.channels import Channel, Router, Tap, quote_conflation_key
 from actors.market_feed import MarketFeed
 from actors.messages import (
@@ -163,6 +164,7 @@ class SymbolGroup:
         channel_cls: type[Channel[Message]] = Channel,
         durable: Callable[[], Awaitable[object]] | None = None,
         venue_account: AccountConfig | None = None,
+        account_risk: AccountRisk | None = None,
     ) -> None:
         self.cfg = cfg
         self.policy = policy
@@ -198,7 +200,20 @@ class SymbolGroup:
             inst.tick_size,
             inst.step_size,
         )
-        self.risk = RiskActor(ex, sym, self.router, inbox("risk"), self.state, self.health, cfg.risk)
+        self.risk = RiskActor(
+            ex,
+            sym,
+            self.router,
+            inbox("risk"),
+            self.state,
+            self.health,
+            cfg.risk,
+            account=account_risk,
+            quote=cfg.instrument.quote,
+        )
+        self._leave_account = (
+            account_risk.register(cfg.key, cfg.instrument.quote, self.risk) if account_risk else lambda: None
+        )
         self.order = OrderActor(
             ex,
             sym,
@@ -323,6 +338,7 @@ class SymbolGroup:
 
     def stop(self) -> None:
         """Cancel the group's actors; open paper orders are canceled and their reservations released."""
+        self._leave_account()
         if self.scope is not None:
             self.scope.cancel()
         self.venue.close_book("venue stopped")

@@ -23,6 +23,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
+from actors.account_risk import AccountRisk
 from actors.channels import Channel, Router, Tap
 from actors.messages import Message
 from actors.order_fold import OrderFold
@@ -50,6 +51,7 @@ class AccountRuntime:
         balances = dict(acct.balances) if isinstance(acct, PaperAccount) else {}
         self.portfolio = Portfolio(name, Router(tap), inbox, balances, assets)
         self.health = GroupState("*", f"portfolio:{name}")
+        self.risk = AccountRisk(name, acct.risk)  # [accounts.X.risk]: limits over all its groups
 
 
 class Supervisor:
@@ -114,6 +116,7 @@ class Supervisor:
             self.policy,
             durable=self.durable,
             venue_account=self.cfg.accounts[cfg.account],
+            account_risk=acct.risk,
         )
         if self.admin_halt_reason:
             group.health.admin_halt(self.admin_halt_reason)
@@ -176,6 +179,8 @@ class Supervisor:
         diff = self.check_reload(new)
         self.cfg = new
         for name, acct_cfg in new.accounts.items():
+            if name in self.accounts:
+                self.accounts[name].risk.update(acct_cfg.risk)
             if name in self.accounts and isinstance(acct_cfg, PaperAccount):
                 self.accounts[name].paper.update_config(acct_cfg)
         by_key = {g.key: g for g in new.groups if g.enabled}
@@ -249,6 +254,7 @@ class Supervisor:
             row["fees"] += g.order.position.fees
         return {
             **acct.portfolio.snapshot(),
+            "risk": acct.risk.status(),
             "pnl_by_quote": {q: {k: str(v) for k, v in row.items()} for q, row in sorted(pnl.items())},
             "halted": acct.health.halted,
             "actor": _actor_status(acct.portfolio, now),
