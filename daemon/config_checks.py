@@ -61,6 +61,7 @@ def validate(cfg: Config) -> Problems:
         ("store.flush_interval_ms", cfg.store.flush_interval_ms, False),
         ("store.batch_size", cfg.store.batch_size, False),
         ("store.snapshot_interval_s", cfg.store.snapshot_interval_s, False),
+        ("store.metrics_checkpoint_s", cfg.store.metrics_checkpoint_s, True),
         ("supervisor.max_restarts", s.max_restarts, True),
         ("supervisor.window_s", s.window_s, False),
         ("supervisor.backoff_initial_s", s.backoff_initial_s, False),

@@ -57,6 +57,7 @@ class StoreSection(Base, frozen=True, kw_only=True):
     flush_interval_ms: int = 100
     batch_size: int = 1000
     snapshot_interval_s: float = 60.0
+    metrics_checkpoint_s: float = 60.0  # copies of every metric into metrics_checkpoints; 0 = off
 
 
 class SupervisorSection(Base, frozen=True, kw_only=True):

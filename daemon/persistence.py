@@ -35,6 +35,7 @@ from actors.order_fold import OrderFold
 from daemon.config import StoreSection
 from daemon.journal import Journal
 from daemon.metrics import Metrics
+from daemon.metrics_checkpoint import checkpoint_loop
 from daemon.store.migrations import migrate
 from daemon.store.writer import JournalWriter
 
@@ -180,6 +181,14 @@ class Persistence:
             tg.start_soon(self._flush_loop)
             if self.cfg.postgres:
                 tg.start_soon(self._store_loop)
+                if self.cfg.metrics_checkpoint_s > 0:
+                    tg.start_soon(
+                        checkpoint_loop,
+                        self.cfg.dsn,
+                        self.metrics,
+                        self.cfg.metrics_checkpoint_s,
+                        lambda: self.migrated,
+                    )
             tg.start_soon(self._snapshot_loop)
             tg.start_soon(self._release_loop)
             task_status.started()
