@@ -12,7 +12,7 @@ float64 on their own side.
 
 Groups:
 - market: Trade, Quote, BookDelta, BookSnapshot, Bar
-- decision: Signal, OrderIntent, RiskApproved, RiskRejected
+- decision: Signal, OrderIntent, CancelIntent, RiskApproved, RiskRejected
 - order: SubmitOrder, CancelOrder (commands); OrderSubmitted, OrderAccepted,
   OrderRejected, OrderFilled, OrderCanceled, OrderExpired, OrderUnknown (events)
 - state: PositionChanged, BalancesChanged, GroupSnapshot, StopArmed, StopTriggered, StopCanceled
@@ -157,6 +157,15 @@ class OrderIntent(Message, frozen=True):
     trailing_activation: Decimal | None = None
     trailing_step: Decimal | None = None
     exit_at_ns: int | None = None
+
+
+class CancelIntent(Message, frozen=True):
+    """A strategy withdraws an order it asked for (``intent_id``): the order actor cancels what
+    that intent became, or, if risk has not decided on it yet, never sends it."""
+
+    intent_id: str
+    source: str
+    reason: str = ""
 
 
 class RiskApproved(Message, frozen=True):
@@ -384,7 +393,7 @@ class Heartbeat(Message, frozen=True):
 
 
 MarketMessage = Trade | Quote | BookDelta | BookSnapshot | Bar
-DecisionMessage = Signal | OrderIntent | RiskApproved | RiskRejected
+DecisionMessage = Signal | OrderIntent | CancelIntent | RiskApproved | RiskRejected
 OrderMessage = (
     SubmitOrder
     | CancelOrder
@@ -405,6 +414,7 @@ ALL_TYPES: tuple[type[Message], ...] = (
     *MARKET_TYPES,
     Signal,
     OrderIntent,
+    CancelIntent,
     RiskApproved,
     RiskRejected,
     SubmitOrder,
@@ -438,6 +448,7 @@ STREAM_KIND: dict[type[Message], str] = {
     Bar: "bar",
     Signal: "signal",
     OrderIntent: "signal",
+    CancelIntent: "signal",
     RiskApproved: "risk",
     RiskRejected: "risk",
     SubmitOrder: "order",

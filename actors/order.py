@@ -1,7 +1,8 @@
 """Order actor: turns approved intents into venue orders and tracks them to the end.
 
-Takes: RiskApproved (from risk); OrderAccepted, OrderRejected, OrderFilled,
-OrderCanceled, OrderExpired, OrderUnknown (from the execution adapter).
+Takes: RiskApproved (from risk); CancelIntent (from the strategy: the order an intent
+became is canceled with CancelOrder, or never sent if not approved yet); OrderAccepted,
+OrderRejected, OrderFilled, OrderCanceled, OrderExpired, OrderUnknown (from the adapter).
 
 States: submitted -> accepted -> partially_filled -> filled | canceled | rejected | expired,
 and unknown: a submission whose outcome the adapter could not learn (timeout, 5xx,
@@ -29,6 +30,8 @@ import anyio
 
 from actors.channels import Channel, Router
 from actors.messages import (
+    CancelIntent,
+    CancelOrder,
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -117,6 +120,7 @@ class OrderActor(Actor):
         }
         self.anomalies: dict[str, int] = {}
         self.recovered_ids: set[str] = set()  # client ids used before a restart: never sent again
+        self.withdrawn: set[str] = set()  # intents canceled (CancelIntent) before risk approved them
 
     async def handle(self, msg: Message) -> None:
         match msg:
@@ -130,6 +134,8 @@ class OrderActor(Actor):
                 self._handle_finished(msg)
             case OrderUnknown():
                 self._handle_unknown(msg)
+            case CancelIntent():
+                await self._handle_cancel_intent(msg)
             case _:
                 self._anomaly("unexpected_kind", f"ignored unexpected message kind {type(msg).__name__}")
 
@@ -207,8 +213,31 @@ class OrderActor(Actor):
     def open_orders(self) -> list[OrderRecord]:
         return [r for r in self.orders.values() if r.status not in TERMINAL]
 
+    async def _handle_cancel_intent(self, msg: CancelIntent) -> None:
+        """Cancel the order the intent became; an intent not approved yet is never sent."""
+        cid = client_order_id(msg.intent_id)
+        rec = self.orders.get(cid)
+        if rec is None:
+            self.withdrawn.add(msg.intent_id)  # risk may still approve it: drop it then
+            self.log.info("intent %s withdrawn before it became an order (%s)", msg.intent_id, msg.reason)
+            return
+        if rec.status in TERMINAL:
+            self.log.info("cancel of %s not needed: already %s", cid, rec.status)
+            return
+        self.counts["cancel_requested"] = self.counts.get("cancel_requested", 0) + 1
+        self.log.info("cancel %s (intent %s): %s", cid, msg.intent_id, msg.reason)
+        await self.router.publish(
+            CancelOrder(client_order_id=cid, venue_order_id=rec.venue_order_id, **self.system_fields())
+        )
+
     async def _handle_approved(self, intent: OrderIntent) -> None:
         cid = client_order_id(intent.intent_id)
+        if intent.intent_id in self.withdrawn:
+            self.withdrawn.discard(intent.intent_id)
+            self._release(intent.quantity if intent.side == "buy" else -intent.quantity)
+            self.state.open_orders -= 1
+            self.log.info("intent %s approved after it was withdrawn: not sent", intent.intent_id)
+            return
         if cid in self.orders or cid in self.recovered_ids:
             self._release(intent.quantity if intent.side == "buy" else -intent.quantity)
             self.state.open_orders -= 1

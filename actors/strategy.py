@@ -17,6 +17,7 @@ from typing import Any
 from actors.channels import Channel, Router
 from actors.messages import (
     Bar,
+    CancelIntent,
     Message,
     OrderIntent,
     PositionChanged,
@@ -87,7 +88,7 @@ class StrategyActor(Actor):
             max_notional=self.max_notional,
             tick_size=self.tick_size,
             step_size=self.step_size,
-            open_orders=st.open_orders + self._undecided_count() if self._undecided else st.open_orders,
+            open_orders=(st.open_orders + self._undecided_count()) if self._undecided else st.open_orders,
         )
 
     async def handle_batch(self, batch: list[Message]) -> None:
@@ -152,4 +153,7 @@ class StrategyActor(Actor):
                     item.take_profit,
                     item.reason,
                 )
+            elif isinstance(item, CancelIntent):
+                self._undecided.pop(item.intent_id, None)
+                self.log.info("cancel intent %s: %s", item.intent_id, item.reason)
             await self.router.publish(item)

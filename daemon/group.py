@@ -35,6 +35,7 @@ from actors.channels import Channel, Router, Tap, quote_conflation_key
 from actors.market_feed import MarketFeed
 from actors.messages import (
     Bar,
+    CancelIntent,
     CancelOrder,
     Message,
     OrderAccepted,
@@ -281,7 +282,7 @@ class SymbolGroup:
         market = (Bar, *((Trade,) if "trade" in wants else ()), *((Quote,) if "quote" in wants else ()))
         r.subscribe(self.strategy.inbox, (*market, PositionChanged, RiskApproved, RiskRejected))
         r.subscribe(self.risk.inbox, (OrderIntent, PositionChanged, Bar))
-        r.subscribe(self.order.inbox, (RiskApproved, *ORDER_EVENTS))
+        r.subscribe(self.order.inbox, (RiskApproved, CancelIntent, *ORDER_EVENTS))
         r.subscribe(
             self.stop_monitor.inbox,
             (

@@ -24,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from actors.channels import Channel, Router
 from actors.messages import (
+    CancelIntent,
     CancelOrder,
     Message,
     OrderAccepted,
@@ -144,6 +145,17 @@ class OrderLifecycle(RuleBasedStateMachine):
         cid = data.draw(st.sampled_from(live))
         cmd = CancelOrder(client_order_id=cid, **self._stamp())
         self.router.tap(cmd)  # type: ignore[misc]
+        self._run_commands()
+
+    @rule(data=st.data())
+    def withdraw(self, data: st.DataObject) -> None:
+        """The strategy withdraws an intent (CancelIntent): its order, if still working, is canceled."""
+        if not self.actor.orders:
+            return
+        rec = data.draw(st.sampled_from(sorted(self.actor.orders.values(), key=lambda r: r.cid)))
+        msg = CancelIntent(intent_id=rec.intent.intent_id, source="test", **self._stamp())
+        self.router.tap(msg)  # type: ignore[misc]
+        drive(self.actor.handle(msg))
         self._run_commands()
 
     @rule(data=st.data())

@@ -3,7 +3,8 @@
 A strategy owns logic only; the strategy actor owns I/O.  Given the same state, event
 and context a strategy returns the same result, which is what lets one strategy run
 live, on paper and in backtests.  Outputs are :class:`Signal` (recorded) and
-:class:`OrderIntent` (sent to risk) messages.
+:class:`OrderIntent` (sent to risk) messages, and :class:`CancelIntent` (withdraw an earlier
+intent: the order actor cancels the order it became).
 
 ``StrategyContext`` is what the actor knows and the strategy may read: the current
 position, the instrument's tick and step sizes, the notional risk allows, and the time.
@@ -16,11 +17,11 @@ from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
-from actors.messages import Bar, OrderIntent, Quote, Signal, Trade
+from actors.messages import Bar, CancelIntent, OrderIntent, Quote, Signal, Trade
 
 S = TypeVar("S")
 
-Output = Signal | OrderIntent
+Output = Signal | OrderIntent | CancelIntent
 
 
 class StrategyContext(msgspec.Struct, frozen=True, kw_only=True):
