@@ -5,9 +5,9 @@ sample data, 2021-10-12), repeated.  Each figure is measured for our code and fo
 in the same run, same frames, same output messages:
 
 - ``aggTrade`` / ``bookTicker`` / ``depthUpdate`` frames per second through
-  :meth:`adapters.binance.data.FrameDecoder.decode` (typed msgspec decode, symbol map, number
-  checks, message built) vs ``json.loads`` + dict access + ``Decimal(str)`` + the same message
-  (no checks);
+  :meth:`adapters.binance.data.FrameDecoder.decode` (one typed msgspec pass over envelope and
+  payload, symbol map, number checks, message built) vs ``json.loads`` + dict access +
+  ``Decimal(str)`` + the same message (no checks);
 - depth levels per second applied to a synced NKNUSDT book: :class:`adapters.binance.book.OrderBook`
   (dict + bisect-sorted prices, sequence checks, crossed-book check) vs a dict per side with
   ``max``/``min`` for the best levels after each diff (the crossed check a book needs);

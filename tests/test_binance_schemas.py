@@ -374,6 +374,123 @@ def test_any_price_turned_nan_is_rejected_as_bad_value(raw: bytes, data: st.Data
     assert (messages, decoder.rejected) == ([], {"bad_value": 1})
 
 
+# --- one pass and two passes agree ---------------------------------------------------------------
+# FrameDecoder decodes the streams it is given in one pass and everything else (replies, other
+# streams, whatever the one pass refuses) in two; streams=() makes it use two passes only.
+
+
+Outcome = tuple[list[Message], dict[str, int], dict[str, int]]  # messages, decoded, rejected
+
+
+def _outcome(decoder: FrameDecoder, frames: list[bytes | str]) -> Outcome:
+    messages = [m for i, raw in enumerate(frames) for m in decoder.decode(raw, 1000 + i)]
+    return messages, decoder.decoded, decoder.rejected
+
+
+def _agree(frames: list[bytes | str]) -> Outcome:
+    one_pass = _outcome(FrameDecoder(SYMBOLS), frames)
+    assert one_pass == _outcome(FrameDecoder(SYMBOLS, streams=()), frames)
+    return one_pass
+
+
+def test_one_and_two_passes_agree_on_every_captured_frame() -> None:
+    frames: list[bytes | str] = [*FRAME_BYTES, *(f.decode() for f in FRAME_BYTES)]  # str: aiohttp's TEXT
+
+    messages, decoded, rejected = _agree(frames)
+
+    assert len(messages) == 2 * (265 - 2)  # all but the open klines
+    assert decoded == {"depthUpdate": 354, "bookTicker": 168, "aggTrade": 4, "kline_open": 4}
+    assert rejected == {}
+
+
+def test_captured_frames_of_subscribed_streams_all_take_the_one_pass_way() -> None:
+    subscribed = {name.partition("@")[2] for name in URL.split("streams=")[1].split("/")}
+    decoder = FrameDecoder(SYMBOLS, streams=sorted(subscribed))  # as the feed builds it
+
+    def two_pass(raw: bytes | str, ts_recv: int) -> list[Message]:
+        raise AssertionError(f"went the two-pass way: {raw!r}")
+
+    decoder._decode_two_pass = two_pass  # type: ignore[method-assign]
+    messages = [m for f in FRAMES for m in decoder.decode(f.raw, f.ts_recv)]
+
+    assert len(messages) == 265 - 2
+    assert decoder.decoded == {"depthUpdate": 177, "bookTicker": 84, "aggTrade": 2, "kline_open": 2}
+
+
+def test_streams_without_a_one_pass_type_decode_the_same_two_pass_way() -> None:
+    only_trades = FrameDecoder(SYMBOLS, streams=("aggTrade",))
+
+    assert _outcome(only_trades, list(FRAME_BYTES)) == _outcome(FrameDecoder(SYMBOLS), list(FRAME_BYTES))
+
+
+AGG_NUMBERS = st.sampled_from(
+    ["0.35280000", "58", "1e-8", "0E-8", "0", "-0", "-1", "1E+18", "9999999999999999999", "1E+19",
+     "10000000000000000000", "NaN", "-NaN", "sNaN", "Infinity", "-Infinity", "1_0", " 1", "1e999999",
+     "\u0661"]  # an Arabic-Indic one: Decimal() takes it
+) | st.decimals(allow_nan=True, allow_infinity=True).map(str)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(AGG_NUMBERS, AGG_NUMBERS, st.booleans())
+def test_one_and_two_passes_agree_on_aggtrade_numbers(p: str, q: str, as_str: bool) -> None:
+    obj = frame_of(AGG)
+    obj["data"] |= {"p": p, "q": q}
+    raw = json.dumps(obj)
+
+    _agree([raw if as_str else raw.encode()])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _mutated(AGG, 0, ("data", "e"), "trade"),  # the two-pass way never looked at "e"
+        _mutated(AGG, 0, ("data", "e"), 5),
+        _mutated(DEPTH, 0, ("data", "e"), "aggTrade"),
+        _mutated(AGG, 0, ("data", "s"), "nknusdt"),
+        _mutated(AGG, 0, ("id",), 7),
+        _mutated(AGG, 0, ("id",), [7]),
+        _mutated(AGG, 0, ("error",), {"code": 1, "msg": "x"}),
+        _mutated(AGG, 0, ("stream",), "NKNUSDT@aggTrade"),
+        _mutated(AGG, 0, ("stream",), "nknusdt@depth@100ms"),
+        _mutated(AGG, 0, ("stream",), "nknusdt@kline_5m"),
+        _mutated(AGG, 0, ("stream",), "nknusdt@trade"),
+        _mutated(AGG, 0, ("data", "p"), 0.3528),  # a JSON number decodes to Decimal too
+        _mutated(AGG, 0, ("data", "a"), 2**63),
+        _mutated(AGG, 0, ("data", "f"), "19862790"),
+        _mutated(AGG, 0, ("data", "M"), None),
+        _mutated(AGG, 0, ("data", "zz"), {"a": [1]}),
+        _mutated(AGG, 0, ("zz",), {"stream": "x"}),
+        _mutated(AGG, 0, ("data", "m"), True).replace(
+            b'"stream"', b'"stream": "lrcbtc@aggTrade", "stream"', 1
+        ),
+        _mutated(AGG, 0, ("data", "m"), True).replace(b'"data"', b'"data": {"e": "aggTrade"}, "data"', 1),
+        _mutated(AGG, 0, ("data", "m"), True).replace(b"@", b"\\u0040", 1),
+        json.dumps({"data": frame_of(AGG)["data"], "stream": AGG}).encode(),  # the tag last
+    ],
+)
+def test_one_and_two_passes_agree_on_odd_but_possible_frames(raw: bytes) -> None:
+    _agree([raw])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutated_frames(), min_size=1, max_size=5))
+def test_one_and_two_passes_agree_on_mutated_real_frames(frames: list[bytes]) -> None:
+    _agree(list(frames))
+
+
+def test_decoded_counts_go_to_the_dict_assigned_to_a_successor() -> None:
+    first = FrameDecoder(SYMBOLS)
+    first.decode(json.dumps(frame_of(AGG)).encode(), 1)
+    successor = FrameDecoder(SYMBOLS)
+
+    successor.decoded, successor.rejected = first.decoded, first.rejected
+    successor.decode(json.dumps(frame_of(AGG)).encode(), 2)
+    successor.decode(b'{"result":null,"id":1}', 3)
+
+    assert first.decoded is successor.decoded
+    assert first.decoded == {"aggTrade": 2, "reply": 1}
+
+
 # --- REST replies -------------------------------------------------------------------------------
 
 

@@ -12,15 +12,20 @@ Field names are the venue's, verbatim (``E`` event time, ``s`` symbol, ``U``/``u
 update id ...), so a Struct reads side by side with Binance's "WebSocket Streams" and "Market Data
 endpoints" pages.  Prices and quantities are JSON strings on the wire and decode straight to
 :class:`~decimal.Decimal`.  The Structs accept unknown fields: Binance adds fields without notice.
+The stream payloads are keyword-only, so a subclass may narrow a field (``s`` to one symbol)
+without moving it.
 
 msgspec checks types and integer ranges; ``parse_to_*`` checks what types cannot (finite,
 non-negative, sane magnitude) and raises :class:`BinanceValueError` with the field's name.
+
+:class:`BinanceStreamFrame` is the base of the per-stream frame types that decode a frame's envelope
+and payload in one pass (built per connection by :class:`adapters.binance.data.FrameDecoder`).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -30,6 +35,7 @@ NS_PER_MS = 1_000_000
 MAX_MS = (2**63 - 1) // NS_PER_MS  # event times must fit int64 nanoseconds downstream
 MAX_EXPONENT = 18  # Decimal.adjusted(): 10**19 and above is no Binance price, size or volume
 ZERO = Decimal(0)
+MAX_VALUE = Decimal(10) ** (MAX_EXPONENT + 1)  # for a positive x: x < MAX_VALUE <=> x.adjusted() <= 18
 
 Millis = Annotated[int, msgspec.Meta(ge=0, le=MAX_MS)]
 UpdateId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
@@ -107,11 +113,31 @@ class BinanceStreamEnvelope(msgspec.Struct, frozen=True):
     error: BinanceWsError | None = None
 
 
+class BinanceStreamFrame(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="stream"):
+    """Base of the one-pass frame types: one subclass per stream name, tagged by it (``stream``).
+
+    A decoder for the union of a connection's subclasses reads a frame's envelope and its typed
+    payload in one pass and picks the subclass by the stream name.  The envelope fields and types
+    are :class:`BinanceStreamEnvelope`'s, so a frame decodes here only if it decodes there too;
+    ``data`` is overridden by each subclass with its payload type.  ``route`` is set per subclass
+    by its maker (:mod:`adapters.binance.data`).
+    """
+
+    data: Any
+    id: int | str | None = None
+    result: msgspec.Raw = msgspec.Raw(b"")
+    error: BinanceWsError | None = None
+    route: ClassVar[Any] = None
+
+
 # --- market stream payloads ---------------------------------------------------------------------
 
 
-class BinanceAggTrade(msgspec.Struct, frozen=True):
-    """``<symbol>@aggTrade``: trades of one taker order at one price, aggregated."""
+class BinanceAggTrade(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """``<symbol>@aggTrade``: trades of one taker order at one price, aggregated.
+
+    Fields in wire order (msgspec decodes fastest when the keys come in field order).
+    """
 
     e: str
     E: Millis
@@ -119,17 +145,17 @@ class BinanceAggTrade(msgspec.Struct, frozen=True):
     a: UpdateId
     p: Decimal
     q: Decimal
-    T: Millis
-    m: bool
     f: int = 0
     l: int = 0  # noqa: E741 - the venue's name for the last trade id
+    T: Millis
+    m: bool
     M: bool = True
 
     def parse_to_trade(self, exchange: str, symbol: str, ts_recv: int) -> Trade:
         return _trade(exchange, symbol, ts_recv, self.T, self.p, self.q, self.m, self.a)
 
 
-class BinanceTrade(msgspec.Struct, frozen=True):
+class BinanceTrade(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """``<symbol>@trade``: one raw trade (``b``/``a`` order ids were dropped from the stream in 2023)."""
 
     e: str
@@ -146,7 +172,7 @@ class BinanceTrade(msgspec.Struct, frozen=True):
         return _trade(exchange, symbol, ts_recv, self.T, self.p, self.q, self.m, self.t)
 
 
-class BinanceBookTicker(msgspec.Struct, frozen=True):
+class BinanceBookTicker(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """``<symbol>@bookTicker``: best bid/ask.  The spot payload has no event time."""
 
     u: UpdateId
@@ -169,7 +195,7 @@ class BinanceBookTicker(msgspec.Struct, frozen=True):
         )
 
 
-class BinanceDepthUpdate(msgspec.Struct, frozen=True):
+class BinanceDepthUpdate(msgspec.Struct, frozen=True, kw_only=True):
     """``<symbol>@depth[@100ms]``: changed levels between update ids ``U`` and ``u`` (inclusive)."""
 
     e: str
@@ -216,7 +242,7 @@ class BinanceKline(msgspec.Struct, frozen=True):
     Q: Decimal = ZERO
 
 
-class BinanceKlineEvent(msgspec.Struct, frozen=True):
+class BinanceKlineEvent(msgspec.Struct, frozen=True, kw_only=True):
     """``<symbol>@kline_<interval>``: pushed on every update of the current candle."""
 
     e: str

@@ -100,7 +100,9 @@ class _Shard:
     def __init__(self, feed: BinanceMarketFeed, n: int, symbols: Mapping[str, str]) -> None:
         self.feed, self.name = feed, f"ws{n}"
         self.symbols = dict(symbols)  # venue -> ours, the active subscription
-        self.decoder = FrameDecoder(self.symbols, exchange=feed.exchange, conn=self.name)
+        self.decoder = FrameDecoder(
+            self.symbols, exchange=feed.exchange, conn=self.name, streams=feed.streams
+        )
         self.books: dict[str, OrderBook] = {}
         self.syncing: set[str] = set()  # our symbols with a snapshot request in flight
         self.last_frame = self.connected_at = 0.0
@@ -126,7 +128,7 @@ class _Shard:
     def add(self, symbols: Mapping[str, str]) -> None:
         self.symbols.update(symbols)
         known = {**self.decoder.symbols, **symbols}
-        decoder = FrameDecoder(known, exchange=self.feed.exchange, conn=self.name)
+        decoder = FrameDecoder(known, exchange=self.feed.exchange, conn=self.name, streams=self.feed.streams)
         decoder.decoded, decoder.rejected = self.decoder.decoded, self.decoder.rejected
         self.decoder = decoder
         now = time.monotonic()
@@ -404,7 +406,9 @@ class BinanceMarketFeed:
             if shard.trade_floor is None:
                 shard.trade_floor = {}
             shard.generation += 1
-            decoder = FrameDecoder(shard.symbols, exchange=self.exchange, conn=f"{shard.name}+")
+            decoder = FrameDecoder(
+                shard.symbols, exchange=self.exchange, conn=f"{shard.name}+", streams=self.streams
+            )
             state = await self._hold(shard, successor, decoder)
             if state != "lost":
                 break
