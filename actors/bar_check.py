@@ -11,8 +11,9 @@ cannot be compared: the comparison raises (or is false when the InvalidOperation
 off), and the bar is refused.
 
 Bars are immutable, so the answer for the last bar checked is kept (with the bar itself,
-compared by identity): in a group, market-feed and the paper engine check the same Bar
-object one after the other, and the second check is a lookup.
+compared by identity): in a group, market-feed, the paper engine and the strategy (through
+:func:`actors.strategies.common.bar_close`) check the same Bar object one after the other,
+and every check after the first is a lookup.
 """
 
 from __future__ import annotations

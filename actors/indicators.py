@@ -392,19 +392,6 @@ def _ema_factor(period: int) -> tuple[float, float, float]:
     return parts
 
 
-def _ema_step(x: float, prev: float, period: int) -> float:
-    """``fma(x - prev, k, prev)``: :func:`fma` with ``k``'s split computed once per period."""
-    d = x - prev
-    k, kh, kl = _ema_k.get(period) or _ema_factor(period)
-    if 1e-100 < abs(d) < 1e100 and abs(prev) < 1e300 and not _NATIVE_FMA:
-        p = d * k
-        t = _SPLIT * d
-        dh = t - (t - d)
-        dl = d - dh
-        return _fsum((p, ((dh * kh - p) + dh * kl + dl * kh) + dl * kl, prev))
-    return fma(d, k, prev)
-
-
 def _ta_is_zero(value: float) -> bool:
     return -_TA_EPSILON < value < _TA_EPSILON
 
@@ -425,11 +412,20 @@ class EmaStream(msgspec.Struct, frozen=True, kw_only=True):
 
     def update(self, x: float) -> EmaStream:
         prev = self.value
-        if prev is not None:  # the steady state first: one fused multiply-add
+        if prev is not None:  # the steady state first: one fused multiply-add: :func:`fma`
+            # with k's split cached per period (inlined: this runs for every bar)
             period = self.period
-            return EmaStream(
-                period=period, skip=self.skip, seen=self.seen + 1, value=_ema_step(x, prev, period)
-            )
+            d = x - prev
+            k, kh, kl = _ema_k.get(period) or _ema_factor(period)
+            if 1e-100 < abs(d) < 1e100 and -1e300 < prev < 1e300 and not _NATIVE_FMA:
+                p = d * k
+                t = _SPLIT * d
+                dh = t - (t - d)
+                dl = d - dh
+                value = _fsum((p, ((dh * kh - p) + dh * kl + dl * kh) + dl * kl, prev))
+            else:
+                value = fma(d, k, prev)
+            return EmaStream(period=period, skip=self.skip, seen=self.seen + 1, value=value)
         seen = self.seen + 1
         n = seen - self.skip
         if n <= 0:

@@ -78,14 +78,14 @@ class MarketFeed(Actor):
         try:
             for i, msg in enumerate(batch):
                 self._progress = i
-                if type(msg) is Bar:
-                    if accept_bar(msg):
-                        n_bars += 1
-                        for ch in publish_nowait(msg):
-                            await ch.send(msg)
-                    continue
                 if type(msg) is not Trade:
-                    await self.handle(msg)
+                    if type(msg) is Bar:
+                        if accept_bar(msg):
+                            n_bars += 1
+                            for ch in publish_nowait(msg):
+                                await ch.send(msg)
+                    else:
+                        await self.handle(msg)
                     continue
                 if not accept(msg):
                     continue

@@ -99,18 +99,17 @@ class PaperExchange(Actor):
 
     async def handle_batch(self, batch: list[Message]) -> None:
         """Market data without resting orders produces nothing: no coroutine per message."""
-        dispatch = self.dispatch
-        on_bar = self.engine.on_bar
-        exchange, symbol = self.exchange, self.symbol
-        publish = self.router.publish
+        engine = self.engine
         for i, msg in enumerate(batch):
             self._progress = i
-            if type(msg) is Bar and msg.symbol == symbol and msg.exchange == exchange:
-                out = on_bar(msg)  # dispatch's most common case
+            if type(msg) is Bar and msg.symbol == self.symbol and msg.exchange == self.exchange:
+                out = engine.on_bar(msg)  # dispatch's most common case
             else:
-                out = dispatch(msg)
-            for event in out:
-                await publish(event)
+                out = self.dispatch(msg)
+            if out:
+                publish = self.router.publish
+                for event in out:
+                    await publish(event)
 
     async def handle(self, msg: Message) -> None:
         out = self.dispatch(msg)

@@ -208,10 +208,13 @@ class PaperEngine:
 
     def _match(self, ev: _Event) -> list[Message]:
         orders = list(self._open.values())
+        out: list[Message] = []
+        if len(orders) == 1 and orders[0].active:  # one working order: nothing to trigger or sort
+            self._match_order(orders[0], ev, out)
+            return out
         triggered = [o for o in orders if not o.active and self._trigger(o, ev)]
         if triggered:
             self._levels = None
-        out: list[Message] = []
         for o in sorted((o for o in orders if o.active), key=self._priority):
             self._match_order(o, ev, out)
         for o in triggered:
