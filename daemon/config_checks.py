@@ -6,10 +6,7 @@ ConfigError naming the file and line.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 from actors.account_risk import AccountRiskLimits
@@ -23,28 +20,14 @@ from daemon.config_schema import (
     GroupConfig,
 )
 from daemon.strategy_checks import validate_strategy
+from daemon.value_checks import Problems
+from daemon.value_checks import bad as _bad
+from daemon.value_checks import between as _between
+from daemon.value_checks import positive as _positive
 
 MAX_PERIOD = 10_000  # indicator windows hold a multiple of this many bars
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-
-Problems = Iterator[tuple[str, str]]
-
-
-def _bad(value: float | int | Decimal) -> bool:
-    if isinstance(value, Decimal):
-        return not value.is_finite()
-    return isinstance(value, float) and not math.isfinite(value)
-
-
-def _positive(path: str, value: float | int | Decimal, allow_zero: bool = False) -> Problems:
-    if _bad(value) or value < 0 or (value == 0 and not allow_zero):
-        yield path, f"expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value}"
-
-
-def _between(path: str, value: float | Decimal, low: float, high: float, what: str) -> Problems:
-    if _bad(value) or not low <= value <= high:
-        yield path, f"expected {what}, got {value}"
 
 
 def validate(cfg: Config) -> Problems:

@@ -6,10 +6,7 @@
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterator
-from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from actors.params import (
@@ -23,29 +20,15 @@ from actors.params import (
     StrategyParams,
     TimeWindowParams,
 )
+from daemon.value_checks import Problems
+from daemon.value_checks import bad as _bad
+from daemon.value_checks import between as _between
+from daemon.value_checks import positive as _positive
 
 MAX_PERIOD = 10_000
 MAX_GRID_LEVELS = 1_000
 MAX_FLOOR_LAYERS = 100
 HHMM_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-
-Problems = Iterator[tuple[str, str]]
-
-
-def _bad(value: float | int | Decimal) -> bool:
-    if isinstance(value, Decimal):
-        return not value.is_finite()
-    return isinstance(value, float) and not math.isfinite(value)
-
-
-def _positive(path: str, value: float | int | Decimal, allow_zero: bool = False) -> Problems:
-    if _bad(value) or value < 0 or (value == 0 and not allow_zero):
-        yield path, f"expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value}"
-
-
-def _between(path: str, value: float | Decimal, low: float, high: float, what: str) -> Problems:
-    if _bad(value) or not low <= value <= high:
-        yield path, f"expected {what}, got {value}"
 
 
 def _period(path: str, value: int, minimum: int = 1) -> Problems:
