@@ -98,6 +98,7 @@ def _validate_binance_account(p: str, acct: BinanceAccount) -> Problems:
     yield from _positive(f"{p}.timeout_s", acct.timeout_s)
     yield from _positive(f"{p}.connect_timeout_s", acct.connect_timeout_s)
     yield from _positive(f"{p}.resolve_backoff_max_s", acct.resolve_backoff_max_s)
+    yield from _positive(f"{p}.exchange_info_refresh_s", acct.exchange_info_refresh_s)
 
 
 def _validate_account_risk(p: str, lim: AccountRiskLimits) -> Problems:

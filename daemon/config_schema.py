@@ -105,6 +105,7 @@ class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag=
     resolve_backoff_max_s: float = 10.0
     limit_maker: bool = False  # good-till-cancel limit orders go as LIMIT_MAKER (post-only)
     risk: AccountRiskLimits = AccountRiskLimits()
+    exchange_info_refresh_s: float = 3600.0  # filters and order types are reloaded this often
     foreign_orders: Literal["flag", "cancel", "adopt"] = "flag"
     """At start, open orders of a traded symbol that the journal does not know: log and report
     them (flag), cancel them, or take them over (adopt: their fills move the group's position)."""

@@ -432,3 +432,24 @@ def test_missing_credentials_name_the_variable() -> None:
 
 def test_submit_helper_types() -> None:
     assert isinstance(submit("x"), SubmitOrder)
+
+
+async def test_exchange_info_is_refreshed_and_a_failed_refresh_keeps_the_rules() -> None:
+    with anyio.fail_after(15):
+        async with open_fake_binance() as fake, running(fake, exchange_info_refresh_s=0.1) as (actor, events):
+            while actor.rules is None:
+                await anyio.sleep(0.01)
+            assert actor.rules.status == "TRADING"
+            fake.fail_next("500", path="/api/v3/exchangeInfo")  # one refresh fails: the rules stay
+            symbols = [
+                s | {"status": "BREAK"} if s["symbol"] == "LTCBTC" else s for s in fake._info["symbols"]
+            ]
+            fake._info = fake._info | {"symbols": symbols}  # the venue halts the symbol
+            while actor.rules.status != "BREAK":
+                await anyio.sleep(0.02)
+            assert actor.n["rules_refreshes"] >= 1
+            await actor.inbox.send(submit("halted-1"))
+            while not any(isinstance(e, OrderRejected) for e in events):
+                await anyio.sleep(0.02)
+    rejected = next(e for e in events if isinstance(e, OrderRejected))
+    assert rejected.reason.startswith("STATUS") and fake.order_requests("halted-1") == 0

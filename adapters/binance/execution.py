@@ -373,6 +373,7 @@ class BinanceExecution(Actor):
                 self._tg = tg
                 self._resolving.clear()
                 tg.start_soon(self._load_rules)
+                tg.start_soon(self._refresh_rules)
                 await tg.start(self.user_stream.run)
                 for order in self._orders.values():  # after a restart: resolutions still owed
                     if order.unknown:
@@ -417,6 +418,27 @@ class BinanceExecution(Actor):
                 self.log.warning("exchangeInfo failed (%s): retrying in %.1fs", exc, delay)
                 await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 30.0)
+
+    async def _refresh_rules(self) -> None:
+        """Reload exchangeInfo every ``exchange_info_refresh_s``: filters and order types change
+        (tick sizes, minimum notionals, a symbol halted); a failed refresh keeps the rules in force."""
+        while True:
+            await anyio.sleep(self.config.exchange_info_refresh_s)
+            try:
+                client = await self.client()
+                info = await client.exchange_info()
+                sym = next((s for s in info.symbols if s.symbol == self.venue_symbol), None)
+                if sym is None:
+                    raise KeyError(f"{self.venue_symbol} is not in exchangeInfo")
+                rules = SymbolRules.from_symbol(sym)
+            except (BinanceError, KeyError) as exc:
+                self.n["rules_refresh_failures"] = self.n.get("rules_refresh_failures", 0) + 1
+                self.log.warning("exchangeInfo refresh failed (%s): keeping the rules in force", exc)
+                continue
+            if rules != self.rules:
+                self.log.info("exchangeInfo refreshed: %s rules changed", self.venue_symbol)
+            self.rules = rules
+            self.n["rules_refreshes"] = self.n.get("rules_refreshes", 0) + 1
 
     async def _ensure_rules(self) -> SymbolRules:
         if self.rules is None:
