@@ -192,7 +192,7 @@ def test_kill_9_against_a_venue_in_another_process(
     for life in range(LOOPS):
         proc = _start(cfg, log)
         try:
-            wait_for(lambda n=life: _ready(log) > n, 40, f"life {life} to get ready")
+            wait_for(lambda n=life: _ready(log) > n, 60, f"life {life} to get ready")
             time.sleep(rng.uniform(1.0, 4.0))
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -202,7 +202,7 @@ def test_kill_9_against_a_venue_in_another_process(
     time.sleep(0.3)  # the last trade's events are out
     proc = _start(cfg, log)
     try:
-        wait_for(lambda: _ready(log) > LOOPS, 40, "the last life to get ready")
+        wait_for(lambda: _ready(log) > LOOPS, 60, "the last life to get ready")
 
         def settled() -> bool:
             status = _status(port)
@@ -212,7 +212,7 @@ def test_kill_9_against_a_venue_in_another_process(
             return bool(store["migrated"]) and store["store_lag_records"] == 0
 
         time.sleep(2.0)  # reconciliation events, then nothing fills any more
-        wait_for(settled, 30, "the PostgreSQL store to catch up")
+        wait_for(settled, 60, "the PostgreSQL store to catch up")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
