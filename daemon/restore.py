@@ -10,6 +10,9 @@
 3. the venue is asked what became of every order the journal left open
    (:class:`VenueReconciler`); its answers (fills, cancels, acceptances) are published
    on the group's bus ahead of any market data, so the order actor applies them first.
+   If the venue cannot be reached (5 attempts, about 15 s), the group starts halted (no new
+   entries; exits and stops still go out) with the reason on /status and /readyz, until
+   ``POST /admin/resume``; the execution adapter's own catch-up on connect resolves the orders.
    Open orders at the venue that the journal does not know (placed by hand or another
    tool) are handled by the account's ``foreign_orders`` policy: ``flag`` (log, /status),
    ``cancel``, or ``adopt`` (tracked like ours: their fills move the position).
@@ -28,9 +31,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
+import anyio
 import msgspec
 
 from actors.messages import Message, OrderCanceled, RiskApproved, stamp
@@ -119,6 +124,32 @@ async def _foreign_orders(group: SymbolGroup, venue: BinanceExecution, policy: s
     return [f"FLAGGED {len(foreign)} foreign open orders (not ours, left alone): {names}"]
 
 
+RECONCILE_ATTEMPTS = 5
+RECONCILE_FIRST_DELAY_S = 0.5
+
+
+async def reconcile_with_retry(
+    reconcile: Callable[[list[OrderRecord]], Awaitable[list[Message]]],
+    orders: list[OrderRecord],
+    attempts: int = RECONCILE_ATTEMPTS,
+    first_delay_s: float = RECONCILE_FIRST_DELAY_S,
+) -> list[Message]:
+    """Ask the venue, retrying with doubling delays (about 15 s in all); the last failure is raised."""
+    delay = first_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return await reconcile(orders)
+        except Exception as exc:
+            if attempt == attempts:
+                raise
+            log.warning(
+                "restart reconciliation failed (%r): attempt %d of %d, retrying", exc, attempt, attempts
+            )
+            await anyio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
 async def restore_group(
     group: SymbolGroup,
     fold: OrderFold,
@@ -167,7 +198,13 @@ async def restore_group(
     elif opened:
         reconcile = getattr(venue, "reconcile", None)
         if reconcile is not None:
-            events = await reconcile(opened)
+            try:
+                events = await reconcile_with_retry(reconcile, opened)
+            except Exception as exc:  # noqa: BLE001 - the venue is unreachable: trade nothing new, keep going
+                reason = f"restart reconciliation failed ({exc!r}): open orders unconfirmed"
+                log.error("%s: %s; group halted until POST /admin/resume", group.name, reason)
+                group.health.admin_halt(reason)
+                done.append(f"HALTED: {reason}")
         else:
             done.append("venue cannot reconcile: open orders kept as the journal says")
     if events:

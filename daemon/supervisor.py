@@ -205,6 +205,8 @@ class Supervisor:
         for group in self.groups.values():
             if group.health.halt_reason:
                 reasons.append(f"group {group.name} halted: {group.health.halt_reason}")
+            elif group.health.admin_reason and group.health.admin_reason != self.admin_halt_reason:
+                reasons.append(f"group {group.name} halted: {group.health.admin_reason}")
             age = group.feed_age_s(now)
             if age is None and (now - self.started_ns) / 1e9 > stale_after:
                 reasons.append(f"feed {group.name} has sent nothing in {stale_after:g}s")
