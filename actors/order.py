@@ -347,8 +347,16 @@ class OrderActor(Actor):
             # the same execution twice (user stream and REST catch-up): counted once
             self._anomaly("duplicate_fill", f"fill {msg.trade_id} for {rec.cid} seen again: ignored")
             return
-        if msg.last_qty <= 0 or not msg.last_qty.is_finite():
-            self._anomaly("bad_fill", f"fill {msg.trade_id} for {rec.cid} has quantity {msg.last_qty}")
+        if not (
+            msg.last_qty.is_finite()
+            and msg.last_qty > 0
+            and msg.last_price.is_finite()
+            and msg.last_price > 0
+        ):
+            self._anomaly(
+                "bad_fill",
+                f"fill {msg.trade_id} for {rec.cid} has quantity {msg.last_qty} at {msg.last_price}",
+            )
             return
         if rec.cum_qty + msg.last_qty > rec.quantity:
             self._anomaly(

@@ -182,7 +182,10 @@ class OrderFold:
             return  # the order actor ignores fills of orders it never sent
         if msg.trade_id and msg.trade_id in order.trade_ids:
             return
-        if msg.last_qty <= 0 or not msg.last_qty.is_finite() or order.cum_qty + msg.last_qty > order.quantity:
+        qty, price = msg.last_qty, msg.last_price
+        if not (qty.is_finite() and qty > 0 and price.is_finite() and price > 0):
+            return  # the order actor refuses it too ("bad_fill")
+        if order.cum_qty + qty > order.quantity:
             return
         if msg.trade_id:
             order.trade_ids.add(msg.trade_id)

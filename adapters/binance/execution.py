@@ -202,6 +202,10 @@ def _is_stop_loss(side: Side, stop: Decimal | None, last: Decimal | None) -> boo
 COMMANDS_IN_FLIGHT = 8
 
 
+def _positive(value: Decimal) -> bool:
+    return value.is_finite() and value > 0
+
+
 class VenueOrder(msgspec.Struct, frozen=True):
     """One order as the venue reports it (reconciliation)."""
 
@@ -726,6 +730,19 @@ class BinanceExecution(Actor):
         key = (self.venue_symbol, trade_id)
         if key in self._trades:
             self.n["duplicate_fills"] += 1
+            return
+        if not (_positive(qty) and _positive(price) and fee.is_finite() and fee >= 0):
+            # A garbled reply: never publish it.  The trade id is not marked seen, so the user
+            # stream or the next catch-up still delivers the real fill.
+            self.n["bad_fills"] = self.n.get("bad_fills", 0) + 1
+            self.log.error(
+                "fill %s of %s refused: qty %s, price %s, fee %s (not finite or out of range)",
+                trade_id,
+                order.cid,
+                qty,
+                price,
+                fee,
+            )
             return
         self._trades[key] = None
         if len(self._trades) > KEEP_TRADES:
