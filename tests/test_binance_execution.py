@@ -453,3 +453,25 @@ async def test_exchange_info_is_refreshed_and_a_failed_refresh_keeps_the_rules()
                 await anyio.sleep(0.02)
     rejected = next(e for e in events if isinstance(e, OrderRejected))
     assert rejected.reason.startswith("STATUS") and fake.order_requests("halted-1") == 0
+
+
+@pytest.mark.parametrize("bad", ["NaN", "-0.001", "Infinity"])
+async def test_hostile_exchange_info_filters_never_leave_an_order_unanswered(bad: str) -> None:
+    with anyio.fail_after(15):
+        async with open_fake_binance() as fake:
+            symbols = []
+            for sym in fake._info["symbols"]:
+                if sym["symbol"] == "LTCBTC":
+                    filters = [
+                        f | {"tickSize": bad} if f["filterType"] == "PRICE_FILTER" else f
+                        for f in sym["filters"]
+                    ]
+                    sym = sym | {"filters": filters}
+                symbols.append(sym)
+            fake._info = fake._info | {"symbols": symbols}
+            async with running(fake) as (actor, events):
+                await actor.inbox.send(submit("hostile-1"))
+                await until(lambda: bool(of(events, OrderRejected)))
+    (rejected,) = of(events, OrderRejected)
+    assert rejected.reason.startswith("not sent: no exchangeInfo") and "tickSize" in rejected.reason
+    assert fake.order_requests("hostile-1") == 0

@@ -518,7 +518,10 @@ class BinanceExecution(Actor):
             return
         last = self.last_price()
         wire = map_order(msg, self.venue_symbol, last, limit_maker=self.config.limit_maker)
-        prepared = rules.prepare(wire, last)
+        try:
+            prepared: BinanceNewOrder | Rejection = rules.prepare(wire, last)
+        except ArithmeticError as exc:  # never leave an order without an answer
+            prepared = Rejection("PARAMETERS", f"filters could not be applied: {exc!r}")
         if not isinstance(prepared, Rejection) and prepared.quantity != wire.quantity:
             step = rules.step_size
             prepared = Rejection("LOT_SIZE", f"quantity {wire.quantity} is not a multiple of stepSize {step}")

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import msgspec
 
 from actors.strategies.base import floor_to_step, round_to_tick
+from adapters.binance.errors import BinanceBadReply
 from adapters.binance.schemas import (
     EXCHANGE_INFO_DECODER,
     BinanceExchangeInfo,
@@ -206,10 +207,17 @@ class SymbolRules:
 
     @classmethod
     def from_symbol(cls, sym: BinanceSymbolInfo) -> SymbolRules:
+        """Raises BinanceBadReply for a filter with a number that is not finite and >= 0."""
         found: dict[str, Any] = {}
         for f in sym.parse_filters():
             name = _FILTER_FIELD.get(type(f))
             if name is not None:  # filter types we do not enforce are skipped on purpose
+                for field in msgspec.structs.fields(f):
+                    value = getattr(f, field.name)
+                    if isinstance(value, Decimal) and not (value.is_finite() and value >= 0):
+                        raise BinanceBadReply(
+                            f"exchangeInfo {sym.symbol}: {type(f).__name__}.{field.name} = {value}"
+                        )
                 found[name] = f
         return cls(sym.symbol, sym.status, sym.baseAsset, sym.quoteAsset, frozenset(sym.orderTypes), **found)
 
