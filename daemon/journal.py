@@ -195,6 +195,12 @@ class Journal:
         return self._next
 
     @property
+    def segment_count(self) -> int:
+        """Segment files kept (the oldest are deleted once released)."""
+        with self._lock:
+            return len(self._segments)
+
+    @property
     def durable_offset(self) -> int:
         """Every record below this offset is on disk and synced (survives a crash)."""
         return self._durable

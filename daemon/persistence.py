@@ -164,16 +164,23 @@ class Persistence:
         return []
 
     def status(self) -> dict[str, object]:
-        return {
-            "dsn_host": self.cfg.dsn.rsplit("@", 1)[-1],
-            "migrated": self.migrated,
+        journal: dict[str, object] = {
             "journal_next_offset": self.journal.next_offset,
             "journal_durable_offset": self.journal.durable_offset,
-            "store_committed_offset": self.writer.committed_offset,
-            "store_lag_records": self.writer.lag(),
+            "journal_segments": self.journal.segment_count,
             "snapshots": self.snapshots,
             "snapshot_offset": self.snapshot_offset,
             "recovered_records": self.recovered_records,
+        }
+        if not self.cfg.postgres:
+            return {"postgres": False, **journal}
+        return {
+            "postgres": True,
+            "dsn_host": self.cfg.dsn.rsplit("@", 1)[-1],
+            "migrated": self.migrated,
+            "store_committed_offset": self.writer.committed_offset,
+            "store_lag_records": self.writer.lag(),
+            **journal,
         }
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
