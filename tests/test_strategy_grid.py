@@ -1,6 +1,7 @@
 """grid on the bundled real candles against a toy limit-order exchange, checked against an
 independent reference grid that sees every fill directly; plus levels, stop / rebalance,
-take profit, vanished orders, state round trips and its config."""
+take profit, vanished orders, canceling resting buys (CancelIntent) and the fill accounting
+around it, state round trips (also of a state saved before ``order_ts``) and its config."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from actors.messages import Bar, OrderIntent, Signal
+from actors.messages import Bar, CancelIntent, OrderIntent, Signal
 from actors.params import GridParams
-from actors.strategies.grid import BUYING, HOLDING, IDLE, GridState, GridStrategy, grid_levels
+from actors.strategies.grid import (
+    BUYING,
+    CANCELING,
+    HOLDING,
+    IDLE,
+    GridState,
+    GridStrategy,
+    grid_levels,
+    split_ended,
+)
 from actors.strategies.registry import build_strategy
 from tests.strategy_helpers import (
     EXCHANGE,
@@ -38,11 +48,14 @@ WINDOW = slice(2000, 5000)  # 0.00176..0.00207 on these bars: inside the grid
 @dataclass
 class Exchange:
     """A toy venue: a resting limit buy fills at its price when a later bar's low reaches it, a
-    sell when the high does; market orders fill at the close at once."""
+    sell when the high does; market orders fill at the close at once; a CancelIntent removes
+    the order its intent became at once (and is recorded)."""
 
     position: Decimal = ZERO
     resting: list[OrderIntent] = field(default_factory=list)
     fills: list[tuple[int, str, Decimal]] = field(default_factory=list)
+    canceled: list[str] = field(default_factory=list)
+    placed: set[str] = field(default_factory=set)
 
     def match(self, i: int, bar: Bar) -> None:
         for o in list(self.resting):
@@ -58,7 +71,12 @@ class Exchange:
 
     def submit(self, i: int, bar: Bar, out: list[object]) -> None:
         for o in out:
-            if isinstance(o, OrderIntent):
+            if isinstance(o, CancelIntent):
+                assert o.intent_id in self.placed and o.intent_id not in self.canceled  # once, and known
+                self.canceled.append(o.intent_id)
+                self.resting = [r for r in self.resting if r.intent_id != o.intent_id]
+            elif isinstance(o, OrderIntent):
+                self.placed.add(o.intent_id)
                 if o.order_type == "market":
                     self.fill(i, o, bar.close)
                 else:
@@ -155,6 +173,11 @@ def hand(closes: list[str], start: int = 0) -> list[Bar]:
     return out
 
 
+def buy_id(bar: Bar, i: int) -> str:
+    """The intent id of slot ``i``'s buy armed on ``bar``."""
+    return f"{EXCHANGE}:{SYMBOL}:grid:{bar.ts_event}:buy-{i}"
+
+
 def test_only_levels_near_the_close_are_armed() -> None:
     """With arm_within_pct = 4 (the default) at 0.0019 only levels >= 0.001824 are armed: 0.00185;
     0.0018 follows when the price comes near."""
@@ -197,46 +220,159 @@ def test_stopped_grid_flattens_orphan_fills_and_retries() -> None:
     assert sent == [1, 0, 0, 0, 0, 1, 0]  # once, then again after RETRY_BARS bars
 
 
-def test_exit_range_rebalance_waits_for_the_old_orders_then_recenters() -> None:
+def test_exit_range_rebalance_cancels_the_buys_at_once_then_recenters() -> None:
+    """0.00215 is above the grid: its 4 resting buys are canceled on that bar (nothing else works),
+    and the next bar re-centers without waiting for them to fill or be canceled by hand."""
     strategy = GridStrategy(msgspec.structs.replace(PARAMS, on_exit_range="rebalance"))
-    state, ex, outputs = simulate(strategy, hand(["0.00190", "0.00215", "0.00216"]))
-    assert outputs[1] == outputs[2] == [] and state.lower == LOWER  # 4 buys still rest below
-    assert len(ex.resting) == 4
-    ex.resting.clear()  # the venue expired them
-    bar = hand(["0.00216"], start=3)[0]
-    state, out = strategy.on_bar(state, bar, make_ctx(bar.ts_event, ex.position, open_orders=0))
+    made = hand(["0.00190", "0.00215", "0.00216"])
+    state, ex, outputs = simulate(strategy, made)
+    assert all(isinstance(x, CancelIntent) for x in outputs[1])
+    assert [x.intent_id for x in outputs[1] if isinstance(x, CancelIntent)] == [
+        buy_id(made[0], i) for i in range(4)
+    ]
+    assert ex.canceled == [buy_id(made[0], i) for i in range(4)] and ex.fills == []
     assert not state.stopped
     assert state.lower == D("0.00196") and state.upper == D("0.00236")  # 0.00216 -+ 0.0002
+    out = outputs[2]
     assert isinstance(out[0], Signal) and out[0].reason.startswith("rebalance: close 0.00216 above the grid")
     assert [x.price for x in out if isinstance(x, OrderIntent)] == [
         D("0.00196") + D("0.00005") * k for k in range(4)
     ]
+    assert not any(isinstance(x, CancelIntent) for x in out)
+
+
+def test_rebalance_waits_only_for_the_working_sells() -> None:
+    """A venue that confirms cancels and fills a bar late: slot 3 holds (its sell at 0.0019 works)
+    when the price leaves the grid; the 3 buys are canceled once, their end is no fill, and the
+    grid re-centers on the bar after the sell filled."""
+    strategy = GridStrategy(msgspec.structs.replace(PARAMS, on_exit_range="rebalance"))
+    b = hand(["0.00190", "0.00184", "0.00215", "0.00216", "0.00217", "0.00218"])
+    state, _ = strategy.on_bar(GridState(), b[0], make_ctx(b[0].ts_event))
+    state, out = strategy.on_bar(state, b[1], make_ctx(b[1].ts_event, D(10), open_orders=3))
+    assert state.slots[3] == HOLDING and state.order_ts[3] == b[1].ts_event
+    # above the grid: the sell still works at the venue, the 3 buys are canceled
+    state, out = strategy.on_bar(state, b[2], make_ctx(b[2].ts_event, D(10), open_orders=4))
+    assert [x.intent_id for x in out if isinstance(x, CancelIntent)] == [buy_id(b[0], i) for i in range(3)]
+    assert len(out) == 3 and state.slots[:4] == (CANCELING,) * 3 + (HOLDING,)
+    # the cancels are not confirmed yet: nothing changes, nothing is sent again
+    state, out = strategy.on_bar(state, b[3], make_ctx(b[3].ts_event, D(10), open_orders=4))
+    assert out == [] and state.slots[:4] == (CANCELING,) * 3 + (HOLDING,)
+    # the cancels are confirmed: 3 orders ended, position unchanged: no fill, only the sell works
+    state, out = strategy.on_bar(state, b[4], make_ctx(b[4].ts_event, D(10), open_orders=1))
+    assert out == [] and state.slots[:4] == (IDLE,) * 3 + (HOLDING,) and state.round_trips == 0
+    assert state.lower == LOWER
+    # the sell filled: one round trip, nothing works, re-centered on 0.00218
+    state, out = strategy.on_bar(state, b[5], make_ctx(b[5].ts_event, ZERO, open_orders=0))
+    assert state.round_trips == 1 and state.profit == D("0.0005")
+    assert state.lower == D("0.00198") and state.base == ZERO
+    assert isinstance(out[0], Signal) and out[0].reason.startswith("rebalance: close 0.00218")
+    assert len([x for x in out if isinstance(x, OrderIntent) and x.side == "buy"]) == 4
 
 
 def test_back_in_range_before_a_rebalance_the_old_grid_goes_on() -> None:
+    """The buys canceled on leaving the range are armed again (new intents) once they ended."""
     strategy = GridStrategy(msgspec.structs.replace(PARAMS, on_exit_range="rebalance"))
-    _, _, outputs = simulate(strategy, hand(["0.00190", "0.00215", "0.00205"]))
-    assert outputs[1] == []
-    assert [x.price for x in outputs[2] if isinstance(x, OrderIntent)] == [
-        D("0.0019"),
-        D("0.00195"),
-        D("0.002"),
+    made = hand(["0.00190", "0.00215", "0.00205"])
+    _, ex, outputs = simulate(strategy, made)
+    assert len(outputs[1]) == 4 and all(isinstance(x, CancelIntent) for x in outputs[1])
+    again = [x for x in outputs[2] if isinstance(x, OrderIntent)]
+    assert [x.price for x in again] == [D("0.0017") + D("0.00005") * k for k in range(7)]
+    assert {x.intent_id.split(":")[3] for x in again} == {str(made[2].ts_event)}
+    assert len(ex.resting) == 7
+
+
+def test_back_in_range_a_canceled_buy_is_armed_again_only_once_it_ended() -> None:
+    strategy = GridStrategy(msgspec.structs.replace(PARAMS, on_exit_range="rebalance"))
+    b = hand(["0.00190", "0.00215", "0.00205", "0.00205"])
+    state, _ = strategy.on_bar(GridState(), b[0], make_ctx(b[0].ts_event))
+    state, _ = strategy.on_bar(state, b[1], make_ctx(b[1].ts_event, open_orders=4))
+    # back inside, the 4 cancels not confirmed yet: only the free slots 4..6 are armed
+    state, out = strategy.on_bar(state, b[2], make_ctx(b[2].ts_event, open_orders=4))
+    assert [x.price for x in out if isinstance(x, OrderIntent)] == [D("0.0019"), D("0.00195"), D("0.002")]
+    assert state.slots[:7] == (CANCELING,) * 4 + (BUYING,) * 3
+    # the cancels are confirmed (the 3 new buys work): 4 ended, no fill; slots 0..3 armed again
+    state, out = strategy.on_bar(state, b[3], make_ctx(b[3].ts_event, open_orders=3))
+    assert [x.price for x in out if isinstance(x, OrderIntent)] == [
+        D("0.0017") + D("0.00005") * k for k in range(4)
     ]
+    assert state.slots[:7] == (BUYING,) * 7 and state.round_trips == 0
 
 
-def test_take_profit_stops_the_grid() -> None:
+def test_take_profit_stops_the_grid_and_cancels_exactly_the_resting_buys() -> None:
     strategy = GridStrategy(msgspec.structs.replace(PARAMS, take_profit_quote=D("0.001")))
-    state, ex, outputs = simulate(strategy, bars()[WINDOW])
+    window = bars()[WINDOW]
+    state, ex, outputs = simulate(strategy, window)
     assert state.stopped and state.stop_reason.startswith("grid profit 0.00100")
     # stopped at bar 1088 (close 0.002) holding 2 slots whose sells work; nothing else to sell
     assert state.round_trips == 2 and state.slots == (IDLE,) * 6 + (HOLDING,) * 2 and ex.position == D(20)
-    assert [(o.side, o.price) for o in ex.resting] == [
-        ("buy", D("0.0017")),  # no cancel intent yet: resting buys stay
-        ("buy", D("0.00175")),
-        ("sell", D("0.0021")),
-        ("sell", D("0.00205")),
-    ]
+    assert [(o.side, o.price) for o in ex.resting] == [("sell", D("0.0021")), ("sell", D("0.00205"))]
+    # the stop bar: the Signal, then a cancel of each buy resting at the venue then (and nothing else)
+    _, before, _ = simulate(strategy, window[:1088])
+    resting_buys = [o.intent_id for o in before.resting if o.side == "buy"]
+    assert len(resting_buys) == 5  # 0.0017..0.0019, armed on the first bar
+    stop_out = outputs[1088]
+    assert isinstance(stop_out[0], Signal) and stop_out[0].reason.startswith("stop: grid profit")
+    assert all(isinstance(x, CancelIntent) for x in stop_out[1:])
+    assert [x.intent_id for x in stop_out if isinstance(x, CancelIntent)] == resting_buys == ex.canceled
     assert not any(isinstance(x, OrderIntent) and x.side == "buy" for out in outputs[1089:] for x in out)
+    assert not any(isinstance(x, CancelIntent) for out in outputs[1089:] for x in out)
+    # canceled, they no longer fill later (they used to, and were sold at market): no trade after
+    assert ex.fills[-1] == (1088, "sell", D("0.002")) and not any(outputs[1090:])
+
+
+def test_stop_cancels_the_resting_buys_by_their_intent_ids() -> None:
+    """Buys at 0.0017..0.00185 armed on bar 0; 0.00184 fills 0.00185 (its sell at 0.0019 then works);
+    0.00215 above the grid stops it (the toy venue fills the sell on that bar): the three buys
+    still resting are canceled, in the same output list as the stop Signal, and nothing is left."""
+    strategy = GridStrategy(PARAMS)
+    made = hand(["0.00190", "0.00184", "0.00215", "0.00216"])
+    state, ex, outputs = simulate(strategy, made)
+    placed = [x.intent_id for x in outputs[0] if isinstance(x, OrderIntent)]
+    stop_out = outputs[2]
+    assert [type(x) for x in stop_out] == [Signal, CancelIntent, CancelIntent, CancelIntent]
+    cancels = [x for x in stop_out if isinstance(x, CancelIntent)]
+    assert [x.intent_id for x in cancels] == placed[:3] == [buy_id(made[0], i) for i in range(3)]
+    assert {x.source for x in cancels} == {"strategy:grid"} and cancels[0].reason.startswith("stop: close")
+    assert ex.resting == [] and ex.position == ZERO and state.round_trips == 1
+    assert state.slots == (IDLE,) * 8 and outputs[3] == []
+
+
+def test_stopped_grid_sells_a_canceled_buy_that_filled_before_its_cancel() -> None:
+    """Stop with a sell working (slot 3) and 3 buys canceled; one of those fills before its cancel
+    lands: it is no grid holding, so it is sold at market; the other two end without a fill."""
+    strategy = GridStrategy(msgspec.structs.replace(PARAMS, take_profit_quote=D("0.0001")))
+    b = hand(["0.00190", "0.00184", "0.00186", "0.00183", "0.00183"])
+    state, _ = strategy.on_bar(GridState(), b[0], make_ctx(b[0].ts_event))
+    state, _ = strategy.on_bar(state, b[1], make_ctx(b[1].ts_event, D(10), open_orders=3))
+    state = msgspec.structs.replace(state, profit=D("0.0001"))  # take profit reached
+    state, out = strategy.on_bar(state, b[2], make_ctx(b[2].ts_event, D(10), open_orders=4))
+    assert state.stopped and [type(x) for x in out] == [Signal, CancelIntent, CancelIntent, CancelIntent]
+    assert state.slots[:4] == (CANCELING,) * 3 + (HOLDING,)
+    # buy-2 (0.0018) filled before its cancel; the other two cancels are not confirmed yet
+    state, out = strategy.on_bar(state, b[3], make_ctx(b[3].ts_event, D(20), open_orders=3))
+    assert state.slots[:4] == (CANCELING, CANCELING, IDLE, HOLDING)
+    assert len(out) == 1 and isinstance(out[0], OrderIntent) and out[0].intent_id.endswith(":exit-sell")
+    assert out[0].quantity == D(10) and out[0].order_type == "market" and out[0].reduce_only
+    # the exit sold, the two cancels confirmed: two orders ended without a fill
+    state, out = strategy.on_bar(state, b[4], make_ctx(b[4].ts_event, D(10), open_orders=1))
+    assert out == [] and state.slots[:4] == (IDLE,) * 3 + (HOLDING,) and state.round_trips == 0
+
+
+def test_a_stop_on_a_bar_that_sends_a_vanished_sell_again_sells_those_units_at_market() -> None:
+    """Everything vanished (open orders 0) on the bar take profit is reached: the sell rule 2 would
+    send again is dropped with the stop, so its units are sold at market (not left uncovered)."""
+    strategy = GridStrategy(msgspec.structs.replace(PARAMS, take_profit_quote=D("0.0001")))
+    b = hand(["0.00190", "0.00184", "0.00186"])
+    state, _ = strategy.on_bar(GridState(), b[0], make_ctx(b[0].ts_event))
+    state, _ = strategy.on_bar(state, b[1], make_ctx(b[1].ts_event, D(10), open_orders=3))
+    state = msgspec.structs.replace(state, profit=D("0.0001"))
+    state, out = strategy.on_bar(state, b[2], make_ctx(b[2].ts_event, D(10), open_orders=0))
+    assert [type(x) for x in out] == [Signal, OrderIntent]  # nothing rests: nothing to cancel
+    exit_ = out[1]
+    assert (
+        isinstance(exit_, OrderIntent) and exit_.intent_id.endswith(":exit-sell") and exit_.quantity == D(10)
+    )
+    assert state.stopped and state.slots == (IDLE,) * 8
 
 
 def test_vanished_orders_are_re_armed() -> None:
@@ -288,6 +424,107 @@ def test_state_round_trips_and_resume_is_identical() -> None:
         assert outputs == out_whole and state == whole
 
 
+@pytest.mark.parametrize(
+    ("ended", "moved", "holding", "buying", "canceling", "expected"),
+    [
+        (0, 0, 1, 0, 3, (0, 0, 0)),  # cancels not confirmed yet
+        (3, 0, 1, 0, 3, (0, 0, 3)),  # 3 canceled buys ended: no fill
+        (4, -1, 1, 0, 3, (0, 1, 3)),  # ... and the sell filled in the same bar
+        (3, 1, 1, 0, 3, (1, 0, 2)),  # one canceled buy filled before its cancel landed
+        (1, -1, 1, 0, 3, (0, 1, 0)),  # the sell filled, the cancels not confirmed yet
+        (2, 0, 1, 1, 2, (0, 0, 2)),  # two ended, no move: the canceled ones, not a buy + a sell
+        (2, 0, 1, 1, 0, (1, 1, 0)),  # without cancels: a buy and a sell
+        (1, 0, 1, 1, 0, (0, 0, 0)),  # does not fit: the position decides
+    ],
+)
+def test_split_ended_takes_canceled_buys_as_vanished_first(
+    ended: int, moved: int, holding: int, buying: int, canceling: int, expected: tuple[int, int, int]
+) -> None:
+    assert split_ended(ended, moved, holding, buying, canceling) == expected
+
+
+def test_canceled_buys_ending_with_a_sell_fill_book_one_round_trip_only() -> None:
+    """Rebalance pending: the 3 cancels are confirmed in the bar the working sell fills (4 orders
+    ended, holding -1): one round trip, no phantom buy, then the re-centering."""
+    strategy = GridStrategy(msgspec.structs.replace(PARAMS, on_exit_range="rebalance"))
+    b = hand(["0.00190", "0.00184", "0.00215", "0.00216"])
+    state, _ = strategy.on_bar(GridState(), b[0], make_ctx(b[0].ts_event))
+    state, _ = strategy.on_bar(state, b[1], make_ctx(b[1].ts_event, D(10), open_orders=3))
+    state, out = strategy.on_bar(state, b[2], make_ctx(b[2].ts_event, D(10), open_orders=4))
+    assert sum(isinstance(x, CancelIntent) for x in out) == 3
+    state, out = strategy.on_bar(state, b[3], make_ctx(b[3].ts_event, ZERO, open_orders=0))
+    assert state.round_trips == 1 and state.profit == D("0.0005") and state.lower == D("0.00196")
+    assert not any(isinstance(x, OrderIntent) and x.side == "sell" for x in out)
+    assert not any(isinstance(x, CancelIntent) for x in out)
+
+
+def test_rebalancing_over_all_bars_cancels_each_buy_once_and_counts_no_phantom_fill() -> None:
+    """The whole candle file (0.0016 .. 0.0037) through a rebalancing grid against the toy venue:
+    every cancel names a buy that was placed, at most once (the venue asserts it); after every
+    bar the grid's holding matches the venue's position, and its working orders the venue's."""
+    q = D(10)
+    strategy = GridStrategy(msgspec.structs.replace(PARAMS, on_exit_range="rebalance", arm_within_pct=4.0))
+    ex = Exchange()
+    state = strategy.initial_state()
+    rebalances = 0
+    for i, bar in enumerate(bars()):
+        ex.match(i, bar)
+        state, out = strategy.on_bar(
+            state, bar, make_ctx(bar.ts_event, ex.position, open_orders=len(ex.resting))
+        )
+        rebalances += any(isinstance(x, Signal) and x.reason.startswith("rebalance") for x in out)
+        assert ex.position - state.base == q * state.slots.count(HOLDING)
+        ex.submit(i, bar, list(out))
+        assert len(ex.resting) == state.slots.count(BUYING) + state.slots.count(HOLDING)
+        assert sorted(o.intent_id for o in ex.resting) == sorted(  # order_ts names them
+            f"{EXCHANGE}:{SYMBOL}:grid:{state.order_ts[k]}:{'buy' if s == BUYING else 'sell'}-{k}"
+            for k, s in enumerate(state.slots)
+            if s in (BUYING, HOLDING)
+        )
+        # the venue drops a canceled order at once: only this bar's cancels are still CANCELING
+        assert state.slots.count(CANCELING) == sum(isinstance(x, CancelIntent) for x in out)
+    sells = sum(1 for f in ex.fills if f[1] == "sell")
+    buys = sum(1 for f in ex.fills if f[1] == "buy")
+    assert not state.stopped and state.base == ZERO and rebalances >= 10 and len(ex.canceled) >= 10
+    assert state.round_trips == sells and buys == sells + state.slots.count(HOLDING)
+    assert len(set(ex.canceled)) == len(ex.canceled)
+
+
+def test_state_with_order_ts_round_trips() -> None:
+    strategy = GridStrategy(msgspec.structs.replace(PARAMS, on_exit_range="rebalance"))
+    b = hand(["0.00190", "0.00184", "0.00215"])
+    state, _ = strategy.on_bar(GridState(), b[0], make_ctx(b[0].ts_event))
+    state, _ = strategy.on_bar(state, b[1], make_ctx(b[1].ts_event, D(10), open_orders=3))
+    state, _ = strategy.on_bar(state, b[2], make_ctx(b[2].ts_event, D(10), open_orders=4))
+    assert state.slots[:4] == (CANCELING,) * 3 + (HOLDING,)
+    assert state.order_ts[:4] == (b[0].ts_event,) * 3 + (b[1].ts_event,) and state.order_ts[4:] == (0,) * 4
+    roundtrip(state)
+
+
+def test_a_state_saved_before_order_ts_decodes_and_goes_on() -> None:
+    """An older state (no ``order_ts``) decodes; its buys' intent ids are unknown, so a stop
+    cannot cancel them (they are left as before); orders placed from then on are tracked."""
+    strategy = GridStrategy(PARAMS)
+    b = hand(["0.00190", "0.00191", "0.00165"])
+    state, _ = strategy.on_bar(GridState(), b[0], make_ctx(b[0].ts_event))
+    raw = msgspec.to_builtins(state)
+    del raw["order_ts"]
+    for codec in (msgspec.msgpack, msgspec.json):
+        old = codec.decode(codec.encode(raw), type=GridState)
+        assert old.order_ts == () and old.slots == state.slots and old.lines == state.lines
+        roundtrip(old)
+    old = msgspec.json.decode(msgspec.json.encode(raw), type=GridState)
+    # 0.00191 arms 0.0019 (tracked); the 4 older buys still work
+    state, out = strategy.on_bar(old, b[1], make_ctx(b[1].ts_event, open_orders=4))
+    assert [x.intent_id for x in out if isinstance(x, OrderIntent)] == [buy_id(b[1], 4)] and len(out) == 1
+    assert state.order_ts == (0,) * 4 + (b[1].ts_event,) + (0,) * 3
+    # below the grid, nothing filled (say): only the tracked buy can be canceled
+    state, out = strategy.on_bar(state, b[2], make_ctx(b[2].ts_event, open_orders=5))
+    assert [type(x) for x in out] == [Signal, CancelIntent]
+    assert [x.intent_id for x in out if isinstance(x, CancelIntent)] == [buy_id(b[1], 4)]
+    assert state.stopped and state.slots == (IDLE,) * 4 + (CANCELING,) + (IDLE,) * 3
+
+
 def test_bad_bars_and_reload() -> None:
     strategy = GridStrategy(PARAMS)
     bar = hand(["0.00190"])[0]
@@ -298,8 +535,19 @@ def test_bad_bars_and_reload() -> None:
     kept, out = same.on_bar(state, bar, make_ctx(bar.ts_event, open_orders=4))
     assert kept.slots == state.slots and not out
     moved = strategy.with_params(msgspec.structs.replace(PARAMS, lower=D("0.0018")))
-    fresh, out = moved.on_bar(state, bar, make_ctx(bar.ts_event, D(10), open_orders=4))
-    assert fresh.lines[0] == D("0.0018") and fresh.base == D(10) and len(out) == 3
+    nxt = hand(["0.00190"], start=1)[0]
+    fresh, out = moved.on_bar(state, nxt, make_ctx(nxt.ts_event, D(10), open_orders=4))
+    assert fresh.lines[0] == D("0.0018") and fresh.base == D(10) and len(out) == 7
+    # the old grid's 4 resting buys are canceled (the old grid held nothing: no sell to leave)
+    cancels = [x for x in out if isinstance(x, CancelIntent)]
+    assert [x.intent_id for x in cancels] == [buy_id(bar, i) for i in range(4)]
+    assert cancels[0].reason.startswith("grid changed: 0.0017:0.0021:9:arithmetic -> 0.0018:")
+    assert [x.intent_id for x in out[4:] if isinstance(x, OrderIntent)] == [buy_id(nxt, i) for i in range(3)]
+    assert fresh.slots == (BUYING,) * 3 + (IDLE,) * 5
+    # the next bar: the old buys' cancels confirmed (3 orders work: the new buys), nothing filled
+    later = hand(["0.00190"], start=2)[0]
+    after, out = moved.on_bar(fresh, later, make_ctx(later.ts_event, D(10), open_orders=3))
+    assert out == [] and after.slots == fresh.slots and after.base == D(10)
 
 
 def test_config() -> None:

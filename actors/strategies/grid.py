@@ -6,63 +6,83 @@ Takes closed :class:`Bar` messages (trades and quotes are ignored) and the
 The grid: ``levels`` prices from ``lower`` to ``upper`` (both included), spaced evenly
 (``spacing = "arithmetic"``) or by a constant ratio (``"geometric"``), rounded to the tick.
 Slot ``i`` (``0 <= i < levels - 1``) buys at level ``i`` and sells at level ``i + 1``; each
-slot is IDLE, BUYING (a limit buy works) or HOLDING (bought; a limit sell works).
+slot is IDLE, BUYING (a limit buy works), HOLDING (bought; a limit sell works) or CANCELING
+(its limit buy was withdrawn with a :class:`CancelIntent` and has not ended yet).  The state
+keeps, per slot, the ``ts_event`` of the bar that placed the slot's working order, which
+gives its intent id (below).
 
 Rules on each closed bar (in this order):
 
 1. Fills, from the context (the strategy never assumes an order filled): the grid holds
    ``floor((position - base) / q)`` slots' worth (``q = floor_to_step(quantity)``; ``base``
    is position that is not the grid's, e.g. held before it started), and of the orders it
-   had working, ``working - ctx.open_orders`` ended.  So ``B`` buys and ``S`` sells filled
-   with ``B - S`` = change of holding and ``B + S`` = orders ended (a bar can fill a buy
-   and a sell; when the two do not fit, e.g. another order of the symbol ended too, the
-   position change alone decides).  A falling price fills the highest buys first: the ``B``
-   highest BUYING slots become HOLDING and send a reduce-only limit sell of ``q`` at the
-   next level up.  A rising price fills the lowest sells first: the ``S`` lowest HOLDING
-   slots become IDLE (re-armed below) and, if the bar's high reached their sell level, book
-   one round trip of profit ``q * (sell - buy)`` (else it was another exit, e.g. the
-   stop-loss, and nothing is booked).
+   had working (BUYING, HOLDING and CANCELING slots), ``working - ctx.open_orders`` ended.
+   Those are ``C`` canceled buys that ended without a fill, ``B`` buys that filled and ``S``
+   sells that filled, with ``B - S`` = change of holding and ``B + S + C`` = orders ended.
+   Canceled buys are expected to vanish: ``C`` is the largest count (at most the CANCELING
+   slots) for which ``B`` and ``S`` fit (whole, ``0 <= S <=`` HOLDING slots, ``0 <= B <=``
+   BUYING slots plus the CANCELING ones not counted in ``C``: a canceled buy can fill before
+   its cancel lands); so a canceled order that ended counts as a fill only where the
+   position change calls for one.  A bar can fill a buy and a sell; when nothing fits, e.g.
+   another order of the symbol ended too, the position change alone decides and ``C = 0``.  A falling
+   price fills the highest buys first: the ``B`` highest BUYING or CANCELING slots (at most
+   the CANCELING ones not in ``C``) become HOLDING and send a reduce-only limit sell of
+   ``q`` at the next level up; ``C`` of the other CANCELING slots become IDLE.  A rising
+   price fills the lowest sells first: the ``S`` lowest HOLDING slots become IDLE (re-armed
+   below) and, if the bar's high reached their sell level, book one round trip of profit
+   ``q * (sell - buy)`` (else it was another exit, e.g. the stop-loss, and nothing is
+   booked).  With ``ctx.open_orders == 0`` every CANCELING slot left becomes IDLE.
 2. Vanished orders: ``ctx.open_orders == 0`` while the grid thinks orders work (risk
    refused them, the venue canceled or expired them): BUYING slots become IDLE and
    HOLDING slots send their sell again.
 3. Take profit: booked profit >= ``take_profit_quote`` (> 0): stop (below).
 4. Range: close above the top level or below the bottom one: ``on_exit_range = "stop"``
-   stops; ``"rebalance"`` arms nothing while outside and, once nothing of the grid works
-   any more (no BUYING/HOLDING slot, ``ctx.open_orders == 0``), re-centers the grid on the
+   stops; ``"rebalance"`` cancels every BUYING slot's buy at once (a CancelIntent each; the
+   slot becomes CANCELING), arms nothing while outside and, once nothing of the grid works
+   any more (no BUYING/HOLDING/CANCELING slot, ``ctx.open_orders == 0``: in practice once
+   the working sells have filled and the cancels are confirmed), re-centers the grid on the
    close with the same width (arithmetic) or ratio (geometric) and takes the position it
-   sees as ``base``; back inside the range first, the old grid simply goes on.  A
-   re-centered bottom level <= 0 stops instead.
+   sees as ``base``; back inside the range first, the old grid simply goes on (a CANCELING
+   slot is armed again once its canceled buy has ended).  A re-centered bottom level <= 0
+   stops instead.
 5. Arm: every IDLE slot whose buy level is below the close, and (``arm_within_pct > 0``)
    not more than ``arm_within_pct`` % below it, gets a limit buy of ``q`` (GTC) with
    ``stop_loss = bottom level * (1 - stop_loss_pct / 100)`` (one stop under the whole grid;
    risk requires a stop on entries).  The distance limit keeps buys inside risk's
    ``price_band_pct`` (default 5 %): farther levels are armed as the price comes near.
 
-Stop: a Signal (sell) records why; no buy is sent any more; the limit sells working since
-earlier bars keep working (they hold the units they would sell: a market sell of those
-units would be refused by risk's reduce-only check and the venue's reservations); every
-unit they do not cover (this bar's fills, late fills of buys still resting) is sold with a
-reduce-only market order (again when the position changed, or after ``RETRY_BARS`` bars).
+Stop: a Signal (sell) records why and, in the same output list, a CancelIntent withdraws
+every resting buy (BUYING slots become CANCELING); no buy is sent any more; the limit sells
+working since earlier bars keep working (they hold the units they would sell: a market sell
+of those units would be refused by risk's reduce-only check and the venue's reservations);
+every unit they do not cover (this bar's fills and the sells rule 2 would send again, a
+canceled buy that filled before its cancel landed) is sold with a reduce-only market order
+(again when the position changed, or after ``RETRY_BARS`` bars).
 
-Intent ids: ``{exchange}:{symbol}:grid:{ts_event}:{buy-i|sell-i|exit-sell}``.
+Intent ids: ``{exchange}:{symbol}:grid:{ts_event}:{buy-i|sell-i|exit-sell}``; a CancelIntent
+names the id of the buy it withdraws (``ts_event`` of the bar that placed it, from the
+state), and is sent once per order: only a BUYING slot is canceled, and it leaves BUYING.
 
 Limits (documented, not hidden): the grid keeps up to ``levels - 1`` limit orders working,
 so it needs ``risk.max_open_orders >= levels`` (config validation enforces it) and
-``risk.max_orders_per_minute >= levels`` to arm a whole grid on one bar.  The strategy
-protocol has no cancel intent yet, so a stop cannot cancel resting buys and cannot take
-back the units its working sells hold (a true "cancel everything and flatten" needs a
-cancel intent on the order path), and a rebalance waits for the old grid's orders to
-end.  A reload that changes the grid leaves the old orders working; their fills show in
-the position (above ``base``) and are counted by the new grid.  An order
-risk refuses counts as "ended" like a fill: in a bar where that coincides with fills the
-buy/sell split can be wrong for that bar; the holding count is re-checked against the
-position on every bar, and a surplus reduce-only sell is refused by risk (it would not
-reduce), so the grid converges back.
+``risk.max_orders_per_minute >= levels`` to arm a whole grid on one bar.  A stop does not
+take back the units its working sells hold (a true "cancel everything and flatten" would
+cancel the sells too), and a rebalance waits for the old grid's sells to fill.  A reload
+that changes the grid (below) cancels the old grid's resting buys and leaves its sells
+working; their fills, and those of a buy that fills before its cancel lands, show in the
+position (against ``base``) and are counted by the new grid.  An order risk refuses counts
+as "ended" like a fill: in a bar where that coincides with fills the buy/sell split can be
+wrong for that bar; the holding count is re-checked against the position on every bar, and
+a surplus reduce-only sell is refused by risk (it would not reduce), so the grid converges
+back.  A state saved before ``order_ts`` existed decodes with the intent ids unknown: its
+resting buys are not canceled (they are left working, untracked, as before) and every
+order placed from then on is tracked.
 
 State: :class:`GridState` (immutable, decimals) round-trips through msgspec msgpack and
 json.  Reload (:meth:`GridStrategy.with_params`): the state is kept when ``lower``,
 ``upper``, ``levels`` and ``spacing`` are unchanged; otherwise the grid starts afresh on
-the next bar (profit kept, current position taken as ``base``).
+the next bar (profit kept, current position taken as ``base``) and, in that bar's outputs,
+cancels the old grid's resting buys.
 """
 
 from __future__ import annotations
@@ -73,7 +93,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from actors.messages import Bar, OrderIntent, Quote, Trade
+from actors.messages import Bar, CancelIntent, OrderIntent, Quote, Trade
 from actors.params import GridParams
 from actors.strategies.base import Output, StrategyContext, floor_to_step, round_to_tick
 from actors.strategies.common import bar_prices, make_intent, make_signal, pct
@@ -82,7 +102,7 @@ if TYPE_CHECKING:
     from actors.strategies.base import Strategy
 
 NAME = "grid"
-IDLE, BUYING, HOLDING = 0, 1, 2
+IDLE, BUYING, HOLDING, CANCELING = 0, 1, 2, 3
 RETRY_BARS = 5
 _ZERO = Decimal(0)
 _TWO = Decimal(2)
@@ -102,6 +122,29 @@ def grid_levels(
     return tuple(round_to_tick(x, tick) for x in raw)
 
 
+def grid_intent_id(ctx: StrategyContext, ts: int, tag: str) -> str:
+    """The id :func:`~actors.strategies.common.make_intent` gives a grid intent of bar ``ts``."""
+    return f"{ctx.exchange}:{ctx.symbol}:{NAME}:{ts}:{tag}"
+
+
+def split_ended(ended: int, moved: int, holding: int, buying: int, canceling: int) -> tuple[int, int, int]:
+    """Rule 1: ``(bought, sold, vanished)`` for ``ended`` orders and a holding change of ``moved``
+    slots, with ``holding`` sells, ``buying`` buys and ``canceling`` canceled buys working.
+
+    Canceled buys are expected to vanish: the largest ``vanished`` that lets the fills fit wins.
+    """
+    for vanished in range(min(canceling, ended), -1, -1):
+        rest = ended - vanished
+        if (rest + moved) % 2:
+            continue
+        bought = (rest + moved) // 2
+        sold = rest - bought
+        if 0 <= bought <= buying + canceling - vanished and 0 <= sold <= holding:
+            return bought, sold, vanished
+    # not explained by fills alone (orders vanished, or another order of the symbol ended)
+    return max(moved, 0), max(-moved, 0), 0
+
+
 class GridState(msgspec.Struct, frozen=True, kw_only=True):
     spec: str = ""
     """lower/upper/levels/spacing of the parameters this grid was built from."""
@@ -117,9 +160,20 @@ class GridState(msgspec.Struct, frozen=True, kw_only=True):
     bars: int = 0
     exit_position: Decimal | None = None
     exit_bar: int = -RETRY_BARS
+    order_ts: tuple[int, ...] = ()
+    """Per slot, ``ts_event`` of the bar that placed the slot's working (or canceled) order: its
+    intent id is ``{exchange}:{symbol}:grid:{ts}:{buy-i|sell-i}``; 0: none or unknown.  Empty
+    in a state saved before this field existed (read as all unknown)."""
 
 
 Result = tuple[GridState, list[Output]]
+
+
+def _order_ts(state: GridState) -> list[int]:
+    """``state.order_ts`` as a list as long as the slots (all 0, unknown, for an older state)."""
+    if len(state.order_ts) == len(state.slots):
+        return list(state.order_ts)
+    return [0] * len(state.slots)
 
 
 class GridStrategy:
@@ -161,8 +215,15 @@ class GridStrategy:
         lines = grid_levels(lower, upper, p.levels, p.spacing, ctx.tick_size)
         if lines[0] <= 0 or any(b <= a for a, b in pairwise(lines)):
             return None
+        n = p.levels - 1
         return msgspec.structs.replace(
-            state, spec=self._spec, lower=lower, upper=upper, lines=lines, slots=(IDLE,) * (p.levels - 1)
+            state,
+            spec=self._spec,
+            lower=lower,
+            upper=upper,
+            lines=lines,
+            slots=(IDLE,) * n,
+            order_ts=(0,) * n,
         )
 
     def on_bar(self, state: GridState, bar: Bar, ctx: StrategyContext) -> Result:
@@ -174,32 +235,38 @@ class GridStrategy:
         if q <= 0:
             return state, []
         position = ctx.position
+        ts = bar.ts_event
+        reloaded: list[Output] = []
         if state.spec != self._spec:
+            # a new grid (first bar, or a reload that moved it): the old grid's resting buys go
+            _, reloaded = self._cancel_buys(state, ctx, ts, f"grid changed: {state.spec} -> {self._spec}")
             base = max(position, _ZERO)
             fresh = self._fresh(GridState(profit=state.profit, base=base), p.lower, p.upper, ctx)
             if fresh is None:
                 reason = "grid levels collapse at this tick"
-                return GridState(spec=self._spec, stopped=True, stop_reason=reason), []
+                return GridState(spec=self._spec, stopped=True, stop_reason=reason), reloaded
             state = fresh
         state = msgspec.structs.replace(
             state, bars=state.bars + 1, base=min(state.base, max(position, _ZERO))
         )
-        ts = bar.ts_event
         stopped = state.stopped
         # 1. fills (a stopped grid places no sell for a late buy fill: it sells it at market)
         state, out, placed = self._fills(state, bar, ctx, q, place_sells=not stopped)
+        out = reloaded + out
         if stopped:
             return self._flatten(state, bar, ctx, out, q)
-        slots = list(state.slots)
         lines = state.lines
         # 2. orders that vanished without a fill
         if ctx.open_orders == 0:
+            slots, order_ts = list(state.slots), _order_ts(state)
             for i, s in enumerate(slots):
                 if s == BUYING:
-                    slots[i] = IDLE
+                    slots[i], order_ts[i] = IDLE, 0
                 elif s == HOLDING and i not in placed:
                     out.append(self._sell(ctx, ts, i, lines, q))
-            state = msgspec.structs.replace(state, slots=tuple(slots))
+                    order_ts[i] = ts
+                    placed.append(i)
+            state = msgspec.structs.replace(state, slots=tuple(slots), order_ts=tuple(order_ts))
         close = bar.close
         # 3. take profit
         if p.take_profit_quote > 0 and state.profit >= p.take_profit_quote:
@@ -211,21 +278,24 @@ class GridStrategy:
             reason = f"close {close} {where} the grid {lines[0]}..{lines[-1]}"
             if p.on_exit_range == "stop":
                 return self._stop_grid(state, bar, ctx, out, placed, q, reason)
-            if any(slots) or ctx.open_orders or out:
+            state, cancels = self._cancel_buys(state, ctx, ts, f"rebalance pending: {reason}")
+            out.extend(cancels)
+            if any(state.slots) or ctx.open_orders or out:
                 return state, out  # rebalance pending: wait until nothing of this grid works
             recentered = self._recenter(state, close, ctx)
             if recentered is None:
                 return self._stop_grid(state, bar, ctx, out, placed, q, f"{reason}; cannot re-center below 0")
             out.append(make_signal(ctx, NAME, ts, "buy", close, f"rebalance: {reason}"))
             state = msgspec.structs.replace(recentered, base=max(position, _ZERO))
-            slots, lines = list(state.slots), state.lines
+            lines = state.lines
         # 5. arm idle slots below the close
+        slots, order_ts = list(state.slots), _order_ts(state)
         stop = round_to_tick(lines[0] * (1 - self._stop), ctx.tick_size)
         stop_loss = stop if stop > 0 else None
         lowest = close * self._near if p.arm_within_pct > 0 else _ZERO
         for i, s in enumerate(slots):
             if s == IDLE and lowest <= lines[i] < close:
-                slots[i] = BUYING
+                slots[i], order_ts[i] = BUYING, ts
                 out.append(
                     make_intent(
                         ctx,
@@ -240,42 +310,54 @@ class GridStrategy:
                         stop_loss=stop_loss,
                     )
                 )
-        return msgspec.structs.replace(state, slots=tuple(slots)), out
+        return msgspec.structs.replace(state, slots=tuple(slots), order_ts=tuple(order_ts)), out
 
     def _fills(
         self, state: GridState, bar: Bar, ctx: StrategyContext, q: Decimal, place_sells: bool
     ) -> tuple[GridState, list[Output], list[int]]:
-        """Rule 1: which buys and sells filled since the last bar, from position and open orders;
-        also the slots that got a sell now."""
-        slots = list(state.slots)
+        """Rule 1: which buys and sells filled and which canceled buys ended since the last bar,
+        from position and open orders; also the slots that got a sell now."""
+        slots, order_ts = list(state.slots), _order_ts(state)
         held_real = int(max(ctx.position - state.base, _ZERO) // q)
         holding = [i for i, s in enumerate(slots) if s == HOLDING]
-        buying = sorted((i for i, s in enumerate(slots) if s == BUYING), reverse=True)
+        buying = [i for i, s in enumerate(slots) if s == BUYING]
+        canceling = [i for i, s in enumerate(slots) if s == CANCELING]
         moved = held_real - len(holding)
-        ended = max(len(holding) + len(buying) - ctx.open_orders, 0)
-        bought = (ended + moved) // 2
-        sold = ended - bought
-        if (ended + moved) % 2 or not (0 <= bought <= len(buying) and 0 <= sold <= len(holding)):
-            # not explained by fills alone (orders vanished, or another order of the symbol ended)
-            bought, sold = max(moved, 0), max(-moved, 0)
+        ended = max(len(holding) + len(buying) + len(canceling) - ctx.open_orders, 0)
+        bought, sold, vanished = split_ended(ended, moved, len(holding), len(buying), len(canceling))
         out: list[Output] = []
         lines = state.lines
         placed: list[int] = []
-        for i in buying[:bought]:
+        ts = bar.ts_event
+        canceled_fills = len(canceling) - vanished  # at most this many canceled buys filled
+        for i in sorted(buying + canceling, reverse=True):  # highest buys first
+            if bought == 0:
+                break
+            if slots[i] == CANCELING:
+                if canceled_fills == 0:
+                    continue
+                canceled_fills -= 1
+            bought -= 1
             if place_sells:
-                slots[i] = HOLDING
+                slots[i], order_ts[i] = HOLDING, ts
                 placed.append(i)
-                out.append(self._sell(ctx, bar.ts_event, i, lines, q))
+                out.append(self._sell(ctx, ts, i, lines, q))
             else:
-                slots[i] = IDLE
+                slots[i], order_ts[i] = IDLE, 0
+        for i in canceling:
+            if slots[i] == CANCELING and (vanished > 0 or ctx.open_orders == 0):
+                vanished -= 1
+                slots[i], order_ts[i] = IDLE, 0
         profit, trips = state.profit, state.round_trips
         for i in holding[:sold]:
-            slots[i] = IDLE
+            slots[i], order_ts[i] = IDLE, 0
             if bar.high >= lines[i + 1]:
                 profit += q * (lines[i + 1] - lines[i])
                 trips += 1
         return (
-            msgspec.structs.replace(state, slots=tuple(slots), profit=profit, round_trips=trips),
+            msgspec.structs.replace(
+                state, slots=tuple(slots), order_ts=tuple(order_ts), profit=profit, round_trips=trips
+            ),
             out,
             placed,
         )
@@ -295,6 +377,33 @@ class GridStrategy:
             price=lines[i + 1],
             reduce_only=True,
         )
+
+    def _cancel_buys(
+        self, state: GridState, ctx: StrategyContext, ts: int, reason: str
+    ) -> tuple[GridState, list[Output]]:
+        """A CancelIntent for every BUYING slot's buy, which becomes CANCELING; a buy whose intent
+        id is unknown (a state from before ``order_ts``) is left working, its slot IDLE."""
+        slots, order_ts = list(state.slots), _order_ts(state)
+        out: list[Output] = []
+        for i, s in enumerate(slots):
+            if s != BUYING:
+                continue
+            if order_ts[i] == 0:
+                slots[i] = IDLE
+                continue
+            slots[i] = CANCELING
+            out.append(
+                CancelIntent(
+                    exchange=ctx.exchange,
+                    symbol=ctx.symbol,
+                    ts_event=ts,
+                    ts_recv=ctx.now_ns,
+                    intent_id=grid_intent_id(ctx, order_ts[i], f"buy-{i}"),
+                    source=f"strategy:{NAME}",
+                    reason=reason,
+                )
+            )
+        return msgspec.structs.replace(state, slots=tuple(slots), order_ts=tuple(order_ts)), out
 
     def _recenter(self, state: GridState, close: Decimal, ctx: StrategyContext) -> GridState | None:
         if self._params.spacing == "geometric":
@@ -317,12 +426,18 @@ class GridStrategy:
         q: Decimal,
         reason: str,
     ) -> Result:
-        """Stop: no more buys; what the sells working before this bar do not cover is sold at
-        market (the sells just placed for this bar's fills are dropped: those units go too)."""
+        """Stop: no more buys, the resting ones canceled; what the sells working before this bar
+        do not cover is sold at market (the sells just placed on this bar, for its fills or sent
+        again by rule 2, are dropped: those units go too)."""
         out = [o for o in out if not (isinstance(o, OrderIntent) and o.reduce_only)]
         out.append(make_signal(ctx, NAME, bar.ts_event, "sell", bar.close, f"stop: {reason}"))
-        slots = tuple(IDLE if s == BUYING or i in placed else s for i, s in enumerate(state.slots))
-        state = msgspec.structs.replace(state, stopped=True, stop_reason=reason, slots=slots)
+        slots, order_ts = list(state.slots), _order_ts(state)
+        for i in placed:
+            slots[i], order_ts[i] = IDLE, 0
+        state = msgspec.structs.replace(state, slots=tuple(slots), order_ts=tuple(order_ts))
+        state, cancels = self._cancel_buys(state, ctx, bar.ts_event, f"stop: {reason}")
+        out.extend(cancels)
+        state = msgspec.structs.replace(state, stopped=True, stop_reason=reason)
         return self._flatten(state, bar, ctx, out, q)
 
     def _flatten(
