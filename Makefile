@@ -24,7 +24,7 @@ services:
 	@./.ci/services
 
 test: $(STAMP) services
-	$(BIN)/python -m pytest -q
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q
 
 soak: $(STAMP) services
 	CRASH_LOOPS=100 VENUE_CRASH_LOOPS=100 $(BIN)/python -m pytest -q tests/test_crash_loop.py tests/test_crash_loop_venue.py

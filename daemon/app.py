@@ -208,7 +208,7 @@ def run(config_path: str) -> int:
         log.error("%s", exc, extra={"component": "config"})
         return 2
     setup_logging(cfg.daemon.log_level, cfg.daemon.log_format)
-    from adapters.binance.execution import credential_problems
+    from adapters.binance.credentials import credential_problems
 
     problems = credential_problems(cfg)  # secrets come from the environment only
     for problem in problems:

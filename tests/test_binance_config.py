@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.binance.execution import credential_problems
+from adapters.binance.credentials import credential_problems
 from daemon.config import BinanceAccount, ConfigError, PaperAccount, diff_configs, parse_config
 
 GROUP = """

@@ -23,8 +23,8 @@ from actors.messages import (
     SubmitOrder,
     stamp,
 )
-from adapters.binance.execution import map_order
 from adapters.binance.http import BinanceHttpClient
+from adapters.binance.orders import map_order
 from adapters.binance.signing import CredentialsError
 from tests.binance_exec_helpers import cancel, kinds, make_actor, of, running, submit, until
 from tests.fake_binance import API_KEY, API_SECRET, open_fake_binance
@@ -417,7 +417,7 @@ async def test_reconcile_brings_journal_orders_up_to_the_venue_truth() -> None:
 
 
 def test_missing_credentials_name_the_variable() -> None:
-    from adapters.binance.execution import credentials_for
+    from adapters.binance.credentials import credentials_for
     from daemon.config_schema import BinanceAccount
 
     cfg = BinanceAccount(api_key_env="MY_KEY", secret_env="MY_SECRET")

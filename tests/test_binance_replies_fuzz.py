@@ -103,7 +103,8 @@ def test_mutated_replies_never_become_bad_fills(body: bytes) -> None:
         assert fill.last_price.is_finite() and fill.last_price > 0
         assert fill.fee.is_finite() and fill.fee >= 0
     published = sum(isinstance(e, OrderFilled) for e in events)
-    assert published + actor.n.get("bad_fills", 0) == len(reply.fills)
+    refused = actor.n.get("bad_fills", 0) + actor.n["duplicate_fills"]  # two fills may share a trade id
+    assert published + refused == len(reply.fills)
 
 
 def test_the_real_reply_gives_two_fills() -> None:

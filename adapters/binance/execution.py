@@ -9,11 +9,8 @@ Out (router): ``OrderAccepted``, ``OrderRejected``, ``OrderFilled``, ``OrderCanc
 
 - Before an order leaves, the symbol's exchangeInfo filters are applied
   (:meth:`~adapters.binance.filters.SymbolRules.prepare`); a rejection names the filter and nothing
-  is sent.  Our types map to Binance's: market -> MARKET, limit -> LIMIT (GTC/IOC/FOK; GTC as
-  LIMIT_MAKER with ``limit_maker``), stop_market -> STOP_LOSS or TAKE_PROFIT and stop_limit ->
-  STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT (a stop that triggers when price moves against the side,
-  compared with the last price, is a stop-loss; otherwise a take-profit).
-  ``newClientOrderId`` is our client order id.
+  is sent.  Our types map to Binance's as :func:`adapters.binance.orders.map_order` says;
+  ``newClientOrderId`` is our client order id.  Credentials: :mod:`adapters.binance.credentials`.
 - Refusals are OrderRejected with the code and message: filter and parameter errors (-1013,
   -1100..-1199), -2010 (insufficient balance; "duplicate" for a client id the venue already has),
   rate limits and bans (not sent).  A refused cancel (-2011 ...) is OrderRejected with a reason
@@ -38,14 +35,12 @@ Out (router): ``OrderAccepted``, ``OrderRejected``, ``OrderFilled``, ``OrderCanc
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -70,6 +65,7 @@ from actors.messages import (
     stamp,
 )
 from actors.runtime import Actor, now_ns
+from adapters.binance.credentials import credentials_for
 from adapters.binance.errors import (
     BinanceError,
     BinanceOrderRejected,
@@ -79,124 +75,31 @@ from adapters.binance.errors import (
 )
 from adapters.binance.filters import (
     BinanceNewOrder,
-    BinanceOrderType,
-    BinanceSide,
-    BinanceTimeInForce,
     Rejection,
     SymbolRules,
 )
 from adapters.binance.http import BinanceHttpClient
+from adapters.binance.orders import VenueOrder, map_order
 from adapters.binance.replies import BinanceAccountTrade, BinanceOrderReply
-from adapters.binance.signing import Credentials, CredentialsError, Ed25519Signer, HmacSigner, Signer
+from adapters.binance.signing import Credentials
 from adapters.binance.userdata import BinanceUserStream, UserStreamStatistics
 from adapters.binance.userdata_schemas import (
     BinanceAccountPosition,
     BinanceExecutionReport,
     UserEvent,
 )
-from daemon.config_schema import BinanceAccount, Config, Instrument
+from daemon.config_schema import BinanceAccount, Instrument
 
 if TYPE_CHECKING:
     from actors.order import OrderRecord
 
-__all__ = [
-    "BinanceExecution",
-    "ExecutionStatistics",
-    "VenueOrder",
-    "credential_problems",
-    "credentials_for",
-    "map_order",
-]
+__all__ = ["BinanceExecution", "ExecutionStatistics"]
 
 ZERO = Decimal(0)
 NS_PER_MS = 1_000_000
 KEEP_TRADES = 100_000  # (symbol, trade id) pairs remembered for de-duplication
 KEEP_ORDERS = 10_000  # finished orders remembered
 OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW", "PENDING_CANCEL"})
-_TIF: dict[str, BinanceTimeInForce] = {"gtc": "GTC", "ioc": "IOC", "fok": "FOK"}
-
-
-def credentials_for(cfg: BinanceAccount, environ: Mapping[str, str] | None = None) -> Credentials:
-    """The account's API key and signer from the environment variables its config names."""
-    env = os.environ if environ is None else environ
-    api_key = env.get(cfg.api_key_env, "")
-    if not api_key:
-        raise CredentialsError(f"environment variable {cfg.api_key_env} (the Binance API key) is not set")
-    secret = env.get(cfg.secret_env, "")
-    if not secret:
-        raise CredentialsError(
-            f"environment variable {cfg.secret_env} (the Binance {cfg.key_type} secret) is not set"
-        )
-    signer: Signer
-    if cfg.key_type == "hmac":
-        signer = HmacSigner(secret)
-    else:
-        pem = secret if "BEGIN" in secret else _read_pem(cfg.secret_env, secret)
-        signer = Ed25519Signer(pem)
-    return Credentials(api_key, signer)
-
-
-def credential_problems(cfg: Config, environ: Mapping[str, str] | None = None) -> list[str]:
-    """One line per Binance account of an enabled group whose credentials cannot be loaded."""
-    used = {g.account for g in cfg.groups if g.enabled}
-    problems = []
-    for name, acct in cfg.accounts.items():
-        if name in used and isinstance(acct, BinanceAccount):
-            try:
-                credentials_for(acct, environ)
-            except CredentialsError as exc:
-                problems.append(f"accounts.{name}: {exc}")
-    return problems
-
-
-def _read_pem(name: str, path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CredentialsError(f"{name} is neither a PEM key nor a readable file: {exc.strerror}") from None
-
-
-def map_order(
-    msg: SubmitOrder, venue_symbol: str, last_price: Decimal | None, *, limit_maker: bool = False
-) -> BinanceNewOrder:
-    """Our order as Binance's ``POST /api/v3/order`` parameters (see the module docstring)."""
-    side: BinanceSide = "BUY" if msg.side == "buy" else "SELL"
-    kind: BinanceOrderType
-    price = stop = None
-    tif: BinanceTimeInForce | None = None
-    if msg.order_type == "market":
-        kind = "MARKET"
-    elif msg.order_type == "limit":
-        price = msg.price
-        if limit_maker and msg.time_in_force == "gtc":
-            kind = "LIMIT_MAKER"
-        else:
-            kind, tif = "LIMIT", _TIF[msg.time_in_force]
-    else:
-        stop = msg.stop_price
-        loss = _is_stop_loss(msg.side, stop, last_price)
-        if msg.order_type == "stop_market":
-            kind = "STOP_LOSS" if loss else "TAKE_PROFIT"
-        else:
-            kind = "STOP_LOSS_LIMIT" if loss else "TAKE_PROFIT_LIMIT"
-            price, tif = msg.price, _TIF[msg.time_in_force]
-    return BinanceNewOrder(
-        symbol=venue_symbol,
-        side=side,
-        type=kind,
-        quantity=msg.quantity,
-        newClientOrderId=msg.client_order_id,
-        price=price,
-        stopPrice=stop,
-        timeInForce=tif,
-    )
-
-
-def _is_stop_loss(side: Side, stop: Decimal | None, last: Decimal | None) -> bool:
-    """A sell stop below the market (a buy stop above it) is a stop-loss; the other side takes profit."""
-    if stop is None or last is None:
-        return True
-    return stop <= last if side == "sell" else stop >= last
 
 
 COMMANDS_IN_FLIGHT = 8
@@ -204,40 +107,6 @@ COMMANDS_IN_FLIGHT = 8
 
 def _positive(value: Decimal) -> bool:
     return value.is_finite() and value > 0
-
-
-class VenueOrder(msgspec.Struct, frozen=True):
-    """One order as the venue reports it (reconciliation)."""
-
-    client_order_id: str
-    venue_order_id: str
-    symbol: str
-    side: Side
-    venue_type: str
-    status: str
-    quantity: Decimal
-    filled: Decimal
-    price: Decimal
-    stop_price: Decimal
-    time_in_force: str
-    update_ms: int
-
-    @classmethod
-    def from_reply(cls, reply: BinanceOrderReply, symbol: str) -> VenueOrder:
-        return cls(
-            client_order_id=reply.clientOrderId,
-            venue_order_id=str(reply.orderId),
-            symbol=symbol,
-            side="buy" if reply.side == "BUY" else "sell",
-            venue_type=reply.type,
-            status=reply.status,
-            quantity=reply.origQty,
-            filled=reply.executedQty,
-            price=reply.price,
-            stop_price=reply.stopPrice,
-            time_in_force=reply.timeInForce,
-            update_ms=reply.updateTime or reply.transactTime,
-        )
 
 
 class ExecutionStatistics(msgspec.Struct, frozen=True):
