@@ -49,7 +49,7 @@ OPEN = frozenset({"submitted", "unknown", "accepted", "partially_filled"})
 REQUEST_REJECTS = ("cancel rejected:",)
 KEEP_INTENTS = 10_000
 KEEP_FINISHED = 10_000
-SNAPSHOT_RECENT = 1_000
+SNAPSHOT_RECENT = 200
 
 
 class FoldedOrder:

@@ -565,3 +565,38 @@ async def test_outage_trading_goes_on_and_the_writer_catches_up(
     down = [r for r in caplog.records if "store unavailable" in r.getMessage()]
     back = [r for r in caplog.records if "store back after" in r.getMessage()]
     assert len(down) == 1 and len(back) == 1, [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.anyio
+async def test_snapshots_are_stored_and_only_the_newest_are_kept_per_group(
+    clean: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msgspec
+
+    from actors.messages import GroupSnapshot, stamp
+    from daemon.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "KEEP_SNAPSHOTS", 3)
+    journal = open_journal(tmp_path)
+    snaps: list[Message] = [
+        GroupSnapshot(account="a", quantity=D(k), strategy="breakout", **stamp("paper", sym, T0 + k))
+        for k in range(5)
+        for sym in ("A/B", "C/D")
+    ]
+    with anyio.fail_after(30):
+        await append_all(journal, snaps)
+        await write_through(journal, clean)
+        rows = await query(clean, "SELECT group_key, version, state FROM snapshots ORDER BY 1, 2")
+        events = await query(clean, "SELECT count(*) AS n FROM order_events")
+    assert [(r["group_key"], r["version"]) for r in rows] == [
+        ("paper:A/B", 4),
+        ("paper:A/B", 6),
+        ("paper:A/B", 8),
+        ("paper:C/D", 5),
+        ("paper:C/D", 7),
+        ("paper:C/D", 9),
+    ]
+    newest = msgspec.msgpack.decode(rows[2]["state"], type=GroupSnapshot)  # the row is the whole message
+    assert newest.quantity == D(4) and newest.symbol == "A/B"
+    assert events == [{"n": 0}]  # a state blob, not an event
+    journal.close()

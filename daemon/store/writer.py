@@ -39,6 +39,18 @@ POISON_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
 RETRYABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+KEEP_SNAPSHOTS = 100
+"""GroupSnapshots kept per group in PostgreSQL (about 100 minutes at the default interval)."""
+PRUNE_SNAPSHOTS = """
+DELETE FROM snapshots s USING (
+    SELECT group_key, version,
+           row_number() OVER (PARTITION BY group_key ORDER BY version DESC) AS newest
+      FROM snapshots WHERE group_key = ANY($1::text[])
+) old
+WHERE s.group_key = old.group_key AND s.version = old.version AND old.newest > $2
+"""
+
+
 class WriterConflict(RuntimeError):
     """``writer_offsets`` moved under this writer (another writer on the same journal, or a manual reset)."""
 
@@ -184,6 +196,9 @@ class JournalWriter:
         """One transaction: the rows, the status updates, and ``next_offset`` ``expected`` -> ``end``."""
         async with conn.transaction():
             counts = {t.table: await t.run(conn, rows.tables[t.table]) for t in TABLES}
+            if rows.tables["snapshots"]:  # recovery needs the newest: keep a bounded history per group
+                groups = sorted({str(r[0]) for r in rows.tables["snapshots"]})
+                await conn.execute(PRUNE_SNAPSHOTS, groups, KEEP_SNAPSHOTS)
             for batch in update_rounds(rows.updates):
                 status = await conn.execute(UPDATE_ORDERS, *(list(col) for col in zip(*batch, strict=True)))
                 counts["orders"] += int(status.rsplit(" ", 1)[-1])
