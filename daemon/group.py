@@ -59,6 +59,7 @@ from actors.stop_monitor import StopMonitor
 from actors.strategies.base import Strategy
 from actors.strategies.registry import build_strategy
 from actors.strategy import StrategyActor
+from adapters.binance.account_stream import AccountUserStream
 from adapters.binance.execution import BinanceExecution
 from adapters.binance.websocket import BinanceMarketFeed
 from adapters.paper.account import PaperAccountState
@@ -166,6 +167,7 @@ class SymbolGroup:
         durable: Callable[[], Awaitable[object]] | None = None,
         venue_account: AccountConfig | None = None,
         account_risk: AccountRisk | None = None,
+        account_stream: AccountUserStream | None = None,
     ) -> None:
         self.cfg = cfg
         self.policy = policy
@@ -250,6 +252,7 @@ class SymbolGroup:
                 venue_account,
                 venue_symbol=feed.venue_symbol if isinstance(feed, BinanceFeed) else "",
                 last_price=lambda: self.state.last_price,
+                account_stream=account_stream,
             )
         else:
             self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)

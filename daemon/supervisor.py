@@ -29,8 +29,10 @@ from actors.messages import Message
 from actors.order_fold import OrderFold
 from actors.portfolio import Portfolio
 from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
+from adapters.binance.account_stream import AccountUserStream
 from adapters.paper.account import PaperAccountState
 from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, PaperAccount, diff_configs
+from daemon.config_schema import BinanceAccount
 from daemon.group import SymbolGroup
 from daemon.persistence import StrategyView
 from daemon.restore import restore_group
@@ -52,6 +54,8 @@ class AccountRuntime:
         self.portfolio = Portfolio(name, Router(tap), inbox, balances, assets)
         self.health = GroupState("*", f"portfolio:{name}")
         self.risk = AccountRisk(name, acct.risk)  # [accounts.X.risk]: limits over all its groups
+        # A Binance account's user data stream: one subscription shared by all its symbols.
+        self.user_stream = AccountUserStream(name, acct) if isinstance(acct, BinanceAccount) else None
 
 
 class Supervisor:
@@ -101,6 +105,8 @@ class Supervisor:
             self._tg.start_soon(
                 run_supervised, acct.portfolio, self.policy, acct.health, name=acct.portfolio.name
             )
+            if acct.user_stream is not None:
+                self._tg.start_soon(acct.user_stream.run, name=f"user-stream:{name}")
         return acct
 
     async def _start_group(self, cfg: GroupConfig) -> None:
@@ -117,6 +123,7 @@ class Supervisor:
             durable=self.durable,
             venue_account=self.cfg.accounts[cfg.account],
             account_risk=acct.risk,
+            account_stream=acct.user_stream,
         )
         if self.admin_halt_reason:
             group.health.admin_halt(self.admin_halt_reason)

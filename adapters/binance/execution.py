@@ -65,6 +65,7 @@ from actors.messages import (
     stamp,
 )
 from actors.runtime import Actor, now_ns
+from adapters.binance.account_stream import AccountUserStream
 from adapters.binance.credentials import credentials_for
 from adapters.binance.errors import (
     BinanceError,
@@ -161,6 +162,7 @@ class BinanceExecution(Actor):
         last_price: Callable[[], Decimal | None] = lambda: None,
         credentials: Credentials | None = None,
         backoff_initial_s: float = 0.2,
+        account_stream: AccountUserStream | None = None,
     ) -> None:
         super().__init__(exchange, symbol, router, inbox)
         self.account = account
@@ -198,20 +200,27 @@ class BinanceExecution(Actor):
             ),
             0,
         )
-        self.user_stream = BinanceUserStream(
-            config.ws_api_url,
-            self.credentials.api_key,
-            self.credentials.signer,
-            on_event=self.on_user_event,
-            on_connect=self.catch_up,
-            clock_ms=self._now_ms,
-            mode=config.user_stream,
-            stream_url=config.stream_url,
-            listen_key_api=self._listen_key,
-            recv_window_ms=config.recv_window_ms,
-            connect_timeout_s=config.connect_timeout_s,
-            backoff_initial_s=backoff_initial_s,
-            exchange=exchange,
+        # The account's shared user data stream (the daemon), or one of its own (standalone).
+        self.account_stream = account_stream
+        self._leave_stream: Callable[[], None] = lambda: None
+        self.user_stream = (
+            account_stream.stream
+            if account_stream is not None
+            else BinanceUserStream(
+                config.ws_api_url,
+                self.credentials.api_key,
+                self.credentials.signer,
+                on_event=self.on_user_event,
+                on_connect=self.catch_up,
+                clock_ms=self._now_ms,
+                mode=config.user_stream,
+                stream_url=config.stream_url,
+                listen_key_api=self._listen_key,
+                recv_window_ms=config.recv_window_ms,
+                connect_timeout_s=config.connect_timeout_s,
+                backoff_initial_s=backoff_initial_s,
+                exchange=exchange,
+            )
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -247,7 +256,11 @@ class BinanceExecution(Actor):
                 self._resolving.clear()
                 tg.start_soon(self._load_rules)
                 tg.start_soon(self._refresh_rules)
-                await tg.start(self.user_stream.run)
+                if self.account_stream is None:
+                    await tg.start(self.user_stream.run)
+                else:  # the shared stream runs already: join it and catch up on our own symbol
+                    self._leave_stream = self.account_stream.register(self)
+                    tg.start_soon(self._first_catch_up)
                 for order in self._orders.values():  # after a restart: resolutions still owed
                     if order.unknown:
                         self._spawn_resolve(order)
@@ -258,6 +271,7 @@ class BinanceExecution(Actor):
             raise
         finally:
             self._tg = None
+            self._leave_stream()
             if not failed:
                 await self.aclose()
 
@@ -326,6 +340,22 @@ class BinanceExecution(Actor):
 
     def _now_ms(self) -> int:
         return self._client.now_ms() if self._client is not None else int(time.time() * 1000)
+
+    async def _first_catch_up(self) -> None:
+        """Joining a running shared stream: this symbol's catch-up, retried until it works."""
+        delay = self.backoff[0]
+        while True:
+            try:
+                await self.catch_up()
+                return
+            except BinanceError as exc:
+                self.log.warning("catch-up failed (%s): retrying in %.1fs", exc, delay)
+                await anyio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 30.0)
+
+    async def listen_key(self, method: str, key: str) -> str:
+        """The account stream's listenKey calls go through this actor's REST client."""
+        return await self._listen_key(method, key)
 
     async def _listen_key(self, method: str, key: str) -> str:
         client = await self.client()
