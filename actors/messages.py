@@ -320,7 +320,8 @@ class GroupSnapshot(Message, frozen=True):
 
     Orders and position are the fold of every order-path record before it (so they agree
     with the journal exactly); ``strategy_state`` is the strategy's state (msgpack) when it
-    was taken.  Journaled and copied to the ``snapshots`` table; mirrored to Redis.
+    was taken.  Written to the journal by the daemon's persistence (not published on the bus, so
+    not mirrored to Redis) and copied to the ``snapshots`` table.
     """
 
     account: str
