@@ -1,10 +1,12 @@
 """Portfolio actor: the ledger of one account across all its symbol groups.
 
-Takes: OrderFilled and PositionChanged from every group trading on the account.
+Takes: OrderFilled, PositionChanged and BalancesChanged from every group trading on the account.
 Emits: nothing; risk and /status read it.
 
 Balances start from the configured amounts and move with every fill (base asset by the
-fill quantity, quote asset by notional and fee), in exact decimals.  Realized PnL is
+fill quantity, quote asset by notional and fee), in exact decimals.  A venue that reports
+balances (BalancesChanged: Binance's outboundAccountPosition) is the truth: each asset it
+reports is set to its free + locked amount (``venue_balances`` counts them).  Realized PnL is
 kept per symbol from the order actors' PositionChanged messages.  Fills are keyed by
 (symbol, trade id), so a fill delivered twice is counted once.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from actors.channels import Channel, Router
-from actors.messages import Message, OrderFilled, PositionChanged
+from actors.messages import BalancesChanged, Message, OrderFilled, PositionChanged
 from actors.runtime import Actor
 
 MAX_SEEN = 100_000
@@ -40,6 +42,7 @@ class Portfolio(Actor):
         self.fees: dict[str, Decimal] = {}
         self.fills = 0
         self.duplicates = 0
+        self.venue_balances = 0
         self._seen: dict[tuple[str, str], None] = {}
 
     @property
@@ -53,6 +56,13 @@ class Portfolio(Actor):
         match msg:
             case OrderFilled():
                 self._apply_fill(msg)
+            case BalancesChanged():
+                if msg.account == self.account:
+                    for asset in msg.free.keys() | msg.locked.keys():
+                        self.balances[asset] = msg.free.get(asset, Decimal(0)) + msg.locked.get(
+                            asset, Decimal(0)
+                        )
+                    self.venue_balances += 1
             case PositionChanged():
                 self.realized[msg.symbol] = msg.realized_pnl
                 self.positions[msg.symbol] = msg.quantity
@@ -85,4 +95,5 @@ class Portfolio(Actor):
             "fees": {k: str(v) for k, v in sorted(self.fees.items())},
             "fills": self.fills,
             "duplicate_fills": self.duplicates,
+            "venue_balance_reports": self.venue_balances,
         }

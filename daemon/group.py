@@ -34,6 +34,7 @@ from actors.account_risk import AccountRisk
 from actors.channels import Channel, Router, Tap, quote_conflation_key
 from actors.market_feed import MarketFeed
 from actors.messages import (
+    BalancesChanged,
     Bar,
     CancelIntent,
     CancelOrder,
@@ -302,7 +303,7 @@ class SymbolGroup:
             ),
         )
         r.subscribe(self.venue.inbox, self.venue.subscribes)
-        r.subscribe(self.portfolio.inbox, (OrderFilled, PositionChanged))
+        r.subscribe(self.portfolio.inbox, (OrderFilled, PositionChanged, BalancesChanged))
 
     def apply(self, cfg: GroupConfig) -> None:
         """Config reload: strategy and risk parameters in place; nothing restarts."""

@@ -146,6 +146,9 @@ async def test_daemon_trades_on_binance_with_fills_from_the_user_stream(
     assert venue.balances["NKN"] == 0 and venue.balances["USDT"] == Decimal("1000.72")
     last_balances = [m for m in seen if isinstance(m, BalancesChanged)][-1]
     assert last_balances.free["USDT"] == Decimal("1000.72") and last_balances.account == "live"
+    ledger = status["accounts"]["live"]  # type: ignore[index]
+    assert Decimal(ledger["balances"]["USDT"]) == Decimal("1000.72")  # fills, then the venue's report
+    assert ledger["venue_balance_reports"] >= 1
     assert group.order.anomalies == {}
     groups = status["groups"]
     assert isinstance(groups, list) and not groups[0]["halted"] and groups[0]["open_orders"] == 0
