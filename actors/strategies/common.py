@@ -15,10 +15,38 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from typing import Generic, Self, TypeVar
 
 from actors.bar_check import bar_ok
-from actors.messages import Bar, OrderIntent, OrderType, Side, Signal
-from actors.strategies.base import StrategyContext, round_to_tick
+from actors.messages import Bar, OrderIntent, OrderType, Quote, Side, Signal, Trade
+from actors.strategies.base import Output, StrategyContext, round_to_tick
+
+S = TypeVar("S")
+P = TypeVar("P")
+
+
+class BarStrategy(Generic[S, P]):
+    """What the bar-only strategies share: trades and quotes are ignored (``consumes`` is empty),
+    ``params`` are kept, and a config reload builds the same strategy with the new parameters."""
+
+    consumes: frozenset[str] = frozenset()
+
+    def __init__(self, params: P) -> None:
+        self._params = params
+
+    @property
+    def params(self) -> P:
+        return self._params
+
+    def with_params(self, params: P) -> Self:
+        return type(self)(params)
+
+    def on_trade(self, state: S, trade: Trade, ctx: StrategyContext) -> tuple[S, list[Output]]:
+        return state, []
+
+    def on_quote(self, state: S, quote: Quote, ctx: StrategyContext) -> tuple[S, list[Output]]:
+        return state, []
+
 
 _HUNDRED = Decimal(100)
 

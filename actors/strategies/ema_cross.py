@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from actors.indicators import EmaStream
-from actors.messages import Bar, Quote, Trade
+from actors.messages import Bar
 from actors.params import EmaCrossParams
 from actors.strategies.base import Output, StrategyContext, floor_to_step
-from actors.strategies.common import bar_close, exit_long, level, make_intent, make_signal, pct
+from actors.strategies.common import BarStrategy, bar_close, exit_long, level, make_intent, make_signal, pct
 
 if TYPE_CHECKING:
     from actors.strategies.base import Strategy
@@ -59,9 +59,8 @@ class EmaCrossState(msgspec.Struct, frozen=True, kw_only=True):
 Result = tuple[EmaCrossState, list[Output]]
 
 
-class EmaCrossStrategy:
+class EmaCrossStrategy(BarStrategy[EmaCrossState, EmaCrossParams]):
     name = NAME
-    consumes: frozenset[str] = frozenset()
 
     def __init__(self, params: EmaCrossParams) -> None:
         if not 1 <= params.ema_fast < params.ema_slow:
@@ -72,22 +71,9 @@ class EmaCrossStrategy:
         self._stop = pct(params.stop_loss_pct)
         self._take = pct(params.take_profit_pct)
 
-    @property
-    def params(self) -> EmaCrossParams:
-        return self._params
-
-    def with_params(self, params: EmaCrossParams) -> EmaCrossStrategy:
-        return EmaCrossStrategy(params)
-
     def initial_state(self) -> EmaCrossState:
         p = self._params
         return EmaCrossState(fast=EmaStream(period=p.ema_fast), slow=EmaStream(period=p.ema_slow))
-
-    def on_trade(self, state: EmaCrossState, trade: Trade, ctx: StrategyContext) -> Result:
-        return state, []
-
-    def on_quote(self, state: EmaCrossState, quote: Quote, ctx: StrategyContext) -> Result:
-        return state, []
 
     def on_bar(self, state: EmaCrossState, bar: Bar, ctx: StrategyContext) -> Result:
         close = bar_close(bar)

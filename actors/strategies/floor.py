@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from actors.indicators import AtrStream
-from actors.messages import Bar, Quote, Trade
+from actors.messages import Bar
 from actors.params import FloorParams
 from actors.strategies.base import Output, StrategyContext, floor_to_step, round_to_tick
-from actors.strategies.common import bar_prices, exit_long, make_intent, make_signal, pct
+from actors.strategies.common import BarStrategy, bar_prices, exit_long, make_intent, make_signal, pct
 
 if TYPE_CHECKING:
     from actors.strategies.base import Strategy
@@ -67,9 +67,8 @@ class FloorState(msgspec.Struct, frozen=True, kw_only=True):
 Result = tuple[FloorState, list[Output]]
 
 
-class FloorStrategy:
+class FloorStrategy(BarStrategy[FloorState, FloorParams]):
     name = NAME
-    consumes: frozenset[str] = frozenset()
 
     def __init__(self, params: FloorParams) -> None:
         if params.max_layers < 1 or params.atr_period < 1 or not 0 < params.retracement < 1:
@@ -79,21 +78,8 @@ class FloorStrategy:
         self._take = _ONE + Decimal(str(params.take_profit))
         self._stop = _ONE - pct(params.stop_loss_pct)
 
-    @property
-    def params(self) -> FloorParams:
-        return self._params
-
-    def with_params(self, params: FloorParams) -> FloorStrategy:
-        return FloorStrategy(params)
-
     def initial_state(self) -> FloorState:
         return FloorState(atr=AtrStream(period=self._params.atr_period))
-
-    def on_trade(self, state: FloorState, trade: Trade, ctx: StrategyContext) -> Result:
-        return state, []
-
-    def on_quote(self, state: FloorState, quote: Quote, ctx: StrategyContext) -> Result:
-        return state, []
 
     def layer_size(self, n: int) -> Decimal:
         """Units of layer ``n`` (0 is the first), before flooring to the step."""

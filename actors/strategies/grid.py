@@ -93,10 +93,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from actors.messages import Bar, CancelIntent, OrderIntent, Quote, Trade
+from actors.messages import Bar, CancelIntent, OrderIntent
 from actors.params import GridParams
 from actors.strategies.base import Output, StrategyContext, floor_to_step, round_to_tick
-from actors.strategies.common import bar_prices, make_intent, make_signal, pct
+from actors.strategies.common import BarStrategy, bar_prices, make_intent, make_signal, pct
 
 if TYPE_CHECKING:
     from actors.strategies.base import Strategy
@@ -176,9 +176,8 @@ def _order_ts(state: GridState) -> list[int]:
     return [0] * len(state.slots)
 
 
-class GridStrategy:
+class GridStrategy(BarStrategy[GridState, GridParams]):
     name = NAME
-    consumes: frozenset[str] = frozenset()
 
     def __init__(self, params: GridParams) -> None:
         if not _ZERO < params.lower < params.upper or params.levels < 2:
@@ -191,21 +190,8 @@ class GridStrategy:
         self._stop = pct(params.stop_loss_pct)
         self._near = 1 - pct(params.arm_within_pct)
 
-    @property
-    def params(self) -> GridParams:
-        return self._params
-
-    def with_params(self, params: GridParams) -> GridStrategy:
-        return GridStrategy(params)
-
     def initial_state(self) -> GridState:
         return GridState()
-
-    def on_trade(self, state: GridState, trade: Trade, ctx: StrategyContext) -> Result:
-        return state, []
-
-    def on_quote(self, state: GridState, quote: Quote, ctx: StrategyContext) -> Result:
-        return state, []
 
     def _fresh(
         self, state: GridState, lower: Decimal, upper: Decimal, ctx: StrategyContext

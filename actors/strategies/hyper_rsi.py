@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from actors.indicators import AtrStream, EmaStream, RsiStream
-from actors.messages import Bar, Quote, Trade
+from actors.messages import Bar
 from actors.params import HyperRsiParams
 from actors.strategies.base import Output, StrategyContext, floor_to_step
 from actors.strategies.common import (
+    BarStrategy,
     bar_prices,
     exit_long,
     level,
@@ -65,9 +66,8 @@ class HyperRsiState(msgspec.Struct, frozen=True, kw_only=True):
 Result = tuple[HyperRsiState, list[Output]]
 
 
-class HyperRsiStrategy:
+class HyperRsiStrategy(BarStrategy[HyperRsiState, HyperRsiParams]):
     name = NAME
-    consumes: frozenset[str] = frozenset()
 
     def __init__(self, params: HyperRsiParams) -> None:
         if params.rsi_period < 2 or params.trend_period < 1 or params.atr_period < 1:
@@ -80,13 +80,6 @@ class HyperRsiStrategy:
         self._stop = pct(params.stop_loss_pct)
         self._take = pct(params.take_profit_pct)
 
-    @property
-    def params(self) -> HyperRsiParams:
-        return self._params
-
-    def with_params(self, params: HyperRsiParams) -> HyperRsiStrategy:
-        return HyperRsiStrategy(params)
-
     def initial_state(self) -> HyperRsiState:
         p = self._params
         return HyperRsiState(
@@ -94,12 +87,6 @@ class HyperRsiStrategy:
             ema=EmaStream(period=p.trend_period),
             atr=AtrStream(period=p.atr_period),
         )
-
-    def on_trade(self, state: HyperRsiState, trade: Trade, ctx: StrategyContext) -> Result:
-        return state, []
-
-    def on_quote(self, state: HyperRsiState, quote: Quote, ctx: StrategyContext) -> Result:
-        return state, []
 
     def on_bar(self, state: HyperRsiState, bar: Bar, ctx: StrategyContext) -> Result:
         prices = bar_prices(bar)

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from actors.indicators import AtrStream, MacdStream, RsiStream, SmaStream
-from actors.messages import Bar, Quote, Trade
+from actors.messages import Bar
 from actors.params import SignalsParams
 from actors.strategies.base import Output, StrategyContext, floor_to_step
 from actors.strategies.common import (
+    BarStrategy,
     bar_prices,
     cross_above,
     exit_long,
@@ -64,9 +65,8 @@ class SignalsState(msgspec.Struct, frozen=True, kw_only=True):
 Result = tuple[SignalsState, list[Output]]
 
 
-class SignalsStrategy:
+class SignalsStrategy(BarStrategy[SignalsState, SignalsParams]):
     name = NAME
-    consumes: frozenset[str] = frozenset()
 
     def __init__(self, params: SignalsParams) -> None:
         if not 1 <= params.macd_fast < params.macd_slow or params.macd_signal < 1:
@@ -82,13 +82,6 @@ class SignalsStrategy:
             params.trend_sma,
             params.atr_period,
         )
-
-    @property
-    def params(self) -> SignalsParams:
-        return self._params
-
-    def with_params(self, params: SignalsParams) -> SignalsStrategy:
-        return SignalsStrategy(params)
 
     def initial_state(self) -> SignalsState:
         p = self._params
@@ -110,12 +103,6 @@ class SignalsStrategy:
             0 if state.sma is None else state.sma.period,
             state.atr.period,
         )
-
-    def on_trade(self, state: SignalsState, trade: Trade, ctx: StrategyContext) -> Result:
-        return state, []
-
-    def on_quote(self, state: SignalsState, quote: Quote, ctx: StrategyContext) -> Result:
-        return state, []
 
     def on_bar(self, state: SignalsState, bar: Bar, ctx: StrategyContext) -> Result:
         prices = bar_prices(bar)

@@ -36,10 +36,10 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from actors.messages import Bar, Quote, Trade
+from actors.messages import Bar
 from actors.params import TimeWindowParams
 from actors.strategies.base import Output, StrategyContext, floor_to_step
-from actors.strategies.common import bar_prices, exit_long, level, make_intent, make_signal, pct
+from actors.strategies.common import BarStrategy, bar_prices, exit_long, level, make_intent, make_signal, pct
 
 if TYPE_CHECKING:
     from actors.strategies.base import Strategy
@@ -67,9 +67,8 @@ class TimeWindowState(msgspec.Struct, frozen=True, kw_only=True):
 Result = tuple[TimeWindowState, list[Output]]
 
 
-class TimeWindowStrategy:
+class TimeWindowStrategy(BarStrategy[TimeWindowState, TimeWindowParams]):
     name = NAME
-    consumes: frozenset[str] = frozenset()
 
     def __init__(self, params: TimeWindowParams) -> None:
         self._buy = seconds_of_day(params.buy_time)
@@ -83,21 +82,8 @@ class TimeWindowStrategy:
         self._stop = pct(params.stop_loss_pct)
         self._take = pct(params.take_profit_pct)
 
-    @property
-    def params(self) -> TimeWindowParams:
-        return self._params
-
-    def with_params(self, params: TimeWindowParams) -> TimeWindowStrategy:
-        return TimeWindowStrategy(params)
-
     def initial_state(self) -> TimeWindowState:
         return TimeWindowState()
-
-    def on_trade(self, state: TimeWindowState, trade: Trade, ctx: StrategyContext) -> Result:
-        return state, []
-
-    def on_quote(self, state: TimeWindowState, quote: Quote, ctx: StrategyContext) -> Result:
-        return state, []
 
     def window_of(self, ts_ns: int) -> int | None:
         """The window ``ts_ns`` falls in (ordinal of its local start date), None outside."""
