@@ -138,10 +138,7 @@ class MarketFeed(Actor):
         ts = b.ts_event
         if bar_ok(b) and ts > self._last_bar_ts:
             self._last_bar_ts = ts
-            st = self.state
-            st.last_price = b.close
-            st.last_ts_event = ts
-            st.last_recv_ns = self.clock.time_ns()
+            self.mark_bar(b)
             return True
         # Refused: find the first rule it breaks, for the counter and the log line.
         prices = (b.open, b.high, b.low, b.close)
@@ -152,6 +149,16 @@ class MarketFeed(Actor):
         else:
             self._reject("out_of_order", b, f"bar closing at {b.ts_event} is not after {self._last_bar_ts}")
         return False
+
+    def mark_bar(self, b: Bar) -> None:
+        """The group's last price is ``b``'s close, as of now (done for every accepted bar).
+
+        The backtest runner validates a run of bars ahead and marks each again as it releases
+        it to the other actors, so they read the price of the bar they are at."""
+        st = self.state
+        st.last_price = b.close
+        st.last_ts_event = b.ts_event
+        st.last_recv_ns = self.clock.time_ns()
 
     async def _handle_quote(self, q: Quote) -> None:
         numbers = (q.bid_price, q.ask_price)

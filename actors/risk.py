@@ -22,7 +22,8 @@ time, so it never rolls the day).
   approved per UTC day; exits are never counted or refused.
 - ``daily_loss_limit`` (0 = off): the day's PnL is equity now minus equity at the start
   of the day, equity being realized PnL - fees (both from the last PositionChanged, fees
-  taken as quote currency) + unrealized PnL ``(last trade price - avg price) * position``;
+  taken as quote currency) + unrealized PnL ``(last trade price - avg price) * position`` (on a bar:
+  that bar's close);
   the start-of-day equity is taken at the first event of the day.  It is evaluated on
   every intent, PositionChanged and bar; once it is at or below ``-daily_loss_limit`` the
   group is REDUCING for the rest of that UTC day (latched even if prices recover): entries
@@ -104,28 +105,31 @@ class RiskActor(Actor):
 
     # --- daily PnL ----------------------------------------------------------------------------
 
-    def equity(self) -> Decimal:
-        """Realized PnL net of fees plus unrealized PnL at the last trade price."""
-        last = self.state.last_price
+    def equity(self, mark: Decimal | None = None) -> Decimal:
+        """Realized PnL net of fees plus unrealized PnL at ``mark`` (default: the last trade price).
+
+        A bar is marked at its own close, so a batch of bars is judged bar by bar however far
+        market-feed has got since."""
+        last = self.state.last_price if mark is None else mark
         unrealized = (last - self._avg) * self._qty if last is not None and self._qty else ZERO
         return self._realized - self._fees + unrealized
 
-    def daily_pnl(self) -> Decimal:
-        return self.equity() - self.day_start_equity
+    def daily_pnl(self, mark: Decimal | None = None) -> Decimal:
+        return self.equity(mark) - self.day_start_equity
 
-    def _roll_day(self, ts_event: int) -> None:
+    def _roll_day(self, ts_event: int, mark: Decimal | None = None) -> None:
         day = ts_event // DAY_NS
         if day > self.day:
             if self.daily_breach:
                 self.log.warning("new UTC day %s: daily loss limit lifted", utc_date(day))
             self.day, self.day_entries, self.daily_breach = day, 0, ""
-            self.day_start_equity = self.equity()
+            self.day_start_equity = self.equity(mark)
 
-    def _check_daily_loss_now(self) -> None:
+    def _check_daily_loss_now(self, mark: Decimal | None = None) -> None:
         limit = self.limits.daily_loss_limit
         if self.daily_breach or limit <= 0 or self.day < 0:
             return
-        pnl = self.daily_pnl()
+        pnl = self.daily_pnl(mark)
         if pnl <= -limit:
             self.daily_breach = (
                 f"daily PnL {pnl} on {utc_date(self.day)} (UTC) breached daily_loss_limit {limit}: "
@@ -174,8 +178,8 @@ class RiskActor(Actor):
             if type(msg) is Bar:
                 ts = msg.ts_event
                 if ts // DAY_NS > self.day:
-                    self._roll_day(ts)
-                self._check_daily_loss_now()
+                    self._roll_day(ts, msg.close)
+                self._check_daily_loss_now(msg.close)
             else:
                 await handle(msg)
 
@@ -184,8 +188,8 @@ class RiskActor(Actor):
             self._on_position(msg)
             return
         if isinstance(msg, Bar):
-            self._roll_day(msg.ts_event)
-            self._check_daily_loss_now()
+            self._roll_day(msg.ts_event, msg.close)
+            self._check_daily_loss_now(msg.close)
             return
         if not isinstance(msg, OrderIntent):
             self.log.warning("ignored unexpected message kind %s", type(msg).__name__)

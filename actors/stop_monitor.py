@@ -62,6 +62,7 @@ stop-loss rests at the venue as a reduce-only ``stop_market`` order instead:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal
 
@@ -270,6 +271,42 @@ class StopMonitor(Actor):
     @property
     def native_enabled(self) -> bool:
         return self.limits.native_stops and self.venue_stops
+
+    def quiet_bars(self, bars: Sequence[Bar], start: int, stop: int) -> int:
+        """How many of ``bars[start:stop]``, in a row, this monitor would take without acting.
+
+        A question, not a step: nothing changes.  With no live stop every bar is quiet; with
+        a synthetic, non-trailing stop, a bar is quiet until one touches a level or reaches
+        the exit time (exactly :meth:`_on_price`'s tests); a trailing or native stop moves
+        or re-places itself on prices, so no bar is promised quiet (0).  The backtest runner
+        hands the quiet bars to :meth:`handle_batch` in one batch.
+        """
+        armed = self.stop
+        if armed is None or armed.triggered:
+            return stop - start
+        if armed.plan.trails or armed.native is not None or self.native_enabled:
+            return 0
+        # armed.check(low, high) is None, spelt out for the long and the short side
+        sl, tp = armed.stop_price, armed.take_profit
+        exit_at = armed.plan.exit_at_ns
+        if exit_at is not None:
+            stop = start + next(
+                (k for k, bar in enumerate(bars[start:stop]) if bar.ts_event >= exit_at), stop - start
+            )
+        i = start
+        if armed.long:
+            while i < stop:
+                bar = bars[i]
+                if (sl is not None and bar.low <= sl) or (tp is not None and bar.high >= tp):
+                    break
+                i += 1
+        else:
+            while i < stop:
+                bar = bars[i]
+                if (sl is not None and bar.high >= sl) or (tp is not None and bar.low <= tp):
+                    break
+                i += 1
+        return i - start
 
     async def handle_batch(self, batch: list[Message]) -> None:
         """Prices are skipped without a coroutine while no stop is live (the common case)."""

@@ -11,6 +11,7 @@ config reload, keeping its state (indicator history, cooldowns).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -90,6 +91,31 @@ class StrategyActor(Actor):
             step_size=self.step_size,
             open_orders=(st.open_orders + self._undecided_count()) if self._undecided else st.open_orders,
         )
+
+    async def take_bars(self, bars: Sequence[Bar], start: int, stop: int) -> tuple[int, bool]:
+        """Handle ``bars[start:stop]`` in order, up to and including the first that produces output.
+
+        Each bar is handled exactly as :meth:`handle_batch` handles it; the outputs of the last
+        one taken, if any, are emitted.  Returns how many bars were taken and whether the last
+        of them emitted something.  With an intent undecided no bar is taken (the context then
+        depends on the clock).
+
+        The backtest runner hands the strategy its bars this way while the rest of the group
+        is quiet, to learn at which bar something happens (see :mod:`daemon.backtest.runner`).
+        """
+        if self._undecided:
+            return 0, False
+        on_bar, context = self.strategy.on_bar, self._context
+        i = start
+        while i < stop:
+            bar = bars[i]
+            self._progress = i - start
+            self.strategy_state, out = on_bar(self.strategy_state, bar, context(bar.ts_event))
+            i += 1
+            if out:
+                await self._emit(out)
+                return i - start, True
+        return i - start, False
 
     async def handle_batch(self, batch: list[Message]) -> None:
         handle = self.handle

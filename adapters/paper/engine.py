@@ -14,6 +14,7 @@ The matching rules are described in :mod:`adapters.paper` (the package docstring
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -189,6 +190,24 @@ class PaperEngine:
             return []
         budget = msg.volume * self.account.participation if self.volume_limited else UNLIMITED
         return self._match(_Event(msg.ts_event, msg.open, h, lo, True, {"buy": budget, "sell": budget}))
+
+    def quiet_bars(self, bars: Sequence[Bar], start: int, stop: int) -> int:
+        """How many of ``bars[start:stop]``, in a row, :meth:`on_bar` would answer with nothing.
+
+        A question, not a step: nothing changes (the matching levels are computed, as the
+        next event would).  No open order: every bar; otherwise bars until one reaches a
+        level of the book (a market or ioc/fok order is reached by every bar).
+        """
+        if not self._open:
+            return stop - start
+        levels = self._levels
+        if levels is None:
+            levels = self._levels = BookLevels(self._open.values())
+        touched = levels.touched
+        i = start
+        while i < stop and not touched(bars[i].high, bars[i].low):
+            i += 1
+        return i - start
 
     def on_quote(self, msg: Quote) -> list[Message]:
         """Quotes only move the reference price (market-order estimates); they never fill."""

@@ -16,6 +16,29 @@ strategy's bar closes: a market order sent on bar *t*'s close is answered on bar
 filled at bar *t+1*'s open (with the account's fees and slippage), and the strategy
 already knows that position when bar *t+1* closes.
 
+Batched lockstep (candle input).  Handing every bar to every actor on its own costs more than
+the bar's own work, and most bars change nothing but indicators.  So candles go in runs:
+
+1. market-feed takes a chunk of bars in one batch (validation, counters); what it lets
+   through is held by the runner instead of sitting in the Bar subscribers' inboxes;
+2. the paper exchange and stop-monitor are asked how many of the next bars they would
+   take without acting (``quiet_bars``: no open order reached, no stop level or exit time
+   touched; a trailing or native stop answers 0) — a question that changes nothing;
+3. the strategy takes bars up to that limit, stopping after the first it acts on
+   (``take_bars``; its outputs are queued as usual);
+4. the bars before that one go to paper, stop-monitor and risk as one batch each, market-feed
+   marking the group's last price at the run's last bar; if anything at all comes of that
+   batch the run stops with an error (a wrong quiet answer must never pass silently);
+5. the bar the strategy acted on — or a bar paper/stop-monitor would act on — goes to the
+   others ahead of anything queued, and every inbox is drained as in stepwise mode.
+
+Every actor still sees every bar, in order, and every message it would see, in the same
+order relative to its bars: the result is the stepwise one (``stepwise=True``, bar by bar as
+above), which ``tests/test_backtest_batched.py`` checks bit for bit for every strategy.
+Trade input always goes stepwise.  (While the strategy takes a run, the clock still reads the
+previous run's last bar: strategies read event time from the bars; only the age of an
+intent risk has not answered yet — answered within the same drain here — reads the clock.)
+
 Nothing here runs on an event loop: the whole run is one coroutine stepped once; an
 actor that tried to wait (it never needs to, as lockstep inboxes never fill) is an error.
 The run is therefore deterministic and reads no wall clock.
@@ -43,6 +66,7 @@ from daemon.group import SymbolGroup
 
 Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 8192
+QUIET_WINDOW = 32  # bars paper and stop-monitor are asked about at a time
 
 
 @dataclass(slots=True)
@@ -62,7 +86,7 @@ class BacktestResult:
     counters: dict[str, dict[str, int]]
 
 
-def _failure(actor: Actor, batch: list[Message], msg: MarketMessage, exc: Exception) -> BacktestError:
+def _failure(actor: Actor, batch: Sequence[Message], msg: MarketMessage, exc: Exception) -> BacktestError:
     """An actor raised: in a backtest that ends the run (the daemon would restart the actor)."""
     if isinstance(exc, BacktestError):
         return exc
@@ -84,7 +108,13 @@ class Lockstep:
     """One group wired on lockstep inboxes and a simulated clock."""
 
     def __init__(
-        self, gcfg: GroupConfig, account: PaperAccount, account_name: str, *, ignore_volume: bool
+        self,
+        gcfg: GroupConfig,
+        account: PaperAccount,
+        account_name: str,
+        *,
+        ignore_volume: bool,
+        stepwise: bool = False,
     ) -> None:
         self.clock = SimClock()
         self.paper = PaperAccountState(account, account_name)
@@ -119,6 +149,18 @@ class Lockstep:
         assert isinstance(feed_inbox, LockstepChannel)
         self._push = feed_inbox.send_nowait
         self._pairs = [(a, ch, a.handle_batch) for a, ch in self.inboxes()]
+        # Batched candles: who gets bars, and who of them takes a quiet run as one batch
+        # (paper and stop-monitor are asked first how many bars stay quiet; risk only keeps
+        # the day's figures from bars; the strategy takes its quiet bars itself).
+        self._bar_inboxes: list[LockstepChannel] = []
+        for ch in g.router.routes_for(Bar):
+            assert isinstance(ch, LockstepChannel)
+            self._bar_inboxes.append(ch)
+        takers = [g.venue, g.stop_monitor, g.strategy, g.risk]
+        if {id(ch) for ch in self._bar_inboxes} != {id(a.inbox) for a in takers}:
+            raise BacktestError("bars reach other actors than the batched backtest knows: run it stepwise")
+        self._quiet_pairs = [(a, a.handle_batch) for a in (g.venue, g.stop_monitor, g.risk)]
+        self.stepwise = stepwise
         self._last_open: int | None = None
         self.ledger = Ledger(
             account.balances.get(inst.base, Decimal(0)), account.balances.get(inst.quote, Decimal(0))
@@ -140,7 +182,9 @@ class Lockstep:
         total = len(msgs)
         for start in range(0, total, PROGRESS_EVERY):
             chunk = msgs[start : start + PROGRESS_EVERY]
-            if candles:
+            if candles and self.stepwise:
+                await self._run_stepwise(chunk)  # type: ignore[arg-type]
+            elif candles:
                 await self._run_candles(chunk)  # type: ignore[arg-type]
             else:
                 await self._run_any(chunk)
@@ -164,56 +208,137 @@ class Lockstep:
                     again = True
 
     async def _run_candles(self, bars: Sequence[Bar]) -> None:
-        """The hot loop for candle input: equity recorded inline (see :meth:`Ledger.on_bar_close`).
+        """Candle input, batched: see "Batched lockstep" in the module docstring."""
+        g, clock, ledger = self.group, self.clock, self.ledger
+        feed, strategy = g.market_feed, g.strategy
+        assert isinstance(g.venue, PaperExchange)
+        engine, stops = g.venue.engine, g.stop_monitor
+        clock.now_ns = bars[0].ts_event
+        batch: list[Message] = list(bars)
+        try:
+            await feed.handle_batch(batch)
+        except Exception as exc:
+            raise _failure(feed, batch, bars[0], exc) from exc
+        feed.handled += len(batch)
+        # What market-feed let through, as every Bar subscriber got it: held here and released
+        # to them run by run.
+        bar_inboxes = self._bar_inboxes
+        pending: list[Bar] = strategy.inbox.items  # type: ignore[attr-defined]
+        for ch in bar_inboxes:
+            if len(ch.items) != len(pending):
+                raise BacktestError(f"{ch.name} got {len(ch.items)} bars of {len(pending)}")
+            ch.items = []
+        quiet = self._quiet_pairs
+        equity, opens = ledger.equity.append, ledger.bar_open_ns.append
+        n = len(pending)
+        i = limit = 0
+        while i < n:
+            if limit <= i:
+                # How far paper and stop-monitor stay quiet (asked a window at a time; the answer
+                # holds until they next get something other than a quiet bar)
+                end = min(n, i + QUIET_WINDOW)
+                limit = i + min(engine.quiet_bars(pending, i, end), stops.quiet_bars(pending, i, end))
+            if limit == i:
+                # This bar may make paper or stop-monitor act: every actor gets it on its own.
+                self._step(pending[i])
+                await self._drain(pending[i])
+                self._close_bar(pending[i])
+                i += 1
+                continue
+            # The strategy first, up to the first bar it acts on (its outputs are queued).
+            try:
+                taken, acted = await strategy.take_bars(pending, i, limit)
+            except Exception as exc:
+                raise _failure(strategy, pending[i:limit], pending[i], exc) from exc
+            strategy.handled += taken
+            quiet_n = taken - acted
+            if quiet_n:
+                # The bars before it produce nothing anywhere: one batch for each other taker.
+                j = i + quiet_n
+                run: list[Message] = pending[i:j]  # type: ignore[assignment]
+                last = pending[j - 1]
+                clock.now_ns = last.ts_event
+                feed.mark_bar(last)
+                queued = self._queued()
+                for actor, handle_batch in quiet:
+                    try:
+                        await handle_batch(run)
+                    except Exception as exc:
+                        raise _failure(actor, run, last, exc) from exc
+                    actor.handled += quiet_n
+                if self._queued() != queued:
+                    raise BacktestError(
+                        f"an actor acted on a bar it had called quiet (bars up to ts_event {last.ts_event})"
+                    )
+                quote_f, base_f = ledger.quote_f, ledger.base_f
+                for bar in pending[i:j]:
+                    equity(quote_f + base_f * float(bar.close))
+                    opens(bar.ts_open)
+                if ledger.position:
+                    ledger.exposed_bars += quiet_n
+            if acted:
+                # The bar the strategy acted on: the others get it ahead of what it emitted.
+                bar = pending[i + quiet_n]
+                self._step(bar, front=True)
+                await self._drain(bar)
+                self._close_bar(bar)
+                limit = 0  # what it started may have changed their answer
+            i += taken
 
-        This is :meth:`_drain` unrolled: market-feed is first in the drain order and each bar
-        arrives with every inbox empty, so the bar goes straight to its ``handle_batch``; the
-        other inboxes are then drained in order, pass after pass, as :meth:`_drain` does.
+    def _queued(self) -> int:
+        return sum(len(ch.items) for _, ch, _ in self._pairs)
+
+    def _step(self, bar: Bar, *, front: bool = False) -> None:
+        """Make ``bar`` the current one and queue it for the Bar subscribers (bar the strategy
+        when ``front``: it has taken it already; the others get it before anything queued)."""
+        self.clock.now_ns = bar.ts_event
+        self.group.market_feed.mark_bar(bar)
+        if front:
+            taken = self.group.strategy.inbox
+            for ch in self._bar_inboxes:
+                if ch is not taken:
+                    ch.items.insert(0, bar)
+        else:
+            for ch in self._bar_inboxes:
+                ch.items.append(bar)
+
+    def _close_bar(self, bar: Bar) -> None:
+        """After ``bar``'s messages: its fills, then its equity."""
+        ledger, rec = self.ledger, self.recorder.items
+        if rec:
+            self._last_open = bar.ts_open
+            self._record(rec)
+        ledger.equity.append(ledger.quote_f + ledger.base_f * float(bar.close))
+        ledger.bar_open_ns.append(bar.ts_open)
+        if ledger.position:
+            ledger.exposed_bars += 1
+
+    async def _run_stepwise(self, bars: Sequence[Bar]) -> None:
+        """Candle input, one bar at a time through every actor (``stepwise=True``).
+
+        The reference the batched loop is tested against: each bar goes to market-feed's
+        ``handle_batch`` alone, then every inbox is drained, pass after pass, as
+        :meth:`_drain` does; equity is recorded after the bar's fills.
         """
         clock = self.clock
         rec, ledger = self.recorder.items, self.ledger
         equity, opens = ledger.equity.append, ledger.bar_open_ns.append
         feed = self.group.market_feed
         accepted = feed.accepted
-        quote_f, base_f, exposed = ledger.quote_f, ledger.base_f, bool(ledger.position)
         n_bars = accepted["Bar"]
-        pairs = self._pairs
-        assert pairs[0][0] is feed
-        feed_batch = pairs[0][2]
-        rest = pairs[1:]
+        push = self._push
         for bar in bars:
             clock.now_ns = bar.ts_event
-            batch: list[Message] = [bar]
-            try:
-                await feed_batch(batch)
-            except Exception as exc:
-                raise _failure(feed, batch, bar, exc) from exc
-            feed.handled += 1
-            todo = rest
-            while True:
-                busy = False
-                for actor, ch, handle_batch in todo:
-                    batch = ch.items
-                    if batch:
-                        ch.items = []
-                        try:
-                            await handle_batch(batch)
-                        except Exception as exc:
-                            raise _failure(actor, batch, bar, exc) from exc
-                        actor.handled += len(batch)
-                        busy = True
-                if not busy:
-                    break
-                todo = pairs
+            push(bar)
+            await self._drain(bar)
             if rec:
                 self._last_open = bar.ts_open
                 self._record(rec)
-                quote_f, base_f, exposed = ledger.quote_f, ledger.base_f, bool(ledger.position)
             if accepted["Bar"] != n_bars:  # market-feed let it through (it drops invalid bars)
                 n_bars += 1
-                equity(quote_f + base_f * float(bar.close))
+                equity(ledger.quote_f + ledger.base_f * float(bar.close))
                 opens(bar.ts_open)
-                if exposed:
+                if ledger.position:
                     ledger.exposed_bars += 1
 
     async def _run_any(self, msgs: Sequence[MarketMessage]) -> None:
@@ -275,11 +400,16 @@ def run_backtest(
     interval_s: int,
     ignore_volume: bool = False,
     progress: Progress | None = None,
+    stepwise: bool = False,
 ) -> BacktestResult:
-    """Run one backtest of ``gcfg`` over ``msgs`` (time ordered, non-empty)."""
+    """Run one backtest of ``gcfg`` over ``msgs`` (time ordered, non-empty).
+
+    ``stepwise``: candles go through the actors one bar at a time instead of in quiet runs
+    (slower; the same result, which the tests check).
+    """
     if not msgs:
         raise BacktestError("no market data to backtest")
-    ls = Lockstep(gcfg, account, account_name, ignore_volume=ignore_volume)
+    ls = Lockstep(gcfg, account, account_name, ignore_volume=ignore_volume, stepwise=stepwise)
     _drive(ls.run(msgs, progress))
     ledger = ls.ledger
     first, last = msgs[0], msgs[-1]
