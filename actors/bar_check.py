@@ -10,10 +10,12 @@ the rule above accepts: a finite high and a positive low bound every price.  A N
 cannot be compared: the comparison raises (or is false when the InvalidOperation trap is
 off), and the bar is refused.
 
-Bars are immutable, so the answer for the last bar checked is kept (with the bar itself,
-compared by identity): in a group, market-feed, the paper engine and the strategy (through
-:func:`actors.strategies.common.bar_close`) check the same Bar object one after the other,
-and every check after the first is a lookup.
+Bars are immutable, so the answers for the bars checked lately are kept (with the bars
+themselves, compared by identity, so an id is never mistaken for a newer object's): in a
+group, market-feed, the paper engine and the strategy (through
+:func:`actors.strategies.common.bar_close`) check the same Bar object one after the other —
+in a backtest a whole run of bars at a time — and every check after the first is a lookup.
+At most :data:`MEMO_SIZE` answers are kept; then the memo starts afresh.
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from actors.messages import Bar
 
 ZERO = Decimal(0)
 
-_memo: tuple[Bar | None, bool] = (None, False)  # one object: replaced whole, never torn
+MEMO_SIZE = 20_000  # more than a backtest chunk of bars (the runner's PROGRESS_EVERY)
+_memo: dict[int, tuple[Bar, bool]] = {}  # id(bar) -> (bar, answer); the bar keeps its id taken
 
 
 def bar_ok(bar: Bar) -> bool:
     """True when ``bar`` has finite prices > 0, a finite volume >= 0 and a consistent range."""
-    global _memo
-    memo = _memo
-    if memo[0] is bar:
-        return memo[1]
+    known = _memo.get(id(bar))
+    if known is not None and known[0] is bar:
+        return known[1]
     lo, hi, vol = bar.low, bar.high, bar.volume
     try:
         ok = bool(
@@ -44,5 +46,7 @@ def bar_ok(bar: Bar) -> bool:
         )
     except ArithmeticError:  # a NaN in an ordering comparison
         ok = False
-    _memo = (bar, ok)
+    if len(_memo) >= MEMO_SIZE:
+        _memo.clear()
+    _memo[id(bar)] = (bar, ok)
     return ok

@@ -206,6 +206,10 @@ class Router:
     def routes_for(self, msg_type: type[Message]) -> tuple[Channel[Message], ...]:
         return self._routes.get(msg_type, ())
 
+    def set_routes(self, msg_type: type[Message], channels: Iterable[Channel[Message]]) -> None:
+        """Replace the subscribers of ``msg_type`` (a backtest holds bars back this way)."""
+        self._routes[msg_type] = tuple(channels)
+
     def publish_nowait(self, msg: Message) -> tuple[Channel[Message], ...]:
         """Offer ``msg`` to the tap and every subscriber without waiting.
 

@@ -6,16 +6,24 @@ Data: the bundled UNITTEST/BTC 1-minute candles tiled end to end up to ``N`` bar
 time-reversed copy (bars in reverse order, open and close swapped), so each tile starts
 at the price where the previous one ended; timestamps are one interval apart throughout.
 
+Settings are the backtesting.py cross-check's (``tests/test_backtest_crosscheck.py``):
+fills in full at the next bar's open (``ignore_volume``), 0.1 % fee, no slippage.  Before
+timing, the bench runs ema_cross on the bundled 13,681 candles alone and checks it makes
+backtesting.py's trades there: 639 entries, 638 round trips.
+
 For each strategy (ema_cross 5/13, breakout with its defaults), in the same run:
 
-- ``actors``: ``tradingd backtest``'s lockstep runner: the daemon's symbol group
+- ``actors``: ``tradingd backtest``'s runner, batched lockstep (quiet runs of bars go to
+  each actor as one batch; see :mod:`daemon.backtest.runner`): the daemon's symbol group
   (market-feed, strategy, risk, order, stop-monitor, paper exchange, portfolio) on a
-  simulated clock, fills at the next bar's open, equity recorded per bar;
+  simulated clock, equity recorded per bar;
+- ``stepwise``: the same runner handing every bar to every actor on its own (the
+  reference the batched mode is tested equal to);
 - ``plain``: a plain-Python loop over the same Bar messages computing the same signals
   (EMA crossings; breakout's range, EMA, RSI and volume rules) and nothing else.
 
-Reported: bars/s of each, their ratio, and the signal counts of both (they agree when
-the plain loop really computes the same thing).
+Reported: bars/s of each, the ratios, and the signal counts (they agree when the plain
+loop really computes the same thing), and the orders each run made.
 """
 
 from __future__ import annotations
@@ -46,6 +54,9 @@ NS = 1_000_000_000
 CONFIG = """
 [accounts.paper]
 balances = {{ BTC = "1000000", UNITTEST = "0" }}
+taker_fee = "0.001"
+maker_fee = "0.001"
+slippage_bps = "0"
 [[groups]]
 exchange = "paper"
 symbol = "UNITTEST/BTC"
@@ -190,22 +201,39 @@ def plain_breakout(bars: Sequence[Bar]) -> int:
 PLAIN = {"ema_cross": plain_ema_cross, "breakout": plain_breakout}
 
 
-def _actors(name: str, bars: list[Bar]) -> dict[str, Any]:
+def _run(name: str, bars: list[Bar], *, stepwise: bool) -> dict[str, Any]:
     cfg = parse_config(CONFIG.format(path=CANDLES, strategy=STRATEGIES[name]))
     g = cfg.groups[0]
     acct = cfg.accounts["paper"]
     assert isinstance(acct, PaperAccount)
     t = time.perf_counter()
-    result = run_backtest(g, acct, "paper", bars, interval_s=INTERVAL_S)
+    result = run_backtest(
+        g, acct, "paper", bars, interval_s=INTERVAL_S, ignore_volume=True, stepwise=stepwise
+    )
     dt = time.perf_counter() - t
     led = result.ledger
     return {
         "bars_per_s": len(bars) / dt,
         "seconds": dt,
         "signals": result.counters["strategy"]["signals"],
+        "orders": result.counters["orders"]["submitted"],
+        "entries": len(led.trips),
         "round_trips": sum(1 for trip in led.trips if trip.closed),
         "final_equity": str(result.final_equity.quantize(Decimal("1e-8"))),
     }
+
+
+def check_trades() -> dict[str, Any]:
+    """ema_cross on the bundled candles alone: backtesting.py's 639 entries / 638 round trips."""
+    bundled = tiled_bars(len(load_candle_rows(CANDLES)))
+    got = _run("ema_cross", bundled, stepwise=False)
+    ok = (got["entries"], got["round_trips"]) == (639, 638)
+    print(
+        f"  trades check on the bundled {len(bundled):,} candles: {got['entries']} entries, "
+        f"{got['round_trips']} round trips "
+        f"({'as backtesting.py' if ok else 'NOT as backtesting.py: 639 / 638'})"
+    )
+    return {"entries": got["entries"], "round_trips": got["round_trips"], "same_as_backtesting_py": ok}
 
 
 def _plain(name: str, bars: list[Bar]) -> dict[str, Any]:
@@ -223,17 +251,25 @@ def main(n_bars: int | None = None) -> dict[str, Any]:
     print(f"  {n:,} bars (bundled candles tiled forward/reversed), built in {time.perf_counter() - t:.1f} s")
     if n < FULL_BARS:
         print(f"  (full run: BENCH_BACKTEST_BARS={FULL_BARS} python -m bench backtest_bench)")
-    results: dict[str, Any] = {"bars": n}
+    results: dict[str, Any] = {"bars": n, "trades_check": check_trades()}
     for name in STRATEGIES:
-        actors = _actors(name, bars)
+        actors = _run(name, bars, stepwise=False)
+        stepwise = _run(name, bars, stepwise=True)
         plain = _plain(name, bars)
-        ratio = plain["bars_per_s"] / actors["bars_per_s"]
-        results[name] = {"actors": actors, "plain": plain, "plain_over_actors": ratio}
-        same = "same" if actors["signals"] == plain["signals"] else "DIFFERENT"
+        results[name] = {
+            "actors": actors,
+            "stepwise": stepwise,
+            "plain": plain,
+            "plain_over_actors": plain["bars_per_s"] / actors["bars_per_s"],
+            "actors_over_stepwise": actors["bars_per_s"] / stepwise["bars_per_s"],
+        }
+        same = "same" if actors["signals"] == plain["signals"] == stepwise["signals"] else "DIFFERENT"
         print(
-            f"  {name:<9} actors: {actors['bars_per_s']:>10,.0f} bars/s ({actors['seconds']:.1f} s, "
-            f"{actors['round_trips']:,} round trips) | plain loop: {plain['bars_per_s']:>12,.0f} bars/s "
-            f"| plain/actors {ratio:.1f}x | signals {actors['signals']:,} vs {plain['signals']:,} ({same})"
+            f"  {name:<9} actors: {actors['bars_per_s']:>9,.0f} bars/s ({actors['seconds']:.1f} s, "
+            f"{actors['orders']:,} orders) | stepwise: {stepwise['bars_per_s']:>9,.0f} bars/s "
+            f"({actors['bars_per_s'] / stepwise['bars_per_s']:.2f}x) | plain loop: "
+            f"{plain['bars_per_s']:>10,.0f} bars/s "
+            f"| signals {actors['signals']:,} vs {plain['signals']:,} ({same})"
         )
     target = results["ema_cross"]["actors"]["bars_per_s"]
     verdict = "met" if target >= 2e5 else "NOT met"

@@ -105,6 +105,14 @@ def test_two_runs_give_the_same_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert first["metrics"]["bars"] == first["data"]["messages"]
 
 
+def test_stepwise_gives_the_same_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = str(write_config(tmp_path, 'name = "ema_cross"\nquantity = "100"\ntake_profit_pct = 0.3'))
+    batched = doc_of(capsys, "--config", cfg, "--data", str(CANDLES), *DAY)
+    stepwise = doc_of(capsys, "--config", cfg, "--data", str(CANDLES), *DAY, "--stepwise")
+    assert batched == stepwise
+    assert batched["counters"]["stops"]["triggered"] > 0
+
+
 def test_no_wall_clock_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     prep = prepare(str(write_config(tmp_path)), str(CANDLES), t_from="2017-11-06", t_to="2017-11-07")
 

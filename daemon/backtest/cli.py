@@ -50,6 +50,11 @@ def add_parsers(sub: Any) -> None:
     _common(bt)
     bt.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     bt.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML report")
+    bt.add_argument(
+        "--stepwise",
+        action="store_true",
+        help="hand every bar to every actor on its own (slower; the same result as the default quiet runs)",
+    )
     opt = sub.add_parser("optimize", help="backtest a grid of strategy parameters in parallel")
     _common(opt)
     opt.add_argument(
@@ -99,6 +104,7 @@ def _backtest(args: argparse.Namespace) -> int:
             interval_s=prep.interval_s,
             ignore_volume=args.ignore_volume,
             progress=progress_bar(),
+            stepwise=args.stepwise,
         )
     except BacktestError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,7 +20,8 @@ Batched lockstep (candle input).  Handing every bar to every actor on its own co
 the bar's own work, and most bars change nothing but indicators.  So candles go in runs:
 
 1. market-feed takes a chunk of bars in one batch (validation, counters); what it lets
-   through is held by the runner instead of sitting in the Bar subscribers' inboxes;
+   through is held by the runner (the only subscriber to Bar) instead of going straight to
+   the Bar subscribers' inboxes;
 2. the paper exchange and stop-monitor are asked how many of the next bars they would
    take without acting (``quiet_bars``: no open order reached, no stop level or exit time
    touched; a trailing or native stop answers 0) — a question that changes nothing;
@@ -161,6 +162,10 @@ class Lockstep:
             raise BacktestError("bars reach other actors than the batched backtest knows: run it stepwise")
         self._quiet_pairs = [(a, a.handle_batch) for a in (g.venue, g.stop_monitor, g.risk)]
         self.stepwise = stepwise
+        # Batched: what market-feed lets through is held here, and released to them run by run.
+        self._held = LockstepChannel("backtest-held-bars")
+        if not stepwise:
+            g.router.set_routes(Bar, (self._held,))
         self._last_open: int | None = None
         self.ledger = Ledger(
             account.balances.get(inst.base, Decimal(0)), account.balances.get(inst.quote, Decimal(0))
@@ -220,14 +225,8 @@ class Lockstep:
         except Exception as exc:
             raise _failure(feed, batch, bars[0], exc) from exc
         feed.handled += len(batch)
-        # What market-feed let through, as every Bar subscriber got it: held here and released
-        # to them run by run.
-        bar_inboxes = self._bar_inboxes
-        pending: list[Bar] = strategy.inbox.items  # type: ignore[attr-defined]
-        for ch in bar_inboxes:
-            if len(ch.items) != len(pending):
-                raise BacktestError(f"{ch.name} got {len(ch.items)} bars of {len(pending)}")
-            ch.items = []
+        pending: list[Bar] = self._held.items  # type: ignore[assignment]
+        self._held.items = []
         quiet = self._quiet_pairs
         equity, opens = ledger.equity.append, ledger.bar_open_ns.append
         n = len(pending)
