@@ -339,6 +339,9 @@ class GroupSnapshot(Message, frozen=True):
     recent_client_order_ids: list[str] = []
     """Orders that ended shortly before: refused if an intent produces them again."""
     risk_day: RiskDay | None = None
+    stop: StopArmed | None = None
+    """The open position's stop as the stop-monitor last published it (a trailed level
+    survives a restart); None when flat."""
 
 
 class StopArmed(Message, frozen=True):

@@ -14,6 +14,8 @@ says.  :class:`OrderFold` applies the same rules as the order actor
   ignored;
 - the position is the fold of the fills (average cost, realized PnL, fees), so a crash
   between a fill and its ``PositionChanged`` loses nothing;
+- ``StopArmed`` is the position's stop as the stop-monitor last published it (a trailed
+  level, a new plan's levels); ``StopCanceled`` or a flat position forgets it;
 - ``GroupSnapshot`` replaces everything: the fold continues from it.
 
 :meth:`OrderFold.snapshot` produces the :class:`GroupSnapshot` the daemon journals
@@ -41,6 +43,8 @@ from actors.messages import (
     RiskApproved,
     RiskDay,
     Stamp,
+    StopArmed,
+    StopCanceled,
 )
 from actors.position import Position
 
@@ -110,6 +114,7 @@ class OrderFold:
         self.strategy_state = b""
         self.last_event_ns = 0
         self.risk_day: RiskDay | None = None
+        self.stop: StopArmed | None = None  # the position's stop as last published (levels, trail)
         self.recent: list[str] = []  # ended before the snapshot we continue from
         self.applied = 0
 
@@ -146,6 +151,13 @@ class OrderFold:
                 return
             status = {OrderRejected: "rejected", OrderCanceled: "canceled", OrderExpired: "expired"}[t]
             self._finish(msg.client_order_id, status)
+        elif t is StopArmed:
+            assert isinstance(msg, StopArmed)
+            self.stop = msg
+        elif t is StopCanceled:
+            assert isinstance(msg, StopCanceled)
+            if self.stop is not None and self.stop.stop_id == msg.stop_id:
+                self.stop = None
         elif t is GroupSnapshot:
             assert isinstance(msg, GroupSnapshot)
             self.restore(msg)
@@ -199,6 +211,8 @@ class OrderFold:
         self.position.apply_fill(msg.side, msg.last_qty, msg.last_price, msg.fee, msg.fee_asset)
         if not order.intent.reduce_only:
             self.entry_intent = order.intent
+        if self.position.quantity == 0:
+            self.stop = None
 
     def _finish(self, cid: str, status: str) -> None:
         order = self.open.pop(cid, None)
@@ -233,6 +247,7 @@ class OrderFold:
             last_event_ns=max(last_event_ns, self.last_event_ns),
             recent_client_order_ids=recent,
             risk_day=self.risk_day,
+            stop=self.stop if pos.quantity != 0 else None,
             **stamp,
         )
 
@@ -251,6 +266,7 @@ class OrderFold:
         self.strategy_state = snap.strategy_state
         self.last_event_ns = snap.last_event_ns
         self.risk_day = snap.risk_day
+        self.stop = snap.stop
         self.recent = list(snap.recent_client_order_ids)
 
     @property

@@ -263,6 +263,19 @@ class StopMonitor(Actor):
         self._last_exit_cid = ""  # the most recent approved reduce-only order (any source)
         self._orphans: set[str] = set()  # native stops of a disarmed stop, canceled once accepted
         self._native_seq = 0
+        # The stop as published before a restart: the next stop armed on that side takes its
+        # levels (a trailed stop keeps its level instead of falling back to the plan's).
+        self._resume: StopArmed | None = None
+
+    def resume(self, last: StopArmed) -> None:
+        """After a restart: arm the position's stop at the levels it was last published with.
+
+        Restart recovery re-arms the stop from the entry's exit plan; ``last`` (the journal's
+        newest StopArmed of the open position) then sets its stop-loss and take-profit, so a
+        trailed stop never loosens back to the plan's level.  The trail goes on from the next
+        price and, as always, only moves the stop in the favourable direction.
+        """
+        self._resume = last
 
     def apply_limits(self, limits: RiskLimits) -> None:
         """Config reload: trail_step and native_stops apply to moves and stops placed from now on."""
@@ -525,6 +538,17 @@ class StopMonitor(Actor):
             return
         self.stop = ArmedStop(f"stop:{msg.last_client_order_id}", exit_side, abs(qty), plan)
         self.stop.plan_cid = msg.last_client_order_id
+        last, self._resume = self._resume, None
+        if last is not None and last.side == exit_side:
+            stop = self.stop
+            stop.stop_price, stop.take_profit = last.stop_price, last.take_profit
+            stop.trailed = plan.trails and last.stop_price != plan.stop_loss
+            self.log.info(
+                "%s resumed at sl %s / tp %s (as published before the restart)",
+                stop.stop_id,
+                last.stop_price,
+                last.take_profit,
+            )
         await self._publish_armed(self.stop)
         await self._place_native(self.stop, fields)
 

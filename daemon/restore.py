@@ -19,8 +19,9 @@
    A paper venue does not survive a restart: its orders are canceled ("paper venue
    restarted") and the paper account takes the restored position into its balances;
 4. the stop-monitor gets the approval of the entry that opened the position (its exit
-   plan: stop-loss, take-profit, trailing, time exit) and re-arms it: a trailing stop
-   starts trailing again from the next price;
+   plan: stop-loss, take-profit, trailing, time exit) and re-arms it at the levels the
+   journal's newest ``StopArmed`` gives (a trailed stop keeps its trailed level; the trail
+   goes on from the next price, never loosening it);
 5. a ``PositionChanged`` tells strategy, stop-monitor and portfolio the position.
 
 Only then does the supervisor start the group's actors; the daemon says READY=1 after
@@ -225,6 +226,9 @@ async def restore_group(
         )
         await group.stop_monitor.inbox.send(approved)
         done.append(f"exit plan of {fold.entry_intent.intent_id} re-armed")
+        if fold.stop is not None:
+            group.stop_monitor.resume(fold.stop)
+            done.append(f"stop levels as last published: sl {fold.stop.stop_price} tp {fold.stop.take_profit}")
     position = order.position_message(entry_cid, recovered=True)
     for ch in router.publish_nowait(position):
         await ch.send(position)
