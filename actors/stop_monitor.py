@@ -264,18 +264,28 @@ class StopMonitor(Actor):
         self._orphans: set[str] = set()  # native stops of a disarmed stop, canceled once accepted
         self._native_seq = 0
         # The stop as published before a restart: the next stop armed on that side takes its
-        # levels (a trailed stop keeps its level instead of falling back to the plan's).
+        # levels (a trailed stop keeps its level instead of falling back to the plan's), and
+        # its native stop order still resting at the venue, if any, is taken back.
         self._resume: StopArmed | None = None
+        self._resume_native: tuple[OrderIntent, NativeState] | None = None
 
-    def resume(self, last: StopArmed) -> None:
-        """After a restart: arm the position's stop at the levels it was last published with.
+    def resume(
+        self, last: StopArmed | None, native: OrderIntent | None = None, native_state: NativeState = "working"
+    ) -> None:
+        """After a restart: arm the position's stop as it stood before.
 
         Restart recovery re-arms the stop from the entry's exit plan; ``last`` (the journal's
         newest StopArmed of the open position) then sets its stop-loss and take-profit, so a
         trailed stop never loosens back to the plan's level.  The trail goes on from the next
         price and, as always, only moves the stop in the favourable direction.
+
+        ``native``: this monitor's stop_market order still open at the venue (``native_state``
+        "pending" until the venue acknowledged it).  It becomes the armed stop's native stop
+        again — amended, canceled and its fills taken as the exit as before — instead of
+        a second stop order being placed beside it.
         """
         self._resume = last
+        self._resume_native = None if native is None else (native, native_state)
 
     def apply_limits(self, limits: RiskLimits) -> None:
         """Config reload: trail_step and native_stops apply to moves and stops placed from now on."""
@@ -536,11 +546,10 @@ class StopMonitor(Actor):
         if plan is None:
             self.log.warning("position %s has no exit plan to arm", qty)
             return
-        self.stop = ArmedStop(f"stop:{msg.last_client_order_id}", exit_side, abs(qty), plan)
-        self.stop.plan_cid = msg.last_client_order_id
+        stop = self.stop = ArmedStop(f"stop:{msg.last_client_order_id}", exit_side, abs(qty), plan)
+        stop.plan_cid = msg.last_client_order_id
         last, self._resume = self._resume, None
         if last is not None and last.side == exit_side:
-            stop = self.stop
             stop.stop_price, stop.take_profit = last.stop_price, last.take_profit
             stop.trailed = plan.trails and last.stop_price != plan.stop_loss
             self.log.info(
@@ -549,8 +558,18 @@ class StopMonitor(Actor):
                 last.stop_price,
                 last.take_profit,
             )
-        await self._publish_armed(self.stop)
-        await self._place_native(self.stop, fields)
+        native, self._resume_native = self._resume_native, None
+        if native is not None and native[0].side == exit_side and native[0].stop_price is not None:
+            order, state = native
+            assert order.stop_price is not None
+            n = NativeStop(
+                order.intent_id, order.stop_price, order.quantity, "trailing" if stop.trailed else "stop_loss"
+            )
+            n.state = state
+            stop.native = n
+            self.log.info("native stop %s (%s at %s) taken back after the restart", n.cid, state, n.level)
+        await self._publish_armed(stop)
+        await self._amend_native(stop, fields)  # places one, or brings the one taken back in line
 
     async def _disarm(self, reason: str, cause: Message) -> None:
         assert self.stop is not None

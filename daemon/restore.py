@@ -21,7 +21,9 @@
 4. the stop-monitor gets the approval of the entry that opened the position (its exit
    plan: stop-loss, take-profit, trailing, time exit) and re-arms it at the levels the
    journal's newest ``StopArmed`` gives (a trailed stop keeps its trailed level; the trail
-   goes on from the next price, never loosening it);
+   goes on from the next price, never loosening it).  Its native stop order still open at
+   the venue (not ended by the reconciliation) is taken back as the stop's own, so no
+   second stop order goes out beside it;
 5. a ``PositionChanged`` tells strategy, stop-monitor and portfolio the position.
 
 Only then does the supervisor start the group's actors; the daemon says READY=1 after
@@ -39,10 +41,20 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 import msgspec
 
-from actors.messages import Message, OrderCanceled, RiskApproved, stamp
+from actors.messages import (
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    RiskApproved,
+    stamp,
+)
 from actors.order import OrderRecord
-from actors.order_fold import OrderFold
+from actors.order_fold import FoldedOrder, OrderFold
 from actors.order_ids import client_order_id
+from actors.stop_monitor import NativeState
 from adapters.binance.execution import BinanceExecution
 from adapters.paper.account import PaperAccountState
 from adapters.paper.actor import PaperExchange
@@ -151,6 +163,29 @@ async def reconcile_with_retry(
     raise AssertionError("unreachable")
 
 
+def open_native_stop(fold: OrderFold, events: list[Message]) -> tuple[FoldedOrder | None, NativeState]:
+    """The stop-monitor's stop_market order the journal left open and the venue did not end
+    meanwhile (the newest, if several), and whether the venue has acknowledged it."""
+    ended, acked = set(), set()
+    for e in events:
+        if isinstance(e, OrderCanceled | OrderExpired | OrderRejected) or (
+            isinstance(e, OrderFilled) and e.leaves_qty == 0
+        ):
+            ended.add(e.client_order_id)
+        elif isinstance(e, OrderAccepted | OrderFilled):
+            acked.add(e.client_order_id)
+    found = None
+    for order in fold.open.values():
+        it = order.intent
+        stop_order = it.source == "stop-monitor" and it.order_type == "stop_market" and it.reduce_only
+        if stop_order and order.cid not in ended:
+            found = order
+    if found is None:
+        return None, "working"
+    pending = found.status in ("submitted", "unknown") and found.cid not in acked
+    return found, "pending" if pending else "working"
+
+
 async def restore_group(
     group: SymbolGroup,
     fold: OrderFold,
@@ -226,9 +261,17 @@ async def restore_group(
         )
         await group.stop_monitor.inbox.send(approved)
         done.append(f"exit plan of {fold.entry_intent.intent_id} re-armed")
+        native, state = (
+            (None, "working") if isinstance(venue, PaperExchange) else open_native_stop(fold, events)
+        )
+        if fold.stop is not None or native is not None:
+            group.stop_monitor.resume(fold.stop, None if native is None else native.intent, state)
         if fold.stop is not None:
-            group.stop_monitor.resume(fold.stop)
-            done.append(f"stop levels as last published: sl {fold.stop.stop_price} tp {fold.stop.take_profit}")
+            done.append(
+                f"stop levels as last published: sl {fold.stop.stop_price} tp {fold.stop.take_profit}"
+            )
+        if native is not None:
+            done.append(f"native stop {native.cid} at the venue taken back by the stop-monitor")
     position = order.position_message(entry_cid, recovered=True)
     for ch in router.publish_nowait(position):
         await ch.send(position)

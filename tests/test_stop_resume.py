@@ -12,15 +12,27 @@ from decimal import Decimal as D
 import msgspec
 import pytest
 
-from actors.messages import GroupSnapshot, Message, OrderIntent, StopArmed, StopCanceled, stamp
+from actors.messages import (
+    GroupSnapshot,
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderIntent,
+    OrderSubmitted,
+    RiskApproved,
+    StopArmed,
+    StopCanceled,
+    stamp,
+)
 from actors.order_fold import OrderFold
+from actors.order_ids import client_order_id
 from daemon.backtest.runner import Lockstep
 from daemon.config import PaperAccount, parse_config
-from daemon.restore import restore_group
+from daemon.restore import open_native_stop, restore_group
 from tests.test_backtest_batched import CONFIG, STRATEGIES
 from tests.test_recovery import EX, SYM, Harness, fill, intent
 from tests.test_stop_monitor import trade
-from tests.test_trailing_stops import SID, Wired
+from tests.test_trailing_stops import SID, Wired, accepted, canceled
 
 pytestmark = pytest.mark.anyio
 
@@ -156,3 +168,105 @@ async def test_restore_group_arms_the_trailed_level() -> None:
     await monitor.handle_batch(queued)
     assert monitor.stop is not None
     assert (monitor.stop.stop_price, monitor.stop.trailed) == (D("0.00097"), True)
+
+
+# --- the native stop order resting at the venue across a restart ------------------------------
+
+
+async def native_before_restart(level_after_trail: bool) -> tuple[OrderIntent, StopArmed]:
+    """A native 3-point trailing stop placed at 95 and acknowledged; optionally trailed to 97
+    with the daemon killed before the replacement went out.  Returns (native order, last StopArmed)."""
+    before = Wired(native_stops=True)
+    await before.arm(trailing_distance="3")
+    native = before.intents[-1]
+    await before.send(accepted(before.native_cid))
+    if level_after_trail:
+        await before.send(trade(10, "100"))  # amendment to 97 + cancel of the 95 order (lost)
+    stop = before.monitor.stop
+    assert stop is not None
+    last = StopArmed(
+        stop_id=stop.stop_id,
+        side="sell",
+        quantity=stop.quantity,
+        stop_price=stop.stop_price,
+        take_profit=None,
+        **stamp(EX, SYM, 10),
+    )
+    return native, last
+
+
+async def test_the_resting_native_stop_is_taken_back_not_doubled() -> None:
+    native, last = await native_before_restart(level_after_trail=False)
+    after = Wired(native_stops=True)
+    after.monitor.resume(last, native, "working")
+    assert await after.arm(trailing_distance="3") == [("armed", D("95"), None, D("2"))]  # no second order
+    cid = after.native_cid
+    assert cid == native_cid(native)
+    # the trail amends the order taken back: cancel it, then the replacement at the new level
+    assert await after.send(trade(20, "100")) == [("armed", D("97"), None, D("2")), ("cancel", cid)]
+    assert await after.send(canceled(cid)) == [("native", "sell", D("2"), D("97"))]
+
+
+async def test_without_taking_it_back_a_second_stop_order_would_go_out() -> None:
+    _, last = await native_before_restart(level_after_trail=False)
+    after = Wired(native_stops=True)
+    after.monitor.resume(last)
+    assert await after.arm(trailing_distance="3") == [
+        ("armed", D("95"), None, D("2")),
+        ("native", "sell", D("2"), D("95")),
+    ]
+
+
+async def test_a_native_stop_behind_the_trail_is_replaced_at_once() -> None:
+    native, last = await native_before_restart(level_after_trail=True)
+    assert last.stop_price == D("97")
+    after = Wired(native_stops=True)
+    after.monitor.resume(last, native, "working")
+    cid = native_cid(native)
+    assert await after.arm(trailing_distance="3") == [("armed", D("97"), None, D("2")), ("cancel", cid)]
+
+
+async def test_a_pending_native_stop_taken_back_waits_for_its_acknowledgement() -> None:
+    native, last = await native_before_restart(level_after_trail=True)
+    after = Wired(native_stops=True)
+    after.monitor.resume(last, native, "pending")
+    cid = native_cid(native)
+    assert await after.arm(trailing_distance="3") == [("armed", D("97"), None, D("2"))]
+    assert await after.send(accepted(cid)) == [("cancel", cid)]  # at 95, behind the trail
+
+
+def native_cid(order: OrderIntent) -> str:
+    return client_order_id(order.intent_id)
+
+
+def test_restore_picks_the_open_native_stop_the_venue_did_not_end() -> None:
+    fold = OrderFold(EX, SYM, "paper", "UNITTEST", "BTC")
+    native = OrderIntent(
+        intent_id="stop:x:native:5:1",
+        source="stop-monitor",
+        side="sell",
+        order_type="stop_market",
+        quantity=D(10),
+        stop_price=D("0.0009"),
+        reduce_only=True,
+        **stamp(EX, SYM, 5),
+    )
+    fold.apply(RiskApproved(intent=native, **stamp(EX, SYM, 5)))
+    cid = native_cid(native)
+    fold.apply(
+        OrderSubmitted(
+            intent_id=native.intent_id,
+            client_order_id=cid,
+            side="sell",
+            order_type="stop_market",
+            quantity=D(10),
+            stop_price=D("0.0009"),
+            **stamp(EX, SYM, 5),
+        )
+    )
+    found, state = open_native_stop(fold, [])
+    assert found is not None and found.cid == cid and state == "pending"
+    acked = OrderAccepted(client_order_id=cid, venue_order_id="v9", **stamp(EX, SYM, 6))
+    assert open_native_stop(fold, [acked])[1] == "working"
+    gone = OrderCanceled(client_order_id=cid, **stamp(EX, SYM, 6))
+    assert open_native_stop(fold, [acked, gone]) == (None, "working")
