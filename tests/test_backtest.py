@@ -149,6 +149,7 @@ def test_trades_data_builds_bars(tmp_path: Path, capsys: pytest.CaptureFixture[s
     doc = doc_of(capsys, "--config", str(cfg), "--data", str(TRADES))
     assert doc["data"]["format"] == "trades"
     assert doc["metrics"]["bars"] > 100
+    assert doc["counters"]["strategy"]["signals"] > 0  # the bars built from trades reach the strategy
 
 
 def test_html_report_is_self_contained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -162,10 +162,8 @@ class Lockstep:
             raise BacktestError("bars reach other actors than the batched backtest knows: run it stepwise")
         self._quiet_pairs = [(a, a.handle_batch) for a in (g.venue, g.stop_monitor, g.risk)]
         self.stepwise = stepwise
-        # Batched: what market-feed lets through is held here, and released to them run by run.
+        # Batched candles: what market-feed lets through is held here, released to them run by run.
         self._held = LockstepChannel("backtest-held-bars")
-        if not stepwise:
-            g.router.set_routes(Bar, (self._held,))
         self._last_open: int | None = None
         self.ledger = Ledger(
             account.balances.get(inst.base, Decimal(0)), account.balances.get(inst.quote, Decimal(0))
@@ -182,6 +180,8 @@ class Lockstep:
     async def run(self, msgs: Sequence[MarketMessage], progress: Progress | None) -> None:
         """Push each message, drain every inbox, record; see the module docstring."""
         candles = bool(msgs) and type(msgs[0]) is Bar
+        if candles and not self.stepwise:
+            self.group.router.set_routes(Bar, (self._held,))
         # Candle input: the runner knows each bar; the recorder only needs the fills.
         self.group.router.subscribe(self.recorder, (OrderFilled,) if candles else (Bar, OrderFilled))
         total = len(msgs)
