@@ -1,4 +1,5 @@
-"""Value rules for a decoded config: what msgspec's types cannot say (ranges, bounds, names, URLs).
+"""Value rules for a decoded config: what msgspec's types cannot say (ranges, bounds, names, URLs,
+whether the Redis TLS files load).
 
 Each rule yields ``(key path, what was expected)``; ``daemon.config`` turns the first into a
 ConfigError naming the file and line.
@@ -18,7 +19,9 @@ from daemon.config_schema import (
     Config,
     FeedConfig,
     GroupConfig,
+    RedisSection,
 )
+from daemon.redis_wire import TLSConfigError, tls_context
 from daemon.strategy_checks import validate_strategy
 from daemon.value_checks import Problems
 from daemon.value_checks import bad as _bad
@@ -55,11 +58,9 @@ def validate(cfg: Config) -> Problems:
         yield from _positive(path, value, zero_ok)
     if not cfg.store.dsn.startswith(("postgresql://", "postgres://")):
         yield "store.dsn", f"expected a postgresql:// DSN, got {cfg.store.dsn!r}"
-    if not r.url.startswith(("redis://", "unix://")):
-        yield (
-            "redis.url",
-            f"expected a redis:// or unix:// URL (TLS rediss:// is not supported yet), got {r.url!r}",
-        )
+    if not r.url.startswith(("redis://", "rediss://", "unix://")):
+        yield "redis.url", f"expected a redis://, rediss:// (TLS) or unix:// URL, got {r.url!r}"
+    yield from _validate_redis_tls(r)
     if c.capacity > 10_000_000:
         yield "channels.capacity", f"expected at most 10000000 messages, got {c.capacity}"
     if not 0 <= cfg.health.port < 65536:
@@ -72,6 +73,25 @@ def validate(cfg: Config) -> Problems:
         if g.key in seen:
             yield f"groups[{i}]", f"duplicate group for exchange {g.exchange!r} symbol {g.symbol!r}"
         seen.add(g.key)
+
+
+def _validate_redis_tls(r: RedisSection) -> Problems:
+    """tls_* only with rediss://; their files are loaded into an SSLContext now, as the mirror will."""
+    if not r.url.startswith("rediss://"):
+        scheme = r.url.partition("://")[0]  # not the whole URL: it may hold a password
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            if value := getattr(r, name):
+                yield (
+                    f"redis.{name}",
+                    f"expected only with a rediss:// (TLS) url, got {value!r} with {scheme}://",
+                )
+        return
+    if not r.enabled:
+        return  # the files are read when the mirror is turned on (as for the data of disabled groups)
+    try:
+        tls_context(r)
+    except TLSConfigError as exc:
+        yield f"redis.{exc.key}", exc.problem
 
 
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

@@ -46,6 +46,10 @@ class RedisSection(Base, frozen=True, kw_only=True):
     order_path_memory: int = 10_000
     connect_timeout_s: float = 2.0
     retry_interval_s: float = 1.0
+    # rediss:// only. The server's certificate is always verified, with its host name (the URL's).
+    tls_ca_file: str = ""  # PEM CA bundle for the server's certificate; "" = the system's CAs
+    tls_cert_file: str = ""  # client certificate (PEM) for mutual TLS; with tls_key_file
+    tls_key_file: str = ""  # its unencrypted private key (PEM)
 
 
 class StoreSection(Base, frozen=True, kw_only=True):

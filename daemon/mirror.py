@@ -46,7 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from actors.messages import STREAM_KIND, Message
 from daemon.config import RedisSection
 from daemon.metrics import Metrics, Sample
-from daemon.redis_wire import RespConnection, pack_xadd, xadd_prefix, xinfo_dict
+from daemon.redis_wire import RespConnection, pack_xadd, tls_context, xadd_prefix, xinfo_dict
 from daemon.spill import Backlog, Entry, Id, StreamState, parse_id
 
 log = logging.getLogger("tradingd.mirror")
@@ -94,7 +94,9 @@ def _error_label(exc: BaseException) -> str:
     if isinstance(exc, RedisTimeoutError | TimeoutError):
         return "timeout"
     if isinstance(exc, RedisConnectionError | OSError):
-        return "connection"
+        return "tls" if "TLS" in str(exc) else "connection"
+    if isinstance(exc, ValueError):
+        return "config"  # a URL redis cannot parse, a tls_* file that does not load
     if _is_dup(exc):
         return "id_conflict"
     word = str(exc).split(" ", 1)[0]
@@ -241,12 +243,19 @@ class RedisMirror:
                 await anyio.sleep(interval)
 
     async def _connect(self) -> None:
-        """Ping until Redis answers, every ``retry_interval_s``; each try is bounded."""
+        """Ping until Redis answers, every ``retry_interval_s``; each try is bounded.
+
+        The TLS context (rediss://) is built for each try, so rotated certificate files are used
+        on the next connection; a refused handshake or an unusable file is an outage like any other.
+        """
         cfg = self._cfg
         while True:
             try:
-                self._client = await RespConnection.open(cfg.url, self._op_timeout)
-            except (RedisError, OSError, ValueError) as exc:  # ValueError: a URL redis cannot parse
+                ctx = await anyio.to_thread.run_sync(tls_context, cfg)  # the system's CAs take ~25 ms
+                self._client = await RespConnection.open(cfg.url, self._op_timeout, ssl_context=ctx)
+            # ValueError: a URL redis cannot parse, a tls_* file that does not load (TLSConfigError)
+            except (RedisError, OSError, ValueError) as exc:
+                self._count_error(exc)
                 self._set_down(exc)
                 await anyio.sleep(cfg.retry_interval_s)
                 continue

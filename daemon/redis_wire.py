@@ -6,24 +6,31 @@ hiredis (C) and parses the replies of a whole batch with one ``hiredis.Reader``,
 MULTI/XADD*N/EXEC batch costs one round trip and little Python.
 
 It speaks only what the mirror needs (AUTH, SELECT, PING, XINFO, MULTI/EXEC/XADD) over
-TCP or a unix socket, and raises redis-py's exception types so callers handle errors
-the same way: ``ConnectionError`` / ``TimeoutError`` when the outcome is unknown,
-``ResponseError`` (``OutOfMemoryError`` for OOM) for a refusal.  Error replies inside a
-batch come back as exception instances in the result list.
+TCP, TLS (``rediss://``, with :func:`tls_context`'s verification and optional client
+certificate) or a unix socket, and raises redis-py's exception types so callers handle
+errors the same way: ``ConnectionError`` / ``TimeoutError`` when the outcome is unknown
+(a refused TLS handshake is a ``ConnectionError``), ``ResponseError`` (``OutOfMemoryError``
+for OOM) for a refusal.  Error replies inside a batch come back as exception instances in
+the result list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
 import anyio
 import hiredis
 from anyio.abc import ByteStream
+from anyio.streams.tls import TLSStream
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from daemon.config_schema import RedisSection
 
 Command = Sequence[str | bytes | int]
 
@@ -67,6 +74,78 @@ def pack_xadd(prefix: bytes, entry_id: str, type_name: bytes, data: bytes) -> by
     )
 
 
+class TLSConfigError(ValueError):
+    """A ``redis.tls_*`` setting that cannot be used: ``key`` names it, ``problem`` says why."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"redis.{key}: {problem}")
+        self.key, self.problem = key, problem
+
+
+def _no_passphrase() -> bytes:
+    raise ValueError("the key is encrypted; tradingd cannot ask for a passphrase (store it unencrypted)")
+
+
+@contextmanager
+def _blame(key: str, expected: str, path: str) -> Iterator[None]:
+    try:
+        yield
+    # ssl.SSLError is an OSError; ValueError: a NUL byte in the path, an encrypted key (_no_passphrase)
+    except (OSError, ValueError) as exc:
+        raise TLSConfigError(key, f"expected {expected}, got {path!r}: {exc}") from exc
+
+
+def tls_context(cfg: RedisSection) -> ssl.SSLContext | None:
+    """The client TLS context for a ``rediss://`` URL, built from the files as they are now; else None.
+
+    The server's certificate must chain to ``tls_ca_file`` (the system's CAs when empty) and
+    name the URL's host (an IP address must be in its subjectAltName); ``tls_cert_file`` and
+    ``tls_key_file`` are presented when set (mutual TLS).  The files are read on every call,
+    so a reconnect picks up rotated ones.  Raises :class:`TLSConfigError` naming the setting.
+    """
+    if not cfg.url.startswith("rediss://"):
+        return None
+    if bool(cfg.tls_cert_file) != bool(cfg.tls_key_file):
+        have, need = "tls_cert_file", "tls_key_file"
+        if not cfg.tls_cert_file:
+            have, need = need, have
+        raise TLSConfigError(have, f"expected {need} as well (mutual TLS needs both), got none")
+    with _blame("tls_ca_file", "a PEM file of CA certificates", cfg.tls_ca_file):
+        ctx = ssl.create_default_context(cafile=cfg.tls_ca_file or None)
+    if cfg.tls_cert_file:
+        with _blame("tls_cert_file", "a PEM client certificate", cfg.tls_cert_file):
+            # load_cert_chain's errors do not say which file is wrong: try the certificate alone first.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cfg.tls_cert_file)
+        with _blame("tls_key_file", "the unencrypted PEM key of tls_cert_file", cfg.tls_key_file):
+            ctx.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file, password=_no_passphrase)
+    return ctx
+
+
+async def _start_tls(stream: ByteStream, host: str, ctx: ssl.SSLContext) -> TLSStream:
+    """The client side of a TLS handshake on ``stream``; closes it when the handshake fails."""
+    try:
+        # standard_compatible=False: no close_notify exchange on close (Redis may not answer one).
+        return await TLSStream.wrap(
+            stream, server_side=False, hostname=host, ssl_context=ctx, standard_compatible=False
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+
+
+def _setup_failure(exc: RedisConnectionError, tls: bool) -> str:
+    """What a connection lost before the first replies most likely means, for the operator."""
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):  # TLS 1.3: the server's verdict on our certificate comes late
+        return f"TLS handshake failed: {cause}"
+    if not isinstance(cause, anyio.BrokenResourceError | anyio.EndOfStream | OSError):
+        return str(exc)
+    why = repr(cause.__cause__ or cause)
+    if tls:
+        return f"the server closed the TLS connection before answering ({why}); does it want a client cert?"
+    return f"the server closed the connection before answering ({why}); is it a TLS port (rediss://)?"
+
+
 class RespConnection:
     """One connection to Redis. Not for concurrent use: the mirror's sender owns it."""
 
@@ -76,25 +155,41 @@ class RespConnection:
         self._reader = hiredis.Reader(notEnoughData=False)
 
     @classmethod
-    async def open(cls, url: str, timeout_s: float) -> RespConnection:
-        """Connect, AUTH and SELECT as the URL says (redis:// or unix://; TLS is not supported here)."""
-        if url.startswith("rediss://"):
-            raise RedisConnectionError(
-                "the mirror does not speak TLS (rediss://); use a local stunnel or redis://"
-            )
+    async def open(
+        cls, url: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+    ) -> RespConnection:
+        """Connect, AUTH and SELECT as the URL says: redis://, rediss:// (TLS) or unix://.
+
+        rediss:// verifies the server with ``ssl_context`` (see :func:`tls_context`; None: the
+        system's CAs) against the URL's host name.  A failed handshake raises ConnectionError
+        naming TLS; the connection (and handshake) takes at most ``timeout_s``, as does the setup.
+        """
         opts = _parse_url(url)
+        tls = url.startswith("rediss://")
+        where = opts.get("host", opts.get("path"))
+        handshake = False
         try:
             with anyio.fail_after(timeout_s):
                 if "path" in opts:
                     stream: ByteStream = await anyio.connect_unix(opts["path"])
                 else:
-                    stream = await anyio.connect_tcp(
-                        opts.get("host", "127.0.0.1"), int(opts.get("port", 6379))
-                    )
+                    host = opts.get("host", "127.0.0.1")
+                    stream = await anyio.connect_tcp(host, int(opts.get("port", 6379)))
+                    if tls:
+                        handshake = True
+                        stream = await _start_tls(stream, host, ssl_context or ssl.create_default_context())
         except TimeoutError as exc:
-            raise RedisTimeoutError(f"connecting to {opts.get('host', opts.get('path'))}: timed out") from exc
+            what = "TLS handshake timed out (is it a TLS port?)" if handshake else "timed out"
+            raise RedisTimeoutError(f"connecting to {where}: {what}") from exc
+        except ssl.SSLError as exc:
+            raise RedisConnectionError(f"connecting to {where}: TLS handshake failed: {exc}") from exc
+        except (anyio.BrokenResourceError, anyio.EndOfStream) as exc:  # only the TLS handshake raises these
+            raise RedisConnectionError(
+                f"connecting to {where}: TLS handshake failed: the server closed the connection "
+                f"({exc.__cause__ or exc!r})"
+            ) from exc
         except OSError as exc:
-            raise RedisConnectionError(f"connecting to {opts.get('host', opts.get('path'))}: {exc}") from exc
+            raise RedisConnectionError(f"connecting to {where}: {exc}") from exc
         conn = cls(stream, timeout_s)
         setup: list[Command] = []
         if opts.get("password"):
@@ -107,6 +202,9 @@ class RespConnection:
             for reply in await conn.pipeline(setup):
                 if isinstance(reply, ResponseError):
                     raise reply
+        except RedisConnectionError as exc:
+            await conn.aclose()
+            raise RedisConnectionError(f"connecting to {where}: {_setup_failure(exc, tls)}") from exc
         except BaseException:
             await conn.aclose()
             raise
