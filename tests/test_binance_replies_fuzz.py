@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.messages import OrderFilled
-from adapters.binance.execution import _Order
+from adapters.binance.order_tracker import TrackedOrder
 from adapters.binance.replies import BinanceOrderReply
 from tests.binance_exec_helpers import make_actor
 from tests.fake_binance import FakeBinance
@@ -92,7 +92,7 @@ def test_mutated_replies_never_become_bad_fills(body: bytes) -> None:
         reply = msgspec.json.decode(body, type=BinanceOrderReply)
     except msgspec.MsgspecError:
         return  # the client turns this into BinanceBadReply / OutcomeUnknown (tested in test_binance_http)
-    order = actor._track(_Order("td-fuzz", "buy", Decimal(10)))
+    order = actor._track(TrackedOrder("td-fuzz", "buy", Decimal(10)))
 
     async def apply() -> None:
         await actor._apply_reply(order, reply)
@@ -110,7 +110,7 @@ def test_mutated_replies_never_become_bad_fills(body: bytes) -> None:
 def test_the_real_reply_gives_two_fills() -> None:
     actor, events = make_actor(FakeBinance())
     reply = msgspec.json.decode(json.dumps(REAL).encode(), type=BinanceOrderReply)
-    order = actor._track(_Order("td-fuzz", "buy", Decimal(10)))
+    order = actor._track(TrackedOrder("td-fuzz", "buy", Decimal(10)))
     anyio.run(actor._apply_reply, order, reply)
     fills = [e for e in events if isinstance(e, OrderFilled)]
     assert [(f.trade_id, f.last_qty, f.last_price) for f in fills] == [

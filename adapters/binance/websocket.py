@@ -18,17 +18,9 @@ decodes frames with :class:`~adapters.binance.data.FrameDecoder` and hands each 
   book's deltas are not forwarded: a :class:`BookSnapshot` is published when it (re)syncs, then
   its deltas.  Every connection starts all books afresh (diffs were missed meanwhile).
 - Live ``subscribe`` / ``unsubscribe`` send ``SUBSCRIBE`` / ``UNSUBSCRIBE`` requests with ids.
-- The 24 h limit: Binance closes every stream connection after 24 hours.  Each connection is
-  rotated before that (``rotate_after_s``, default 23.5 h) make-before-break: a successor
-  connection to the same streams is opened while the old one keeps delivering; the
-  successor's messages are held until the old connection has delivered up to where the
-  successor starts (each book's update id and each symbol's aggregate trade id reach the
-  successor's first ones), then the old socket is closed and the held messages are played
-  with the overlap removed (books drop diffs they already have, trades at or below the last
-  delivered id are dropped, only the newest held quote per symbol goes out).  Books stay
-  synced and no trade is lost or doubled (``rotations``); if the successor never catches up
-  within ``handover_timeout_s`` the switch happens anyway and a gap, if any, resyncs the
-  book as usual (``forced_rotations``).
+- The 24 h limit: each connection is rotated make-before-break before Binance cuts it
+  (``rotate_after_s``), without a gap (``rotations``, ``forced_rotations``):
+  :mod:`adapters.binance.feed_rotation`.  A connection's state: :mod:`adapters.binance.feed_shard`.
 """
 
 from __future__ import annotations
@@ -45,8 +37,10 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from actors.messages import BookDelta, BookSnapshot, Message, Quote, Trade
 from adapters.binance.book import BookAction, OrderBook
-from adapters.binance.data import BinanceDecodeError, FrameDecoder, stream_kind
+from adapters.binance.data import BinanceDecodeError, stream_kind
 from adapters.binance.errors import BinanceError
+from adapters.binance.feed_rotation import ConnectionRotation, trade_is_new
+from adapters.binance.feed_shard import CONNECTION_ERRORS, ConnectionLost, FeedShard
 from adapters.binance.schemas import DEPTH_SNAPSHOT_DECODER, BinanceDepthSnapshot, BinanceValueError
 
 log = logging.getLogger("tradingd.binance.ws")
@@ -56,7 +50,6 @@ DEFAULT_STREAMS = ("aggTrade", "bookTicker", "depth@100ms")
 Sink = Callable[[Message], Awaitable[None]]
 SinkNowait = Callable[[Message], bool]
 SnapshotFetcher = Callable[[str, int], Awaitable[BinanceDepthSnapshot]]
-CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 SNAPSHOT_ERRORS = (
     *CONNECTION_ERRORS,
     BinanceDecodeError,
@@ -64,10 +57,6 @@ SNAPSHOT_ERRORS = (
     BinanceValueError,
     msgspec.DecodeError,
 )
-
-
-class ConnectionLost(Exception):
-    """The peer closed the socket, or a watchdog gave up on it: reconnect."""
 
 
 class BinanceFeedStatistics(msgspec.Struct, frozen=True):
@@ -94,70 +83,7 @@ class BinanceFeedStatistics(msgspec.Struct, frozen=True):
     rejected_by_reason: dict[str, int]
 
 
-class _Shard:
-    """One connection's share of the symbols, its decoder, books and watchdog clocks."""
-
-    def __init__(self, feed: BinanceMarketFeed, n: int, symbols: Mapping[str, str]) -> None:
-        self.feed, self.name = feed, f"ws{n}"
-        self.symbols = dict(symbols)  # venue -> ours, the active subscription
-        self.decoder = FrameDecoder(
-            self.symbols, exchange=feed.exchange, conn=self.name, streams=feed.streams
-        )
-        self.books: dict[str, OrderBook] = {}
-        self.syncing: set[str] = set()  # our symbols with a snapshot request in flight
-        self.last_frame = self.connected_at = 0.0
-        self.last_data: dict[str, float] = {}
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.tg: TaskGroup | None = None
-        self.lock = anyio.Lock()  # orders a book's snapshot before its deltas
-        self.drop_reason = ""
-        # rotation (make-before-break): the successor socket and what it delivered meanwhile
-        self.successor: aiohttp.ClientWebSocketResponse | None = None
-        self.held: list[Message] = []
-        # last aggregate trade id delivered per symbol, from a rotation's start until a while after
-        # its handover: both sockets carry the same trades then, and each must go out once
-        self.trade_floor: dict[str, int] | None = None
-        self.fresh_quotes: set[str] = set()  # quotes the old socket delivered after the freeze
-        self.generation = 0
-        self.handover: tuple[aiohttp.ClientWebSocketResponse, FrameDecoder, list[Message]] | None = None
-
-    def streams(self, venues: Sequence[str] | None = None) -> list[str]:
-        names = self.symbols if venues is None else venues
-        return [f"{v.lower()}@{s}" for v in names for s in self.feed.streams]
-
-    def add(self, symbols: Mapping[str, str]) -> None:
-        self.symbols.update(symbols)
-        known = {**self.decoder.symbols, **symbols}
-        decoder = FrameDecoder(known, exchange=self.feed.exchange, conn=self.name, streams=self.feed.streams)
-        decoder.decoded, decoder.rejected = self.decoder.decoded, self.decoder.rejected
-        self.decoder = decoder
-        now = time.monotonic()
-        for ours in symbols.values():
-            self.last_data[ours] = now
-            if self.feed.depth:
-                self.books[ours] = OrderBook(ours, exchange=self.feed.exchange)
-
-    def remove(self, venues: Sequence[str]) -> None:
-        for venue in venues:
-            ours = self.symbols.pop(venue, None)
-            if ours is not None:
-                self.books.pop(ours, None)
-                self.last_data.pop(ours, None)
-                self.syncing.discard(ours)
-
-    def reset(self) -> None:
-        """A new connection: every book starts over, every watchdog clock from now."""
-        now = time.monotonic()
-        self.last_frame = self.connected_at = now
-        self.last_data = dict.fromkeys(self.symbols.values(), now)
-        self.syncing.clear()
-        if self.feed.depth:
-            self.books = {
-                ours: OrderBook(ours, exchange=self.feed.exchange) for ours in self.symbols.values()
-            }
-
-
-class BinanceMarketFeed:
+class BinanceMarketFeed(ConnectionRotation):
     """The live market data of ``symbols`` (Binance's name -> ours: ``NKNUSDT`` -> ``NKN/USDT``).
 
     ``ws_url`` is the stream base (``wss://stream.binance.com:9443``); ``rest_url`` the REST base
@@ -203,7 +129,7 @@ class BinanceMarketFeed:
         self.snapshot_limit, self.snapshot_retry_s = snapshot_limit, snapshot_retry_s
         self.snapshot_timeout_s, self.book_depth = snapshot_timeout_s, book_depth
         self._fetch = fetch_snapshot or self._fetch_rest
-        self.shards: list[_Shard] = []
+        self.shards: list[FeedShard] = []
         for i in range(0, len(symbols), self.per_shard):
             self._new_shard(dict(list(symbols.items())[i : i + self.per_shard]))
         self.emitted = self.last_emit_ns = 0
@@ -303,13 +229,13 @@ class BinanceMarketFeed:
 
     # --- connections -------------------------------------------------------------------------
 
-    def _new_shard(self, symbols: Mapping[str, str]) -> _Shard:
-        shard = _Shard(self, len(self.shards), {})
+    def _new_shard(self, symbols: Mapping[str, str]) -> FeedShard:
+        shard = FeedShard(self, len(self.shards), {})
         shard.add(symbols)
         self.shards.append(shard)
         return shard
 
-    async def _request(self, shard: _Shard, method: str, params: list[str]) -> None:
+    async def _request(self, shard: FeedShard, method: str, params: list[str]) -> None:
         """Send a request on the shard's live socket; without one, the next connect carries it."""
         for ws in (shard.ws, shard.successor):
             if ws is None or ws.closed:
@@ -320,7 +246,7 @@ class BinanceMarketFeed:
             except CONNECTION_ERRORS as exc:  # the reconnect's URL carries the new subscription
                 log.warning("%s request lost: %s", method, exc, extra=self._extra(shard))
 
-    async def _run_shard(self, shard: _Shard) -> None:
+    async def _run_shard(self, shard: FeedShard) -> None:
         failures = 0
         while True:
             shard.last_frame = shard.connected_at
@@ -337,7 +263,7 @@ class BinanceMarketFeed:
             initial, cap = self.backoff
             await anyio.sleep(min(cap, initial * 2 ** min(failures, 30)) * random.uniform(0.5, 1.0))
 
-    async def _open(self, shard: _Shard) -> aiohttp.ClientWebSocketResponse:
+    async def _open(self, shard: FeedShard) -> aiohttp.ClientWebSocketResponse:
         assert self._session is not None
         url = f"{self.ws_url}/stream?streams={'/'.join(shard.streams())}"
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)
@@ -346,7 +272,7 @@ class BinanceMarketFeed:
                 url, heartbeat=self.heartbeat_s, autoping=True, max_msg_size=0, timeout=timeout
             )
 
-    async def _connect(self, shard: _Shard) -> None:
+    async def _connect(self, shard: FeedShard) -> None:
         ws = await self._open(shard)
         try:
             shard.reset()
@@ -362,7 +288,7 @@ class BinanceMarketFeed:
                 await (shard.ws or ws).close()
         raise ConnectionLost(shard.drop_reason or "closed")
 
-    async def _read(self, shard: _Shard, ws: aiohttp.ClientWebSocketResponse, tg: TaskGroup) -> None:
+    async def _read(self, shard: FeedShard, ws: aiohttp.ClientWebSocketResponse, tg: TaskGroup) -> None:
         """Handle frames until the socket fails; then say why and end the connection's task group.
 
         A rotation closes the old socket once its successor caught up: the reader then plays
@@ -386,128 +312,7 @@ class BinanceMarketFeed:
             shard.drop_reason = f"{type(exc).__name__}: {exc}"
         tg.cancel_scope.cancel()
 
-    # --- rotation (the 24 h limit) -------------------------------------------------------------
-
-    async def _rotate(self, shard: _Shard) -> None:
-        """Open a successor before Binance's 24 h cut; hand over once it caught up with the old socket."""
-        assert self.rotate_after_s is not None
-        retry = min(60.0, self.rotate_after_s / 10)
-        await anyio.sleep(self.rotate_after_s)
-        while True:
-            try:
-                successor = await self._open(shard)
-            except (*CONNECTION_ERRORS, ConnectionLost) as exc:
-                log.warning(
-                    "rotation: successor failed to connect (%s); retrying", exc, extra=self._extra(shard)
-                )
-                await anyio.sleep(retry)
-                continue
-            shard.successor, shard.held = successor, []
-            if shard.trade_floor is None:
-                shard.trade_floor = {}
-            shard.generation += 1
-            decoder = FrameDecoder(
-                shard.symbols, exchange=self.exchange, conn=f"{shard.name}+", streams=self.streams
-            )
-            state = await self._hold(shard, successor, decoder)
-            if state != "lost":
-                break
-            log.warning(
-                "rotation: successor closed early; keeping the old connection", extra=self._extra(shard)
-            )
-            await self._abandon_successor(shard)
-            await anyio.sleep(retry)
-        if state == "forced":
-            self.forced_rotations += 1
-        old = shard.ws
-        shard.fresh_quotes = set()
-        shard.handover = (successor, decoder, shard.held)
-        shard.successor, shard.held = None, []
-        if old is not None:
-            await old.close()  # the reader sees it close and takes over
-
-    async def _hold(
-        self, shard: _Shard, successor: aiohttp.ClientWebSocketResponse, decoder: FrameDecoder
-    ) -> str:
-        """Hold the successor's messages until the old socket caught up: "caught_up", "forced", "lost"."""
-        with anyio.move_on_after(self.handover_timeout_s):
-            while True:
-                frame = await successor.receive()
-                if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    return "lost"
-                shard.held.extend(decoder.decode(frame.data, time.time_ns()))
-                if self._caught_up(shard):
-                    return "caught_up"
-        return "forced"
-
-    def _caught_up(self, shard: _Shard) -> bool:
-        """Has the old socket delivered up to the first message of each symbol the successor holds?"""
-        firsts: dict[tuple[str, type], Message] = {}
-        for msg in shard.held:
-            firsts.setdefault((msg.symbol, type(msg)), msg)
-        last_trade = shard.trade_floor or {}
-        for (symbol, kind), msg in firsts.items():
-            if kind is BookDelta:
-                assert isinstance(msg, BookDelta)
-                book = shard.books.get(symbol)
-                if book is not None and not book.stale and book.last_update_id < msg.first_seq - 1:
-                    return False
-            elif kind is Trade:
-                assert isinstance(msg, Trade)
-                tid = _trade_id(msg)
-                if tid is not None and last_trade.get(symbol, -1) < tid - 1:
-                    return False
-        return bool(firsts)
-
-    async def _take_over(self, shard: _Shard) -> aiohttp.ClientWebSocketResponse:
-        """The old socket is closed: play the successor's held messages without the overlap."""
-        assert shard.handover is not None
-        successor, decoder, held = shard.handover
-        shard.handover = None
-        for reason, n in shard.decoder.rejected.items():
-            decoder.rejected[reason] = decoder.rejected.get(reason, 0) + n
-        for name, n in shard.decoder.decoded.items():
-            decoder.decoded[name] = decoder.decoded.get(name, 0) + n
-        shard.decoder, shard.ws = decoder, successor
-        newest_quote = {m.symbol: i for i, m in enumerate(held) if type(m) is Quote}
-        for i, msg in enumerate(held):
-            symbol = msg.symbol
-            if symbol not in shard.last_data:
-                continue
-            kind = type(msg)
-            if kind is Trade:
-                if not _trade_is_new(shard, msg):  # type: ignore[arg-type]
-                    continue  # the old socket delivered it
-            elif kind is Quote and (newest_quote.get(symbol) != i or symbol in shard.fresh_quotes):
-                continue  # an older view of the top of book than one already delivered
-            elif kind is BookDelta and not self._on_delta(shard, msg):  # type: ignore[arg-type]
-                continue
-            await self._emit(shard, msg)
-        self.rotations += 1
-        shard.connected_at = time.monotonic()
-        log.info("rotated to a new connection (the 24 h limit) without a gap", extra=self._extra(shard))
-        if shard.tg is not None:
-            shard.tg.start_soon(self._end_overlap, shard, shard.generation)
-            if self.rotate_after_s:
-                shard.tg.start_soon(self._rotate, shard)
-        return successor
-
-    async def _end_overlap(self, shard: _Shard, generation: int) -> None:
-        """Stop de-duplicating trades once the old socket's last frames can no longer be repeated."""
-        await anyio.sleep(max(5.0, 2 * self.handover_timeout_s))
-        if shard.generation == generation and shard.successor is None:
-            shard.trade_floor = None
-
-    async def _abandon_successor(self, shard: _Shard) -> None:
-        successor, shard.successor, shard.held, shard.trade_floor = shard.successor, None, [], None
-        if shard.handover is not None:
-            successor = successor or shard.handover[0]
-            shard.handover = None
-        if successor is not None:
-            with anyio.CancelScope(shield=True):
-                await successor.close()
-
-    async def _watchdog(self, shard: _Shard, tg: TaskGroup) -> None:
+    async def _watchdog(self, shard: FeedShard, tg: TaskGroup) -> None:
         """Drop the connection (cancel its task group) on a silent peer or a stalled symbol."""
         period = min(self.silence_timeout_s, self.stall_timeout_s or self.silence_timeout_s) / 4
         while True:
@@ -524,7 +329,7 @@ class BinanceMarketFeed:
                 break
         tg.cancel_scope.cancel()
 
-    def _stalled(self, shard: _Shard, now: float) -> str:
+    def _stalled(self, shard: FeedShard, now: float) -> str:
         if self.stall_timeout_s is None:
             return ""
         late = [sym for sym, t in shard.last_data.items() if now - t > self.stall_timeout_s]
@@ -532,7 +337,7 @@ class BinanceMarketFeed:
 
     # --- frames and books --------------------------------------------------------------------
 
-    async def _on_frame(self, shard: _Shard, raw: bytes | str) -> None:
+    async def _on_frame(self, shard: FeedShard, raw: bytes | str) -> None:
         ts_recv = time.time_ns()
         for msg in shard.decoder.decode(raw, ts_recv):
             symbol = msg.symbol
@@ -542,13 +347,13 @@ class BinanceMarketFeed:
             kind = type(msg)
             if kind is BookDelta and not self._on_delta(shard, msg):  # type: ignore[arg-type]
                 continue
-            if kind is Trade and shard.trade_floor is not None and not _trade_is_new(shard, msg):  # type: ignore[arg-type]
+            if kind is Trade and shard.trade_floor is not None and not trade_is_new(shard, msg):  # type: ignore[arg-type]
                 continue  # around a rotation: the other socket delivered it
             if kind is Quote and shard.handover is not None:
                 shard.fresh_quotes.add(symbol)
             await self._emit(shard, msg)
 
-    def _on_delta(self, shard: _Shard, delta: BookDelta) -> bool:
+    def _on_delta(self, shard: FeedShard, delta: BookDelta) -> bool:
         """Feed the book; True when the delta is to be forwarded (the book is synced)."""
         book = shard.books.get(delta.symbol)
         if book is None:
@@ -562,13 +367,13 @@ class BinanceMarketFeed:
             self._request_snapshot(shard, delta.symbol)
         return False
 
-    def _request_snapshot(self, shard: _Shard, symbol: str) -> None:
+    def _request_snapshot(self, shard: FeedShard, symbol: str) -> None:
         if symbol in shard.syncing or shard.tg is None:
             return
         shard.syncing.add(symbol)
         shard.tg.start_soon(self._sync_book, shard, symbol)
 
-    async def _sync_book(self, shard: _Shard, symbol: str) -> None:
+    async def _sync_book(self, shard: FeedShard, symbol: str) -> None:
         """Fetch snapshots until the book is synced, then publish it."""
         venue = next((v for v, o in shard.symbols.items() if o == symbol), "")
         try:
@@ -591,7 +396,7 @@ class BinanceMarketFeed:
         finally:
             shard.syncing.discard(symbol)
 
-    async def _snapshot(self, shard: _Shard, venue: str, symbol: str) -> BookSnapshot | None:
+    async def _snapshot(self, shard: FeedShard, venue: str, symbol: str) -> BookSnapshot | None:
         try:
             with anyio.fail_after(self.snapshot_timeout_s):
                 reply = await self._fetch(venue, self.snapshot_limit)
@@ -614,7 +419,7 @@ class BinanceMarketFeed:
 
     # --- delivery ----------------------------------------------------------------------------
 
-    async def _emit(self, shard: _Shard, msg: Message) -> None:
+    async def _emit(self, shard: FeedShard, msg: Message) -> None:
         """Deliver in order: the lock-free path only while no snapshot is being published."""
         if shard.lock.locked() or not (self._nowait is not None and self._nowait(msg)):
             async with shard.lock:
@@ -630,26 +435,5 @@ class BinanceMarketFeed:
         self.emitted += 1
         self.last_emit_ns = msg.ts_recv
 
-    def _extra(self, shard: _Shard) -> dict[str, str]:
+    def _extra(self, shard: FeedShard) -> dict[str, str]:
         return {"component": COMPONENT, "exchange": self.exchange, "symbol": "", "conn": shard.name}
-
-
-def _trade_is_new(shard: _Shard, trade: Trade) -> bool:
-    """Around a rotation: True (and noted) unless this trade id was delivered already."""
-    floor = shard.trade_floor
-    tid = _trade_id(trade)
-    if floor is None or tid is None:
-        return True
-    last = floor.get(trade.symbol)
-    if last is not None and tid <= last:
-        return False
-    floor[trade.symbol] = tid
-    return True
-
-
-def _trade_id(trade: Trade) -> int | None:
-    """Binance's aggregate (or plain) trade id, increasing per symbol; None if not numeric."""
-    try:
-        return int(trade.trade_id)
-    except ValueError:
-        return None
