@@ -42,36 +42,20 @@ one-cancels-other — the first to trigger sends the only exit):
 
 Stops are synthetic by default: the monitor watches trades (or bar high/low) itself.  With
 ``risk.native_stops = true`` and a venue that supports stop orders (``venue_stops``), the
-stop-loss rests at the venue as a reduce-only ``stop_market`` order instead:
-
-- it is placed (through risk, like any intent) when the stop arms, and cancel/replaced
-  (CancelOrder, then a new order once OrderCanceled arrives) when the trail moves the stop
-  by at least the step or the position size changes — never more than one replacement in
-  flight; the replacement takes the latest level and size;
-- while it exists the monitor does not watch the stop level; take-profit and time exits are
-  still watched, and first cancel the resting stop, sending their market exit only once the
-  cancel is confirmed;
-- a cancel the venue refuses ("cancel rejected: ...") means the stop has filled or is
-  filling: no replacement and no take-profit/time exit is sent, and its fills are the exit
-  (StopTriggered is published at its first fill);
-- if risk or the venue refuses the stop order, or the venue ends it on its own, the stop
-  falls back to synthetic watching for the rest of its life;
-- when the position closes or flips, a resting native stop is canceled (one still on its way
-  is canceled as soon as the venue accepts it).
+stop-loss rests at the venue as a reduce-only ``stop_market`` order instead; how it is
+placed, replaced, canceled and taken as the exit is told in :mod:`actors.native_stops`
+(the :class:`~actors.native_stops.NativeStops` mixin).  The exit plan, the armed stop with
+its level and trail arithmetic, and the native stop record are in :mod:`actors.stop_levels`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Literal
-
-import msgspec
+from decimal import Decimal
 
 from actors.channels import Channel, Router
 from actors.messages import (
     Bar,
-    CancelOrder,
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -90,155 +74,17 @@ from actors.messages import (
     Trade,
     stamp,
 )
+from actors.native_stops import NativeStops
 from actors.order import REQUEST_REJECTS
 from actors.order_ids import client_order_id
 from actors.params import RiskLimits
 from actors.runtime import Actor
+from actors.stop_levels import EMPTY_PLAN, ArmedStop, ExitPlan, NativeState, NativeStop, Trigger
 
-Trigger = Literal["stop_loss", "take_profit", "trailing", "time"]
-NativeState = Literal["pending", "working", "canceling", "cancel_failed", "filled"]
-HUNDRED = Decimal(100)
-
-
-class ExitPlan(msgspec.Struct, frozen=True):
-    """What an entry asks the monitor to do once it fills."""
-
-    stop_loss: Decimal | None = None
-    take_profit: Decimal | None = None
-    trailing_distance: Decimal | None = None
-    trailing_pct: Decimal | None = None
-    trailing_activation: Decimal | None = None
-    trailing_step: Decimal | None = None
-    exit_at_ns: int | None = None
-
-    @classmethod
-    def of(cls, intent: OrderIntent) -> ExitPlan | None:
-        plan = cls(
-            intent.stop_loss,
-            intent.take_profit,
-            intent.trailing_distance,
-            intent.trailing_pct,
-            intent.trailing_activation,
-            intent.trailing_step,
-            intent.exit_at_ns,
-        )
-        return None if plan == EMPTY_PLAN else plan
-
-    @property
-    def trails(self) -> bool:
-        return self.trailing_distance is not None or self.trailing_pct is not None
+__all__ = ["EMPTY_PLAN", "ArmedStop", "ExitPlan", "NativeState", "NativeStop", "StopMonitor", "Trigger"]
 
 
-EMPTY_PLAN = ExitPlan()
-
-
-class NativeStop:
-    """A stop_market order the monitor keeps at the venue for its armed stop."""
-
-    __slots__ = ("after", "cid", "intent_id", "level", "quantity", "state", "trigger")
-
-    def __init__(self, intent_id: str, level: Decimal, quantity: Decimal, trigger: Trigger) -> None:
-        self.intent_id = intent_id
-        self.cid = client_order_id(intent_id)
-        self.level = level
-        self.quantity = quantity
-        self.trigger: Trigger = trigger
-        self.state: NativeState = "pending"
-        # A take-profit/time exit waiting for this order's cancel: (trigger, level, stamp).
-        self.after: tuple[Trigger, Decimal, Stamp] | None = None
-
-
-class ArmedStop:
-    __slots__ = (
-        "best",
-        "exit_cid",
-        "exit_done",
-        "exit_side",
-        "native",
-        "native_off",
-        "plan",
-        "plan_cid",
-        "quantity",
-        "stop_id",
-        "stop_price",
-        "take_profit",
-        "trailed",
-        "triggered",
-    )
-
-    def __init__(self, stop_id: str, exit_side: Side, quantity: Decimal, plan: ExitPlan) -> None:
-        self.stop_id = stop_id
-        self.exit_side: Side = exit_side
-        self.quantity = quantity
-        self.triggered = False
-        self.exit_cid = ""  # client order id of the exit this stop sent, while it is working
-        self.exit_done = False  # that exit filled completely (the position may still be open)
-        self.native: NativeStop | None = None
-        self.native_off = False  # the venue/risk refused a native stop: watch prices instead
-        self.set_plan(plan, "")
-
-    def set_plan(self, plan: ExitPlan, cid: str) -> None:
-        self.plan = plan
-        self.plan_cid = cid  # the entry whose plan this is: its further fills keep the trail
-        self.stop_price = plan.stop_loss
-        self.take_profit = plan.take_profit
-        self.best: Decimal | None = None  # best price since armed (trailing)
-        self.trailed = False  # stop_price came from the trail
-
-    @property
-    def long(self) -> bool:
-        return self.exit_side == "sell"
-
-    def check(self, low: Decimal, high: Decimal, watch_stop: bool = True) -> tuple[Trigger, Decimal] | None:
-        """Which level a price range [low, high] touches; stop-loss first."""
-        sl, tp = (self.stop_price if watch_stop else None), self.take_profit
-        stop_trigger: Trigger = "trailing" if self.trailed else "stop_loss"
-        if self.long:
-            if sl is not None and low <= sl:
-                return stop_trigger, sl
-            if tp is not None and high >= tp:
-                return "take_profit", tp
-        else:
-            if sl is not None and high >= sl:
-                return stop_trigger, sl
-            if tp is not None and low <= tp:
-                return "take_profit", tp
-        return None
-
-    def trail(self, low: Decimal, high: Decimal, step: Decimal, tick: Decimal | None) -> bool:
-        """Move the trailing stop for the price range [low, high]; True when it moved."""
-        plan = self.plan
-        if not plan.trails:
-            return False
-        long = self.long
-        extreme = high if long else low
-        best = self.best
-        if best is None or (extreme > best if long else extreme < best):
-            best = self.best = extreme
-        act = plan.trailing_activation
-        if act is not None and (best < act if long else best > act):
-            return False
-        if plan.trailing_distance is not None:
-            dist = plan.trailing_distance
-            cand = best - dist if long else best + dist
-        else:
-            pct = plan.trailing_pct or Decimal(0)
-            cand = best * (HUNDRED - pct) / HUNDRED if long else best * (HUNDRED + pct) / HUNDRED
-        if tick is not None and tick > 0:
-            cand = (cand / tick).to_integral_value(ROUND_FLOOR if long else ROUND_CEILING) * tick
-        if cand <= 0:
-            return False
-        cur = self.stop_price
-        if cur is not None:
-            gain = cand - cur if long else cur - cand
-            if gain <= 0 or gain < step:
-                return False
-        self.stop_price = cand
-        self.trailed = True
-        return True
-
-
-class StopMonitor(Actor):
+class StopMonitor(NativeStops, Actor):
     kind = "stop-monitor"
 
     def __init__(
@@ -290,10 +136,6 @@ class StopMonitor(Actor):
     def apply_limits(self, limits: RiskLimits) -> None:
         """Config reload: trail_step and native_stops apply to moves and stops placed from now on."""
         self.limits = limits
-
-    @property
-    def native_enabled(self) -> bool:
-        return self.limits.native_stops and self.venue_stops
 
     def quiet_bars(self, bars: Sequence[Bar], start: int, stop: int) -> int:
         """How many of ``bars[start:stop]``, in a row, this monitor would take without acting.
@@ -369,45 +211,13 @@ class StopMonitor(Actor):
 
     # --- order events -----------------------------------------------------------------------
 
-    async def _on_accepted(self, msg: OrderAccepted) -> None:
-        cid = msg.client_order_id
-        if cid in self._orphans:
-            await self._cancel(cid, msg)
-            return
-        stop = self.stop
-        n = stop.native if stop is not None else None
-        if stop is None or n is None or n.cid != cid or n.state != "pending":
-            return
-        n.state = "working"
-        if n.after is not None or n.level != stop.stop_price or n.quantity != stop.quantity:
-            await self._cancel_native(n, msg)
-
     async def _on_filled(self, msg: OrderFilled) -> None:
         stop = self.stop
         if stop is None:
             return
         n = stop.native
         if n is not None and msg.client_order_id == n.cid:
-            if n.state != "filled":
-                # The venue's stop fired: its fills are the exit (whatever we asked of it meanwhile).
-                if n.after is not None:
-                    self.log.info("native stop %s filled first: %s exit not sent", n.cid, n.after[0])
-                n.state, n.after = "filled", None
-                stop.triggered, stop.exit_cid, stop.exit_done = True, n.cid, False
-                self.triggered += 1
-                fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
-                self.log.info("native %s stop %s filled at %s", n.trigger, stop.stop_id, msg.last_price)
-                await self.router.publish(
-                    StopTriggered(
-                        stop_id=stop.stop_id,
-                        trigger=n.trigger,
-                        price=n.level,
-                        intent_id=n.intent_id,
-                        **fields,
-                    )
-                )
-            if msg.leaves_qty == 0:
-                stop.exit_done = True
+            await self._on_native_filled(stop, n, msg)
             return
         if msg.client_order_id == stop.exit_cid and msg.leaves_qty == 0:
             stop.exit_done = True
@@ -434,43 +244,6 @@ class StopMonitor(Actor):
             stop.triggered = False
             stop.exit_cid = ""
 
-    async def _on_native_ended(
-        self,
-        stop: ArmedStop,
-        n: NativeStop,
-        msg: OrderCanceled | OrderExpired | OrderRejected,
-        request_reject: bool,
-    ) -> None:
-        if request_reject:
-            if n.state == "canceling":
-                # Too late to cancel: the stop has filled (or is filling). Its fill is the exit.
-                reason = msg.reason if isinstance(msg, OrderRejected) else ""
-                self.log.warning("cancel of native stop %s refused (%s): awaiting its fill", n.cid, reason)
-                if n.after is not None:
-                    self.log.info("%s exit not sent: the native stop filled first", n.after[0])
-                n.state, n.after = "cancel_failed", None
-                stop.triggered = True
-            return
-        stop.native = None
-        if n.state in ("filled", "cancel_failed"):
-            # Partly filled (or not filled after all), then ended: look again — the next price
-            # re-places the native stop or watches the level.
-            stop.triggered, stop.exit_cid = False, ""
-            return
-        if n.state in ("pending", "working"):
-            self.log.warning(
-                "native stop %s ended by the venue (%s): %s falls back to watching prices",
-                n.cid,
-                type(msg).__name__,
-                stop.stop_id,
-            )
-            stop.native_off = True
-        after = n.after
-        if after is not None:
-            await self._send_exit(stop, *after)
-        elif not stop.triggered:
-            await self._place_native(stop, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))
-
     async def _on_rejected(self, msg: RiskRejected) -> None:
         stop = self.stop
         iid = msg.intent.intent_id
@@ -482,12 +255,7 @@ class StopMonitor(Actor):
             return
         n = stop.native
         if n is not None and n.intent_id == iid:
-            self.log.warning(
-                "native stop for %s refused by risk (%s): watching prices instead", stop.stop_id, msg.reason
-            )
-            stop.native, stop.native_off = None, True
-            if n.after is not None:
-                await self._send_exit(stop, *n.after)
+            await self._on_native_refused(stop, n, msg)
             return
         if msg.rule == "reduce_only":
             # Another exit (e.g. the strategy's) is already working for this position: follow it,
@@ -558,30 +326,15 @@ class StopMonitor(Actor):
                 last.stop_price,
                 last.take_profit,
             )
-        native, self._resume_native = self._resume_native, None
-        if native is not None and native[0].side == exit_side and native[0].stop_price is not None:
-            order, state = native
-            assert order.stop_price is not None
-            n = NativeStop(
-                order.intent_id, order.stop_price, order.quantity, "trailing" if stop.trailed else "stop_loss"
-            )
-            n.state = state
-            stop.native = n
-            self.log.info("native stop %s (%s at %s) taken back after the restart", n.cid, state, n.level)
+        self._take_back_native(stop)
         await self._publish_armed(stop)
         await self._amend_native(stop, fields)  # places one, or brings the one taken back in line
 
     async def _disarm(self, reason: str, cause: Message) -> None:
         assert self.stop is not None
         stop, self.stop = self.stop, None
-        n = stop.native
-        if n is not None:
-            if n.state == "pending":
-                self._orphans.add(n.cid)  # cancel it as soon as the venue has it
-                if len(self._orphans) > 1000:
-                    self._orphans.pop()
-            elif n.state == "working":
-                await self._cancel(n.cid, cause)
+        if stop.native is not None:
+            await self._drop_native(stop.native, cause)
         await self.router.publish(StopCanceled(stop_id=stop.stop_id, reason=reason, **self.system_fields()))
 
     async def _publish_armed(self, stop: ArmedStop) -> None:
@@ -604,56 +357,6 @@ class StopMonitor(Actor):
                 **self.system_fields(),
             )
         )
-
-    # --- native stop orders -----------------------------------------------------------------
-
-    async def _place_native(self, stop: ArmedStop, fields: Stamp) -> None:
-        """Rest the stop at the venue (native mode only, and only when it has a level)."""
-        level = stop.stop_price
-        if level is None or stop.native is not None or stop.native_off or stop.triggered:
-            return
-        if not self.native_enabled:
-            return
-        self._native_seq += 1
-        intent_id = f"{stop.stop_id}:native:{fields['ts_event']}:{self._native_seq}"
-        n = NativeStop(intent_id, level, stop.quantity, "trailing" if stop.trailed else "stop_loss")
-        stop.native = n
-        self.log.info("native stop %s: %s %s stop_market at %s", n.cid, stop.exit_side, stop.quantity, level)
-        await self.router.publish(
-            OrderIntent(
-                intent_id=intent_id,
-                source="stop-monitor",
-                side=stop.exit_side,
-                order_type="stop_market",
-                quantity=stop.quantity,
-                stop_price=level,
-                reduce_only=True,
-                reason=f"native {n.trigger} at {level}",
-                **fields,
-            )
-        )
-
-    async def _amend_native(self, stop: ArmedStop, fields: Stamp) -> None:
-        """Bring the venue's stop in line with the armed stop's level and size."""
-        if stop.triggered:
-            return
-        n = stop.native
-        if n is None:
-            await self._place_native(stop, fields)
-        elif n.state == "working" and (n.level != stop.stop_price or n.quantity != stop.quantity):
-            await self._cancel_native(n, fields)
-        # pending: checked when accepted; canceling: the replacement takes the latest level and size
-
-    async def _cancel_native(self, n: NativeStop, cause: Message | Stamp) -> None:
-        n.state = "canceling"
-        await self._cancel(n.cid, cause)
-
-    async def _cancel(self, cid: str, cause: Message | Stamp) -> None:
-        if isinstance(cause, Message):
-            fields = stamp(self.exchange, self.symbol, cause.ts_event, cause.ts_recv)
-        else:
-            fields = cause
-        await self.router.publish(CancelOrder(client_order_id=cid, **fields))
 
     # --- prices -----------------------------------------------------------------------------
 
