@@ -344,6 +344,31 @@ class GroupSnapshot(Message, frozen=True):
     survives a restart); None when flat."""
 
 
+class RiskDayChanged(Message, frozen=True):
+    """Risk's day counters changed other than by an approval: a new UTC day began (entries 0, the
+    day's start equity), the daily loss limit latched REDUCING, or a reload lifted the latch.
+
+    Journaled (kind ``risk``), so restart recovery has them from the journal itself at any kill
+    point: the fold takes the newest one and counts the day's approved entries after it.
+    """
+
+    day: RiskDay
+    why: Literal["new_day", "breach", "lifted"]
+
+
+class StrategyCheckpoint(Message, frozen=True):
+    """The strategy's state right after an event it decided on (it emitted a signal or intent).
+
+    Journaled only (kind ``snapshot``, never on the bus): with the ``GroupSnapshot``s it makes the
+    strategy's state at its last decision recoverable from the journal, so a crash between two
+    snapshots forgets no decision; a replay resumes after ``reached_ns``.
+    """
+
+    strategy: str
+    state: bytes  # msgpack of the strategy's state
+    reached_ns: int  # the event time of the event decided on
+
+
 class StopArmed(Message, frozen=True):
     """The stop-monitor watches a position: exit ``side`` at ``stop_price`` or ``take_profit``."""
 
@@ -397,7 +422,7 @@ class Heartbeat(Message, frozen=True):
 
 
 MarketMessage = Trade | Quote | BookDelta | BookSnapshot | Bar
-DecisionMessage = Signal | OrderIntent | CancelIntent | RiskApproved | RiskRejected
+DecisionMessage = Signal | OrderIntent | CancelIntent | RiskApproved | RiskRejected | RiskDayChanged
 OrderMessage = (
     SubmitOrder
     | CancelOrder
@@ -409,7 +434,15 @@ OrderMessage = (
     | OrderExpired
     | OrderUnknown
 )
-StateMessage = PositionChanged | BalancesChanged | GroupSnapshot | StopArmed | StopTriggered | StopCanceled
+StateMessage = (
+    PositionChanged
+    | BalancesChanged
+    | GroupSnapshot
+    | StrategyCheckpoint
+    | StopArmed
+    | StopTriggered
+    | StopCanceled
+)
 SystemMessage = ActorStarted | ActorStopped | ActorFailed | ConfigReloaded | Heartbeat
 AnyMessage = MarketMessage | DecisionMessage | OrderMessage | StateMessage | SystemMessage
 
@@ -421,6 +454,7 @@ ALL_TYPES: tuple[type[Message], ...] = (
     CancelIntent,
     RiskApproved,
     RiskRejected,
+    RiskDayChanged,
     SubmitOrder,
     CancelOrder,
     OrderSubmitted,
@@ -433,6 +467,7 @@ ALL_TYPES: tuple[type[Message], ...] = (
     PositionChanged,
     BalancesChanged,
     GroupSnapshot,
+    StrategyCheckpoint,
     StopArmed,
     StopTriggered,
     StopCanceled,
@@ -455,6 +490,7 @@ STREAM_KIND: dict[type[Message], str] = {
     CancelIntent: "signal",
     RiskApproved: "risk",
     RiskRejected: "risk",
+    RiskDayChanged: "risk",
     SubmitOrder: "order",
     CancelOrder: "order",
     OrderSubmitted: "order",
@@ -467,6 +503,7 @@ STREAM_KIND: dict[type[Message], str] = {
     PositionChanged: "position",
     BalancesChanged: "position",
     GroupSnapshot: "snapshot",
+    StrategyCheckpoint: "snapshot",
     StopArmed: "position",
     StopTriggered: "position",
     StopCanceled: "position",

@@ -16,6 +16,11 @@ says.  :class:`OrderFold` applies the same rules as the order actor
   between a fill and its ``PositionChanged`` loses nothing;
 - ``StopArmed`` is the position's stop as the stop-monitor last published it (a trailed
   level, a new plan's levels); ``StopCanceled`` or a flat position forgets it;
+- ``Signal`` / ``OrderIntent`` move ``decision_ns`` (the newest decision's event time: a
+  strategy that replays events up to it after a restart decides nothing again);
+- ``StrategyCheckpoint`` is the strategy's state at its last decision (and the market time
+  a replay resumes after), ``RiskDayChanged`` risk's day counters, and every approved entry
+  after it counts one, as risk counts it; so neither needs a snapshot to survive a crash;
 - ``GroupSnapshot`` replaces everything: the fold continues from it.
 
 :meth:`OrderFold.snapshot` produces the :class:`GroupSnapshot` the daemon journals
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from decimal import Decimal
+
+import msgspec
 
 from actors.messages import (
     GroupSnapshot,
@@ -42,9 +49,12 @@ from actors.messages import (
     OrderUnknown,
     RiskApproved,
     RiskDay,
+    RiskDayChanged,
+    Signal,
     Stamp,
     StopArmed,
     StopCanceled,
+    StrategyCheckpoint,
 )
 from actors.position import Position
 
@@ -112,10 +122,12 @@ class OrderFold:
         self.entry_intent: OrderIntent | None = None
         self.strategy = ""
         self.strategy_state = b""
-        self.last_event_ns = 0
+        self.last_event_ns = 0  # market time the strategy state is at (a replay resumes after it)
+        self.decision_ns = 0  # event time of the newest decision (Signal, OrderIntent) journaled
         self.risk_day: RiskDay | None = None
         self.stop: StopArmed | None = None  # the position's stop as last published (levels, trail)
         self.recent: list[str] = []  # ended before the snapshot we continue from
+        self.known_ids: set[str] = set()  # used, as the store or the venue says (journal damaged)
         self.applied = 0
 
     # -- folding ---------------------------------------------------------------------------
@@ -127,6 +139,22 @@ class OrderFold:
             self.intents[msg.intent.intent_id] = msg.intent
             if len(self.intents) > KEEP_INTENTS:
                 self.intents.popitem(last=False)
+            day = self.risk_day
+            if day is not None and not msg.intent.reduce_only:  # risk counts every approved entry
+                self.risk_day = msgspec.structs.replace(day, entries=day.entries + 1)
+        elif t is OrderIntent or t is Signal:
+            assert isinstance(msg, OrderIntent | Signal)
+            # the strategy's decisions only: the stop-monitor's exits follow positions, not replays
+            ours = t is Signal or msg.source.startswith("strategy")  # type: ignore[union-attr]
+            if ours and msg.ts_event > self.decision_ns:
+                self.decision_ns = msg.ts_event
+        elif t is RiskDayChanged:
+            assert isinstance(msg, RiskDayChanged)
+            self.risk_day = msg.day
+        elif t is StrategyCheckpoint:
+            assert isinstance(msg, StrategyCheckpoint)
+            self.strategy, self.strategy_state = msg.strategy, msg.state
+            self.last_event_ns = max(self.last_event_ns, msg.reached_ns)
         elif t is OrderSubmitted:
             assert isinstance(msg, OrderSubmitted)
             self._submitted(msg)
@@ -226,7 +254,7 @@ class OrderFold:
     # -- snapshots -------------------------------------------------------------------------
     def client_order_ids(self) -> set[str]:
         """Every client order id the journal knows this group used (open, ended, recently ended)."""
-        return {*self.recent, *self.finished, *self.open}
+        return {*self.recent, *self.finished, *self.open, *self.known_ids}
 
     def snapshot(
         self, stamp: Stamp, strategy: str = "", strategy_state: bytes = b"", last_event_ns: int = 0
@@ -268,10 +296,13 @@ class OrderFold:
         self.risk_day = snap.risk_day
         self.stop = snap.stop
         self.recent = list(snap.recent_client_order_ids)
+        self.decision_ns = max(self.decision_ns, snap.last_event_ns)
 
     @property
     def is_empty(self) -> bool:
         """Nothing to recover: no open order, flat, no realized history, no strategy state."""
         p = self.position
         flat = p.quantity == 0 and p.realized_pnl == 0 and p.fees == 0 and not p.other_fees
-        return flat and not self.open and not self.strategy_state
+        return (
+            flat and not self.open and not self.strategy_state and not self.decision_ns and not self.known_ids
+        )

@@ -3,7 +3,8 @@
 Takes: OrderIntent (from strategy and stop-monitor); PositionChanged and Bar (only to
 keep the day's PnL for the daily loss limit).
 Emits: RiskApproved(intent) or RiskRejected(intent, rule, reason) — a rejection is an
-event with a reason, never an exception.
+event with a reason, never an exception; RiskDayChanged when the day's counters change other
+than by an approval (a new UTC day, the loss limit latching or lifted), for the journal.
 
 Checks, in order, each returning early with the rule's name: trading state (group
 halted, HALTED, REDUCING), daily loss limit (entries only), intent sanity (positive
@@ -42,10 +43,21 @@ import logging
 from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Literal
 
 from actors.account_risk import AccountRisk
 from actors.channels import Channel, Router
-from actors.messages import Bar, Message, OrderIntent, PositionChanged, RiskApproved, RiskDay, RiskRejected
+from actors.messages import (
+    Bar,
+    Message,
+    OrderIntent,
+    PositionChanged,
+    RiskApproved,
+    RiskDay,
+    RiskDayChanged,
+    RiskRejected,
+    stamp,
+)
 from actors.params import RiskLimits
 from actors.runtime import Actor, GroupState
 from actors.state import SymbolState
@@ -100,6 +112,7 @@ class RiskActor(Actor):
         if limits.daily_loss_limit != self.limits.daily_loss_limit and self.daily_breach:
             self.log.warning("daily_loss_limit changed by reload: REDUCING latch cleared, re-evaluated")
             self.daily_breach = ""
+            self._day_changed("lifted")
         self.limits = limits
         self._check_daily_loss_now()
 
@@ -124,6 +137,14 @@ class RiskActor(Actor):
                 self.log.warning("new UTC day %s: daily loss limit lifted", utc_date(day))
             self.day, self.day_entries, self.daily_breach = day, 0, ""
             self.day_start_equity = self.equity(mark)
+            self._day_changed("new_day", ts_event)
+
+    def _day_changed(self, why: Literal["new_day", "breach", "lifted"], ts_event: int = 0) -> None:
+        """Journal the day's counters (no subscriber: the tap only), before any approval that follows."""
+        ts = ts_event or self.state.last_ts_event or max(self.day, 0) * DAY_NS
+        msg = RiskDayChanged(day=self.day_snapshot(), why=why, **stamp(self.exchange, self.symbol, ts))
+        for ch in self.router.publish_nowait(msg):  # nobody subscribes; a subscriber never waits here
+            ch.send_nowait(msg)
 
     def _check_daily_loss_now(self, mark: Decimal | None = None) -> None:
         limit = self.limits.daily_loss_limit
@@ -136,6 +157,7 @@ class RiskActor(Actor):
                 "REDUCING (exits only) until the next UTC day"
             )
             self.log.error("%s", self.daily_breach)
+            self._day_changed("breach")
 
     def _on_position(self, msg: PositionChanged) -> None:
         self._qty, self._avg, self._realized, self._fees = (

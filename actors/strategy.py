@@ -2,7 +2,14 @@
 
 Takes: Bar, Trade, Quote (market), PositionChanged (so the strategy sees its position),
 RiskApproved / RiskRejected (its intents decided: counted as working orders until then).
-Emits: Signal (recorded on the bus) and OrderIntent (to risk).
+Emits: Signal (recorded on the bus) and OrderIntent (to risk); with a ``checkpoint_sink``
+(the daemon's journal) a StrategyCheckpoint after each event it decided on (journal only).
+
+Restart: ``decision_floor_ns`` is the event time of the newest decision the journal (or the
+store, or the venue) knows; whatever the strategy decides on events up to it was decided
+before the crash and is dropped here, counted (``tradingd_strategy_replayed_total``), never
+sent to risk again.  A replay resuming from a checkpoint older than that floor so rebuilds
+the strategy's state without deciding anything twice.
 
 The actor owns I/O and the strategy's state; the strategy itself is a pure function of
 (state, event, context).  ``apply_params`` swaps the strategy's parameters in place on a
@@ -11,9 +18,11 @@ config reload, keeping its state (indicator history, cooldowns).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from actors.channels import Channel, Router
 from actors.messages import (
@@ -26,7 +35,9 @@ from actors.messages import (
     RiskApproved,
     RiskRejected,
     Signal,
+    StrategyCheckpoint,
     Trade,
+    stamp,
 )
 from actors.runtime import Actor
 from actors.state import SymbolState
@@ -64,6 +75,10 @@ class StrategyActor(Actor):
         # so without this a second bar in the same batch would see no working order and repeat.
         # (An intent risk never answers — it failed on it — stops counting after UNDECIDED_TTL_S.)
         self._undecided: dict[str, float] = {}
+        self.decision_floor_ns = 0  # restart: decisions on events up to here were made already
+        self.replayed = 0  # outputs dropped for that
+        self.checkpoint_sink: Callable[[Message], None] | None = None
+        self._encode = msgspec.msgpack.Encoder().encode
 
     def apply_params(self, strategy: Strategy[Any], max_notional: Decimal) -> None:
         """Config reload: new parameters, same state."""
@@ -113,7 +128,7 @@ class StrategyActor(Actor):
             self.strategy_state, out = on_bar(self.strategy_state, bar, context(bar.ts_event))
             i += 1
             if out:
-                await self._emit(out)
+                await self._emit(out, bar.ts_event)
                 return i - start, True
         return i - start, False
 
@@ -126,7 +141,7 @@ class StrategyActor(Actor):
                     self.strategy_state, msg, self._context(msg.ts_event)
                 )
                 if out:
-                    await self._emit(out)
+                    await self._emit(out, msg.ts_event)
             else:
                 await handle(msg)
 
@@ -157,9 +172,13 @@ class StrategyActor(Actor):
                 self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
                 return
         if out:
-            await self._emit(out)
+            await self._emit(out, msg.ts_event)
 
-    async def _emit(self, out: list[Output]) -> None:
+    async def _emit(self, out: list[Output], event_ns: int) -> None:
+        floor = self.decision_floor_ns
+        if floor and out[0].ts_event <= floor:  # decided before the restart (the journal has it)
+            self.replayed += len(out)
+            return
         for item in out:
             if isinstance(item, Signal):
                 self.signals += 1
@@ -183,3 +202,14 @@ class StrategyActor(Actor):
                 self._undecided.pop(item.intent_id, None)
                 self.log.info("cancel intent %s: %s", item.intent_id, item.reason)
             await self.router.publish(item)
+        sink = self.checkpoint_sink
+        if sink is not None:  # after the decision, so a crash never keeps a state without it
+            ts = event_ns
+            sink(
+                StrategyCheckpoint(
+                    strategy=str(getattr(self.strategy, "name", "")),
+                    state=self._encode(self.strategy_state),
+                    reached_ns=ts,
+                    **stamp(self.exchange, self.symbol, ts),
+                )
+            )

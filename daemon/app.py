@@ -20,8 +20,9 @@ import msgspec
 from actors.channels import Tap
 from actors.messages import ConfigReloaded, Message, Stamp, stamp
 from daemon import telemetry
-from daemon.config import Config, ConfigError, load_config
+from daemon.config import Config, ConfigError, PaperAccount, load_config
 from daemon.health import open_health_server
+from daemon.journal import JournalError
 from daemon.logs import setup_logging
 from daemon.metrics import METRICS, Metrics
 from daemon.mirror import RedisMirror
@@ -59,6 +60,14 @@ class Daemon:
             if g.key == key:
                 return g.instrument.base, g.instrument.quote
         return "", ""
+
+    def _real_venue_groups(self) -> list[tuple[str, str]]:
+        """Groups trading on a venue that outlives the daemon (not paper): their ids can collide."""
+        return [
+            g.key
+            for g in self.cfg.groups
+            if g.enabled and not isinstance(self.cfg.accounts.get(g.account), PaperAccount)
+        ]
 
     def _tap(self) -> Tap | None:
         """Every bus message to the Redis mirror; order-path messages also to the journal."""
@@ -117,8 +126,15 @@ class Daemon:
             if self.persistence is not None:
                 # Restart recovery before anything trades: the journal's open orders and positions
                 # go back into their groups (reconciled with the venue) as the supervisor starts them.
+                await self.persistence.check_store(self._real_venue_groups())
                 self.supervisor.recovered = await anyio.to_thread.run_sync(self.persistence.recover)
                 self.persistence.strategies = self.supervisor.strategy_states
+                self.supervisor.journal_sink = self.persistence.offer
+                if self.persistence.findings:
+                    self.supervisor.journal_halt_reason = (
+                        f"journal damaged ({'; '.join(self.persistence.findings)}): trading halted; stop the "
+                        "daemon, run `tradingd journal verify` and `tradingd journal recover`, then start it"
+                    )
                 await outer.start(self.persistence.run)
             outer.start_soon(self.notifier.watchdog_loop)
             async with anyio.create_task_group() as inner:
@@ -222,7 +238,11 @@ def run(config_path: str) -> int:
         log.error("%s", exc, extra={"component": "daemon"})
         return 2
     try:
-        daemon = Daemon(cfg, Path(config_path).resolve())
+        try:
+            daemon = Daemon(cfg, Path(config_path).resolve())
+        except JournalError as exc:
+            log.error("cannot open the order journal: %s", exc, extra={"component": "journal"})
+            return 2
         import uvloop  # noqa: F401 - the backend option below needs it importable
 
         anyio.run(daemon.run, backend="asyncio", backend_options={"use_uvloop": True})

@@ -1,4 +1,4 @@
-"""Command line: ``tradingd run | check-config | schema | migrate | backtest | optimize``."""
+"""Command line: ``tradingd run | check-config | schema | migrate | backtest | optimize | journal``."""
 
 from __future__ import annotations
 
@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     migrate = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")
     migrate.add_argument("--dsn", required=True, help="e.g. postgresql://postgres@127.0.0.1:5432/tradingd")
     from daemon.backtest.cli import add_parsers as add_backtest_parsers
+    from daemon.journal_repair import add_parser as add_journal_parser
 
     add_backtest_parsers(sub)
+    add_journal_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from daemon.backtest.cli import backtest_main, optimize_main
 
         return backtest_main(args) if args.command == "backtest" else optimize_main(args)
+    if args.command == "journal":
+        from daemon.journal_repair import journal_main
+
+        return journal_main(args)
     if args.command == "schema":
         json.dump(json_schema(), sys.stdout, indent=2)
         sys.stdout.write("\n")

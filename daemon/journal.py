@@ -13,10 +13,18 @@ write and one sync shared by concurrent flushes (group commit).  Once ``flush()`
 the records survive ``kill -9`` and power loss.  Segments rotate at ``segment_bytes`` (the
 full one synced first, the directory after).  A failed write is cut back; its records stay
 queued.  Readers see *durable* records only, so nothing downstream (the PostgreSQL writer)
-ever holds an offset a crash could hand out again.  Opening scans every frame: a torn or
-corrupt tail of the last segment is truncated, damage in an older one is read up to; both
-are counted (``tradingd_journal_damaged_total``), neither fails the open.  A frame with a
-good CRC that does not decode (a kind unknown to this version) is skipped and counted.
+ever holds an offset a crash could hand out again.
+
+Opening scans every frame (:mod:`daemon.journal_scan`).  A torn tail of the newest segment
+(damage with nothing intact after it: records never reported durable) is truncated.  Any other
+damage, a corrupt frame with intact ones after it, damage in an older segment, a deleted
+segment, is a *finding*: nothing is truncated, corrupt segments are copied to ``quarantine/``,
+every intact frame (also those after the damage) is read, new records go to a new segment past
+every offset that may have been used, and :attr:`Journal.findings` tells the daemon to halt
+trading until an operator runs ``tradingd journal recover``.  All damage is counted
+(``tradingd_journal_damaged_total``), findings are a gauge (``tradingd_journal_findings``).
+A frame with a good CRC that does not decode (a kind unknown to this version) is skipped and
+counted.
 """
 
 from __future__ import annotations
@@ -33,19 +41,28 @@ from bisect import bisect_right
 from collections.abc import Generator, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Literal
 
 import anyio
 import msgspec
 
 from actors.messages import ANY_DECODER_MSGPACK, Message
+from daemon.journal_scan import (
+    SUFFIX,
+    Inspection,
+    JournalMeta,
+    fsync_path,
+    inspect_journal,
+    scan_frames,
+    write_meta,
+)
 from daemon.metrics import METRICS, Metrics
 from daemon.spill import HEADER, MAX_FRAME, Damage
+
+__all__ = ["SUFFIX", "Journal", "JournalDamaged", "JournalError", "JournalLocked", "scan_frames"]
 
 log = logging.getLogger("tradingd.journal")
 _X = {"component": "journal"}
 
-SUFFIX = ".jseg"
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 _ENCODER = msgspec.msgpack.Encoder()
@@ -56,6 +73,10 @@ _HELP = {
     "tradingd_journal_damaged_total": ("counter", "Damaged journal frames found (torn, crc)."),
     "tradingd_journal_undecodable_total": ("counter", "Journal records that do not decode, skipped."),
     "tradingd_journal_segments": ("gauge", "Journal segment files kept."),
+    "tradingd_journal_findings": (
+        "gauge",
+        "Journal damage an operator must look at (corrupt or missing records): trading is halted while > 0.",
+    ),
 }
 
 
@@ -67,25 +88,8 @@ class JournalLocked(JournalError):
     """Another process (or another open in this one) holds the journal directory."""
 
 
-def scan_frames(buf: bytes | memoryview) -> tuple[array[int], Damage | None]:
-    """Byte position of every intact frame up to the first damaged one, and the damage (None if clean)."""
-    positions: array[int] = array("Q")
-    pos, end = 0, len(buf)
-    while pos < end:
-        reason: Literal["torn", "crc"] = "torn"
-        if end - pos >= HEADER.size:
-            length, crc = HEADER.unpack_from(buf, pos)
-            stop = pos + HEADER.size + length
-            if length > MAX_FRAME:
-                reason = "crc"
-            elif length and stop <= end:  # a zero length is an unwritten (zeroed) tail, never ours
-                if zlib.crc32(buf[pos + HEADER.size : stop]) == crc:
-                    positions.append(pos)
-                    pos = stop
-                    continue
-                reason = "crc"
-        return positions, Damage(reason=reason, offset=pos, ignored_bytes=end - pos)
-    return positions, None
+class JournalDamaged(JournalError):
+    """The journal lost records (corrupt or missing): it needs ``tradingd journal recover``."""
 
 
 def encode_frame(msg: Message) -> bytes:
@@ -96,19 +100,14 @@ def encode_frame(msg: Message) -> bytes:
 
 
 class _Segment:
-    __slots__ = ("first", "path", "positions", "size")
+    __slots__ = ("first", "lost_at", "path", "positions", "size")
 
-    def __init__(self, first: int, path: Path, positions: array[int], size: int) -> None:
+    def __init__(self, first: int, path: Path, positions: array[int], size: int, lost_at: int = -1) -> None:
         self.first, self.path, self.positions, self.size = first, path, positions, size
+        self.lost_at = lost_at  # index of a damaged record (read as nothing), -1 if none
 
 
-def _fsync(path: Path) -> None:
-    """fsync a file or a directory by name."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync = fsync_path
 
 
 class Journal:
@@ -120,6 +119,11 @@ class Journal:
         self.directory, self.journal_id = directory, journal_id
         self.segment_bytes = max(HEADER.size + 1, segment_bytes)
         self.damaged: list[tuple[str, Damage]] = []
+        # Damage an operator must look at (corrupt or missing records); while there is any the
+        # daemon halts every group. Cleared only by `tradingd journal recover`.
+        self.findings: list[str] = []
+        self.inspection: Inspection | None = None
+        self.meta = JournalMeta()
         self._metrics = metrics
         for name, (kind, text) in _HELP.items():
             metrics.describe(name, kind, text)
@@ -163,31 +167,82 @@ class Journal:
         return journal
 
     def _scan(self) -> None:
-        names = sorted(
-            (int(p.name[: -len(SUFFIX)]), p)
-            for p in self.directory.glob("*" + SUFFIX)
-            if p.name[: -len(SUFFIX)].isdigit()
-        )
-        for k, (first, path) in enumerate(names):
-            last = k == len(names) - 1
-            data = path.read_bytes()
-            positions, damage = scan_frames(data)
-            size = len(data) if damage is None else damage.offset
-            if damage is not None:
+        insp = inspect_journal(self.directory, self.segment_bytes)
+        self.inspection = insp
+        self.findings = list(insp.findings)
+        for scan in insp.segments:
+            path = Path(scan.path)
+            if scan.damage is not None:
+                damage = scan.damage
                 self.damaged.append((path.name, damage))
                 self._metrics.inc("tradingd_journal_damaged_total", {"reason": damage.reason})
-                torn = last and damage.reason == "torn"  # a crash mid-write: expected, unflushed
-                what = "truncated" if last else "unreadable past it"
-                log.log(logging.WARNING if torn else logging.ERROR, "journal segment %s damaged (%s): %s",
-                        path, what, damage, extra=_X)  # fmt: skip
-                if last:
-                    os.truncate(path, size)
-                    _fsync(path)
-            self._segments.append(_Segment(first, path, positions, size))
-        if self._segments:
-            tail = self._segments[-1]
-            self._next = self._durable = tail.first + len(tail.positions)
+                if scan.torn_tail:  # a crash mid-write: expected, never reported durable
+                    log.warning("journal segment %s has a torn tail (%s): truncated", path, damage, extra=_X)
+                    if not insp.findings:
+                        os.truncate(path, scan.size)
+                        _fsync(path)
+            positions = array("Q", scan.positions)
+            self._segments.append(_Segment(scan.first, path, positions, scan.size, scan.lost_at))
+        self._next = self._durable = insp.next_offset
+        meta = insp.meta or JournalMeta()
+        if self._segments and not self.findings:
+            newest = self._segments[-1].first
+            if insp.meta is None or meta.newest_segment < newest:
+                released = meta.released_below if insp.meta is not None else self._segments[0].first
+                meta = JournalMeta(
+                    released_below=released, newest_segment=newest, accepted=meta.accepted, floor=meta.floor
+                )
+                write_meta(self.directory, meta)
+        self.meta = meta
+        for finding in self.findings:
+            log.critical("journal %s: %s", self.directory, finding, extra=_X)
+        if self.findings:
+            self._quarantine(insp)
         self._metrics.set("tradingd_journal_segments", len(self._segments))
+        self._metrics.set("tradingd_journal_findings", len(self.findings))
+
+    def _quarantine(self, insp: Inspection) -> None:
+        """Copy every corrupt segment, as it is, to ``quarantine/`` (once per content)."""
+        qdir = self.directory / "quarantine"
+        for scan in insp.segments:
+            if not scan.corrupt:
+                continue
+            src = Path(scan.path)
+            data = src.read_bytes()
+            qdir.mkdir(exist_ok=True)
+            for n in range(1000):
+                dest = qdir / (src.name if n == 0 else f"{src.name}.{n}")
+                if not dest.exists():
+                    dest.write_bytes(data)
+                    _fsync(dest)
+                    _fsync(qdir)
+                    log.error("journal segment %s copied to %s", src, dest, extra=_X)
+                    break
+                if dest.read_bytes() == data:
+                    break
+
+    def add_finding(self, finding: str) -> None:
+        """Record damage found while running (e.g. PostgreSQL ahead of the journal) durably in
+        ``journal.meta``: it holds until ``tradingd journal recover`` (blocking I/O, small)."""
+        if finding in self.findings:
+            return
+        self.findings.append(finding)
+        self.meta = msgspec.structs.replace(self.meta, unresolved=[*self.meta.unresolved, finding])
+        log.critical("journal %s: %s", self.directory, finding, extra=_X)
+        self._metrics.set("tradingd_journal_findings", len(self.findings))
+        try:
+            write_meta(self.directory, self.meta)
+        except OSError as exc:
+            self._metrics.inc("tradingd_journal_errors_total", {"error": type(exc).__name__})
+            log.error("could not record the journal finding in journal.meta: %r", exc, extra=_X)
+
+    def skip_to(self, offset: int) -> None:
+        """Hand out no offset below ``offset`` (it was used elsewhere, e.g. the store has it).
+        Only before anything is appended; new records go to a new segment."""
+        if self._pending:
+            raise JournalError("skip_to with records queued")
+        if offset > self._next:
+            self._next = self._durable = offset
 
     @property
     def next_offset(self) -> int:
@@ -266,8 +321,9 @@ class Journal:
         while i < len(frames):
             with self._lock:
                 seg = self._segments[-1] if self._segments else None
-            if seg is None or (seg.size and seg.size + len(frames[i]) > self.segment_bytes):
-                seg = self._rotate()
+            full = seg is not None and seg.size and seg.size + len(frames[i]) > self.segment_bytes
+            if seg is None or full or seg.first + len(seg.positions) != self._durable or seg.lost_at >= 0:
+                seg = self._rotate()  # (a damaged segment, or offsets skipped: never write after it)
             positions: array[int] = array("Q")
             j = i
             end = start = seg.size
@@ -311,6 +367,14 @@ class Journal:
         seg = _Segment(self._durable, path, array("Q"), 0)
         with self._lock:
             self._segments.append(seg)
+        # After the file: a crash between the two leaves a segment journal.meta does not know yet,
+        # never journal.meta naming a segment that was not made.
+        self.meta = msgspec.structs.replace(self.meta, newest_segment=seg.first)
+        try:
+            write_meta(self.directory, self.meta)
+        except OSError as exc:
+            self._metrics.inc("tradingd_journal_errors_total", {"error": type(exc).__name__})
+            log.error("could not update journal.meta (a lost segment may go unnoticed): %r", exc, extra=_X)
         return seg
 
     async def wait_durable(self, offset: int) -> None:
@@ -369,6 +433,9 @@ class Journal:
                     k = bisect_right(positions, base + READ_CHUNK, idx + 1)
                     buf = memoryview(os.pread(fd, (positions[k] if k < n else stop) - base, base))
                     for r in range(idx, k):
+                        if lo + r == seg.lost_at:
+                            yield seg.first + lo + r, None  # the damaged bytes: known, reported at open
+                            continue
                         frame = buf[positions[r] - base : (positions[r + 1] if r + 1 < n else stop) - base]
                         yield seg.first + lo + r, self._decode(frame, seg.path, seg.first + lo + r)
                     idx = k
@@ -398,11 +465,16 @@ class Journal:
                 keep -= 1
             gone, self._segments = self._segments[:keep], self._segments[keep:]
             count = len(self._segments)
+            kept_first = self._segments[0].first
         if not gone:
             return 0
         self._metrics.set("tradingd_journal_segments", count)
+        self.meta = msgspec.structs.replace(
+            self.meta, released_below=max(self.meta.released_below, kept_first)
+        )
 
         def unlink() -> None:
+            write_meta(self.directory, self.meta)  # first: a segment gone below it was released
             for seg in gone:
                 seg.path.unlink(missing_ok=True)
             _fsync(self.directory)
@@ -442,10 +514,22 @@ class Journal:
             self.close()
 
 
+_ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+
+
 def _journal_id(directory: Path) -> str:
     path, tmp = directory / "journal.id", directory / "journal.id.tmp"
-    if path.exists() and (text := path.read_text(encoding="ascii").strip()):
-        return text
+    if path.exists():
+        raw = path.read_bytes().strip()
+        if raw:
+            text = raw.decode("ascii", errors="replace")
+            if len(raw) > 64 or not all(c in _ID_CHARS for c in text):
+                raise JournalError(
+                    f"{path} does not hold a journal id (expected up to 64 characters of [0-9a-zA-Z_-], "
+                    f"found {len(raw)} bytes that are not); restore it from a backup, or, if this journal "
+                    "is not copied to PostgreSQL, delete the file"
+                )
+            return text
     text = uuid.uuid4().hex
     tmp.write_text(text + "\n", encoding="ascii")
     _fsync(tmp)

@@ -36,6 +36,7 @@ from daemon.config import StoreSection
 from daemon.journal import Journal
 from daemon.metrics import Metrics
 from daemon.metrics_checkpoint import checkpoint_loop
+from daemon.recovery_floor import StoreView, read_store_view
 from daemon.store.migrations import migrate
 from daemon.store.writer import JournalWriter
 
@@ -78,6 +79,7 @@ class Persistence:
         self.snapshot_offset = 0  # every group has a snapshot at or after this offset
         self.snapshots = 0
         self.recovered_records = 0
+        self.store_view = StoreView()
 
     def offer(self, msg: Message) -> None:
         """The bus tap: order-path messages go to the journal (buffered; flushed by the loop)."""
@@ -98,6 +100,26 @@ class Persistence:
             )
         fold.apply(msg)
 
+    async def check_store(self, real_venue_groups: list[tuple[str, str]]) -> None:
+        """Before :meth:`recover`: what PostgreSQL knows that the journal may have lost. PostgreSQL
+        ahead of the journal is a journal finding (records were lost) and moves the journal's next
+        offset past the store's; used client ids and decision times become each group's floor."""
+        if not self.cfg.postgres:
+            return
+        view = await read_store_view(self.cfg.dsn, self.journal.journal_id, real_venue_groups)
+        self.store_view = view
+        if view.next_offset > self.journal.next_offset:
+            self.journal.add_finding(
+                f"PostgreSQL has this journal's records up to offset {view.next_offset - 1} but the journal "
+                f"ends at offset {self.journal.next_offset}: journal records were lost (deleted or truncated)"
+            )
+            self.journal.skip_to(view.next_offset)
+
+    @property
+    def findings(self) -> list[str]:
+        """Journal damage that needs an operator (trading is halted while there is any)."""
+        return self.journal.findings
+
     def recover(self) -> dict[tuple[str, str], OrderFold]:
         """Fold the retained journal (blocking read; call before trading starts)."""
         started = time.monotonic()
@@ -106,6 +128,12 @@ class Persistence:
             self._fold(msg)
             n += 1
         self.recovered_records = n
+        for key, floor in self.store_view.groups.items():
+            fold = self.folds.get(key)
+            if fold is None:
+                fold = self.folds[key] = OrderFold(*key, "", *self.assets_for(key))
+            fold.decision_ns = max(fold.decision_ns, floor.decision_ns)
+            fold.known_ids |= floor.client_order_ids
         live = {k: f for k, f in self.folds.items() if not f.is_empty}
         if n:
             log.info(
@@ -150,6 +178,12 @@ class Persistence:
         return await self.journal.flush()
 
     def readiness(self) -> list[str]:
+        if self.journal.findings:
+            return [
+                f"journal damaged ({len(self.journal.findings)} findings: {self.journal.findings[0]}): "
+                "every group halted; stop the daemon, run `tradingd journal verify`, then "
+                "`tradingd journal recover`"
+            ]
         if self.journal_error:
             return [f"journal unwritable ({self.journal_error}): orders are refused"]
         if not self.cfg.postgres:
@@ -171,6 +205,7 @@ class Persistence:
             "snapshots": self.snapshots,
             "snapshot_offset": self.snapshot_offset,
             "recovered_records": self.recovered_records,
+            "journal_findings": list(self.journal.findings),
         }
         if not self.cfg.postgres:
             return {"postgres": False, **journal}

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -186,17 +187,49 @@ def open_native_stop(fold: OrderFold, events: list[Message]) -> tuple[FoldedOrde
     return found, "pending" if pending else "working"
 
 
+VENUE_FILLS_LOOKBACK_MS = 7 * 86_400_000
+
+
+async def _venue_used_ids(group: SymbolGroup, venue: BinanceExecution) -> tuple[set[str], list[str]]:
+    """Client ids the venue knows this symbol used (open orders, fills of the last week)."""
+    ids: set[str] = set()
+    try:
+        ids |= {o.client_order_id for o in await venue.open_orders()}
+        since = time.time_ns() // 1_000_000 - VENUE_FILLS_LOOKBACK_MS
+        ids |= {f.client_order_id for f in await venue.recent_fills(since)}
+    except Exception as exc:  # noqa: BLE001 - reported; the group is halted anyway
+        log.error("%s: could not ask the venue which client ids were used: %r", group.name, exc)
+        return ids, [f"venue not asked for used client ids: {exc!r}"]
+    return ids, [f"venue knows {len(ids)} client ids of this symbol: never sent again"]
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 async def restore_group(
     group: SymbolGroup,
     fold: OrderFold,
     paper: PaperAccountState | None,
     *,
     foreign_orders: str = "flag",
+    journal_damaged: bool = False,
 ) -> list[str]:
-    """Put ``fold`` back into ``group`` (not running yet); returns what was done, for the log."""
+    """Put ``fold`` back into ``group`` (not running yet); returns what was done, for the log.
+
+    ``journal_damaged``: the journal lost records, so the venue is also asked which client ids
+    this symbol used (they are refused like the journal's own)."""
     done: list[str] = []
     order = group.order
+    venue = group.venue
+    if journal_damaged and isinstance(venue, BinanceExecution):
+        ids, said = await _venue_used_ids(group, venue)
+        fold.known_ids |= ids
+        done += said
     order.restore(fold)
+    if fold.decision_ns:
+        group.strategy.decision_floor_ns = fold.decision_ns
+        done.append(f"decisions up to {_iso(fold.decision_ns)} were made before: not made again")
     opened = order.open_orders()
     pos = order.position
     done.append(f"position {pos.quantity} @ {pos.avg_price} (realized {pos.realized_pnl})")
@@ -219,13 +252,14 @@ async def restore_group(
 
     if fold.risk_day is not None and fold.risk_day.day >= 0:
         group.risk.restore_day(fold.risk_day)  # the same UTC day goes on: entries, loss baseline, latch
-        done.append(f"risk day {fold.risk_day.day}: {fold.risk_day.entries} entries")
+        day = _iso(fold.risk_day.day * 86_400 * 1_000_000_000)[:10]
+        reducing = " (REDUCING: daily loss limit)" if fold.risk_day.breach else ""
+        done.append(f"risk day {day}: {fold.risk_day.entries} entries{reducing}")
     resume = getattr(group.feed.feed, "resume_after", None)
     if resume is not None and fold.last_event_ns:
         resume(fold.last_event_ns)  # a replay carries on after the market time already traded
-        done.append(f"replay resumes after event time {fold.last_event_ns}")
+        done.append(f"replay resumes after {_iso(fold.last_event_ns)}")
 
-    venue = group.venue
     events: list[Message] = []
     if isinstance(venue, PaperExchange):
         events = _paper_events(group, opened)

@@ -73,6 +73,10 @@ class Supervisor:
         self.last_reload_error = ""
         self.last_reload_changes: list[str] = []
         self.admin_halt_reason = ""
+        # The journal lost records: every group starts halted (not lifted by resume; only
+        # `tradingd journal recover` and a restart), and recovery asks the venue for used ids.
+        self.journal_halt_reason = ""
+        self.journal_sink: Callable[[Message], None] | None = None  # strategy checkpoints
         self._tg: TaskGroup | None = None
         self.recovered: dict[tuple[str, str], OrderFold] = {}  # journal state per group, used at its start
 
@@ -127,12 +131,21 @@ class Supervisor:
         )
         if self.admin_halt_reason:
             group.health.admin_halt(self.admin_halt_reason)
+        if self.journal_halt_reason:
+            group.health.halt(self.journal_halt_reason)
+        group.strategy.checkpoint_sink = self.journal_sink
         fold = self.recovered.pop(cfg.key, None)
         if fold is None and hasattr(group.venue, "open_orders"):
             fold = OrderFold(cfg.exchange, cfg.symbol, cfg.account)  # nothing journaled: still ask the venue
         if fold is not None:
             policy = getattr(self.cfg.accounts.get(cfg.account), "foreign_orders", "flag")
-            done = await restore_group(group, fold, getattr(acct, "paper", None), foreign_orders=policy)
+            done = await restore_group(
+                group,
+                fold,
+                getattr(acct, "paper", None),
+                foreign_orders=policy,
+                journal_damaged=bool(self.journal_halt_reason),
+            )
             group.recovery = done
             log.info(
                 "group recovered from the journal: %s",

@@ -33,6 +33,10 @@ HELP = {
     ),
     "tradingd_risk_decisions_total": ("counter", "Risk decisions by outcome or rule that rejected"),
     "tradingd_signals_total": ("counter", "Strategy signals"),
+    "tradingd_strategy_replayed_total": (
+        "counter",
+        "Strategy outputs dropped after a restart: decided before it (up to the recovered decision floor)",
+    ),
     "tradingd_group_halted": ("gauge", "1 when a symbol group is halted"),
     "tradingd_position": ("gauge", "Net position per symbol"),
     "tradingd_realized_pnl": ("gauge", "Realized PnL per symbol in quote currency"),
@@ -115,6 +119,7 @@ def collect(sup: Supervisor) -> Iterator[Sample]:
         for rule, n in group.risk.decisions.items():
             yield "tradingd_risk_decisions_total", _l(exchange=ex, symbol=sym, decision=rule), n
         yield "tradingd_signals_total", _l(exchange=ex, symbol=sym), group.strategy.signals
+        yield "tradingd_strategy_replayed_total", _l(exchange=ex, symbol=sym), group.strategy.replayed
         yield from _feed_samples(group.feed.feed.statistics(), ex, sym)
         yield "tradingd_group_halted", _l(exchange=ex, symbol=sym), 1.0 if group.health.halted else 0.0
         yield "tradingd_position", _l(exchange=ex, symbol=sym), float(group.state.position)

@@ -1,5 +1,6 @@
-"""The order journal: round trips, reopen, torn and corrupt tails, rotation, release, group commit,
-and a writer process SIGKILLed mid-stream that loses nothing it acknowledged as flushed."""
+"""The order journal: round trips, reopen, torn tails (corruption: test_journal_damage.py), rotation,
+release, group commit, and a writer process SIGKILLed mid-stream that loses nothing it acknowledged
+as flushed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import anyio
 import pytest
 
 from actors.messages import Message, OrderFilled, OrderSubmitted
-from daemon.journal import SUFFIX, Journal, JournalLocked, scan_frames
+from daemon.journal import SUFFIX, Journal, JournalLocked
 from daemon.metrics import Metrics
 from daemon.spill import HEADER
 from tests.helpers import ROOT
@@ -162,39 +163,6 @@ async def test_zeroed_tail_is_torn_not_records(tmp_path: Path) -> None:
     assert [d.reason for _, d in journal.damaged] == ["torn"]
     assert read_all(journal) == [(i, msg(i)) for i in range(3)]
     journal.close()
-
-
-@pytest.mark.anyio
-async def test_corrupt_crc_in_last_and_in_older_segment(tmp_path: Path) -> None:
-    (await write(tmp_path, 30, segment_bytes=1024)).close()
-    segs = segments(tmp_path)
-    assert len(segs) >= 3
-    # flip a payload byte of the last record of the last segment: the tail goes
-    last = segs[-1]
-    data = bytearray(last.read_bytes())
-    positions, _ = scan_frames(bytes(data))
-    data[positions[-1] + HEADER.size + 3] ^= 0xFF
-    last.write_bytes(bytes(data))
-    # and of the second record of the first segment: that segment is read up to it
-    first = segs[0]
-    data = bytearray(first.read_bytes())
-    positions, _ = scan_frames(bytes(data))
-    data[positions[1] + HEADER.size + 3] ^= 0xFF
-    first.write_bytes(bytes(data))
-
-    metrics = Metrics()
-    journal = Journal.open(tmp_path, segment_bytes=1024, metrics=metrics)
-    assert sorted(d.reason for _, d in journal.damaged) == ["crc", "crc"]
-    assert metrics.get("tradingd_journal_damaged_total", {"reason": "crc"}) == 2
-    assert journal.next_offset == 29  # record 29 was the torn-off tail
-    second_first = int(segs[1].name[: -len(SUFFIX)])
-    expected = [0, *range(second_first, 29)]
-    assert [off for off, _ in read_all(journal)] == expected
-    assert all(m == msg(off) for off, m in read_all(journal))
-    records, nxt = journal.read_batch(1, 1000)  # a reader walks over the gap
-    assert records[0][0] == second_first and nxt == 29
-    assert journal.append(msg(29)) == 29
-    await journal.aclose()
 
 
 @pytest.mark.anyio

@@ -38,6 +38,7 @@ from actors.messages import (
     RiskApproved,
     RiskRejected,
     Signal,
+    StrategyCheckpoint,
     SubmitOrder,
     is_order_path,
 )
@@ -242,7 +243,7 @@ def build_rows(jid: str, records: Iterable[Record]) -> Rows:
     rows = Rows()
     positions: dict[tuple[str, str, str], Row] = {}
     for off, m in records:
-        if not is_order_path(m):
+        if not is_order_path(m) or isinstance(m, StrategyCheckpoint):  # a checkpoint: recovery's only
             rows.skipped += 1
             continue
         if isinstance(m, GroupSnapshot):  # a state blob, not an event
