@@ -242,7 +242,13 @@ class Journal:
         if self._pending:
             raise JournalError("skip_to with records queued")
         if offset > self._next:
+            skipped = (self._next, offset)  # never held a record of this journal: not a hole
             self._next = self._durable = offset
+            accepted = [*self.meta.accepted, skipped]
+            self.meta = msgspec.structs.replace(
+                self.meta, floor=max(self.meta.floor, offset), accepted=accepted
+            )
+            write_meta(self.directory, self.meta)  # durable: a restart never hands them out either
 
     @property
     def next_offset(self) -> int:
