@@ -10,7 +10,8 @@ every JSON-able field passed through ``extra=`` (``component``, ``exchange``, ``
 
 Redaction runs on the finished output line of both formatters, so it covers the message,
 its ``%`` arguments, extra fields and exception tracebacks alike: values registered with
-:func:`register_secret` and ``api_key=...``-style key/value pairs become ``***``.
+:func:`register_secret`, ``api_key=...``-style key/value pairs and the password of a URL's
+userinfo (``redis://user:***@host``, see :func:`redact_url`) become ``***``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,19 @@ import sys
 import threading
 import time
 from typing import IO, Any
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-__all__ = ["JsonFormatter", "TextFormatter", "redact", "register_secret", "setup_logging"]
+__all__ = [
+    "JsonFormatter",
+    "TextFormatter",
+    "redact",
+    "redact_url",
+    "register_secret",
+    "register_url_password",
+    "setup_logging",
+]
 
 MASK = "***"
 MIN_SECRET_LEN = 4
@@ -41,6 +51,9 @@ _AUTH = (
     r"""(?i)(authorization\\?["']?\s*[=:]\s*\\?["']?(?:(?:bearer|basic|token)\s+)?"""
     r"""|\b(?-i:Bearer)\s+)([^\s"',;)}\]\\]+)"""
 )
+# scheme://user:password@host: the password runs to the last '@' before a space or a quote (a
+# mistyped password may hold '/' or '@'), so more is masked rather than less.
+_URL_PASSWORD = re.compile(r"""(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/?#@:'"\\]*:)[^\s'"\\]*@""")
 _PATTERNS = (re.compile(_KV), re.compile(_AUTH))
 
 _lock = threading.Lock()
@@ -62,11 +75,28 @@ def register_secret(value: str) -> None:
         _secret_re = re.compile("|".join(re.escape(s) for s in ordered))
 
 
+def register_url_password(url: str) -> None:
+    """Never log the password of ``url``'s userinfo, even outside a URL (e.g. in a server's reply)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` masked (the user is kept)."""
+    return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
+
+
 def redact(text: str) -> str:
-    """``text`` with registered secrets and credential-looking key/value pairs masked."""
+    """``text`` with registered secrets, URL passwords and credential-looking key/value pairs masked."""
     secret_re = _secret_re
     if secret_re is not None:
         text = secret_re.sub(MASK, text)
+    text = redact_url(text)
     for pattern in _PATTERNS:
         text = pattern.sub(rf"\g<1>{MASK}", text)
     return text

@@ -201,3 +201,29 @@ def test_patterns_are_redacted_in_log_args_and_exceptions() -> None:
     first, second = json_lines(out)
     assert first["msg"] == "request https://x/order?symbol=BTC&signature=***"
     assert "X-MBX-APIKEY: ***" in str(second["exc"])
+
+
+def test_url_passwords_are_redacted_and_nothing_else() -> None:
+    cases = [
+        ("redis://user:pass@host:6379/0", "redis://user:***@host:6379/0"),
+        ("at rediss://:p%40ss@redis.example.com:6380/0 now", "at rediss://:***@redis.example.com:6380/0 now"),
+        ("got 'postgresql://postgres:pw/with@slash@db:5432/x'", "got 'postgresql://postgres:***@db:5432/x'"),
+        ("postgresql://postgres@127.0.0.1:5432/tradingd", "postgresql://postgres@127.0.0.1:5432/tradingd"),
+        ("http://127.0.0.1:8787/status", "http://127.0.0.1:8787/status"),
+    ]
+    assert [redact(raw) for raw, _ in cases] == [expected for _, expected in cases]
+
+
+def test_url_password_is_redacted_in_log_lines_even_outside_its_url() -> None:
+    from daemon.logs import register_url_password
+
+    out = io.StringIO()
+    setup_logging("info", "json", out)
+    register_url_password("redis://tradingd:Ur1Passw0rdQ@127.0.0.1:6379/0")
+    lg = logging.getLogger("tradingd.mirror")
+    lg.error("cannot reach %s", "redis://tradingd:Ur1Passw0rdQ@127.0.0.1:6379/0")
+    lg.error("server said: WRONGPASS for Ur1Passw0rdQ")
+    assert "Ur1Passw0rdQ" not in out.getvalue()
+    first, second = json_lines(out)
+    assert first["msg"] == "cannot reach redis://tradingd:***@127.0.0.1:6379/0"
+    assert second["msg"] == "server said: WRONGPASS for ***"
