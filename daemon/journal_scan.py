@@ -42,7 +42,9 @@ from typing import Literal
 import msgspec
 
 from actors.messages import ANY_DECODER_MSGPACK
-from daemon.spill import HEADER, MAX_FRAME, Damage
+from daemon.spill import HEADER, MAX_FRAME, Damage, fsync_path
+
+__all__ = ["fsync_path"]
 
 SUFFIX = ".jseg"
 META = "journal.meta"
@@ -88,15 +90,6 @@ def write_meta(directory: Path, meta: JournalMeta) -> None:
         os.close(fd)
     tmp.rename(path)
     fsync_path(directory)
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory by name."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _frame_at(buf: bytes, pos: int, end: int) -> int:

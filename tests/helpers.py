@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import random
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -128,3 +133,39 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_daemon(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``tradingd run --config cfg`` in a subprocess, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run", "--config", str(cfg)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def ready_count(log: Path) -> int:
+    """How many lives of the daemon logging to ``log`` got to READY."""
+    return log.read_text(errors="replace").count("tradingd ready")
+
+
+def kill_9_lives(cfg: Path, log: Path, lives: int, rng: random.Random, pause: tuple[float, float]) -> None:
+    """Start the daemon ``lives`` times, each SIGKILLed a random ``pause`` after READY, then once
+    more and stop it cleanly (exit 0, no traceback in the log)."""
+    for life in range(lives):
+        proc = start_daemon(cfg, log)
+        try:
+            wait_for(lambda n=life: ready_count(log) > n, 30, f"life {life} to get ready")
+            time.sleep(rng.uniform(*pause))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+    proc = start_daemon(cfg, log)
+    wait_for(lambda: ready_count(log) > lives, 30, "the last life to get ready")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert "Traceback" not in log.read_text(errors="replace")

@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,7 +31,7 @@ from actors.messages import (
 from actors.order_fold import OrderFold
 from daemon.journal import Journal
 from daemon.metrics import Metrics
-from tests.helpers import ROOT, make_config, unique_prefix, wait_for
+from tests.helpers import kill_9_lives, make_config, unique_prefix
 
 DAY = 86_400 * 1_000_000_000
 LIVES = int(os.environ.get("BETWEEN_SNAPSHOT_LIVES", "6"))
@@ -107,39 +103,11 @@ def _config(tmp: Path) -> Path:
     return path
 
 
-def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(cfg)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
-def _ready_count(log: Path) -> int:
-    return log.read_text(errors="replace").count("tradingd ready")
-
-
 def test_kill_9_between_snapshots_decides_nothing_twice(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     log = tmp_path / "daemon.log"
     rng = random.Random(int(os.environ.get("CRASH_SEED", "11")))
-    for life in range(LIVES):
-        proc = _start(cfg, log)
-        try:
-            wait_for(lambda n=life: _ready_count(log) > n, 30, f"life {life} to get ready")
-            time.sleep(rng.uniform(0.2, 1.2))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-    proc = _start(cfg, log)
-    wait_for(lambda: _ready_count(log) > LIVES, 30, "the last life to get ready")
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
-    assert "Traceback" not in log.read_text(errors="replace")
+    kill_9_lives(cfg, log, LIVES, rng, (0.2, 1.2))
 
     journal = Journal.open(tmp_path / "state" / "journal", metrics=Metrics())
     try:

@@ -17,10 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from actors.messages import (
@@ -34,7 +30,7 @@ from actors.messages import (
 from actors.order_fold import OrderFold
 from daemon.journal import Journal
 from daemon.metrics import Metrics
-from tests.helpers import ROOT, make_config, unique_prefix, wait_for
+from tests.helpers import kill_9_lives, make_config, unique_prefix
 
 LOOPS = int(os.environ.get("CRASH_LOOPS", "30"))
 
@@ -58,39 +54,11 @@ def _config(tmp: Path) -> Path:
     return path
 
 
-def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(cfg)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
-def _ready_count(log: Path) -> int:
-    return log.read_text(errors="replace").count("tradingd ready")
-
-
 def test_kill_9_loop_recovers_exactly(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     log = tmp_path / "daemon.log"
     rng = random.Random(int(os.environ.get("CRASH_SEED", "7")))
-    for life in range(LOOPS):
-        proc = _start(cfg, log)
-        try:
-            wait_for(lambda n=life: _ready_count(log) > n, 30, f"life {life} to get ready")
-            time.sleep(rng.uniform(0.05, 0.8))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-    proc = _start(cfg, log)
-    wait_for(lambda: _ready_count(log) > LOOPS, 30, "the last life to get ready")
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
-    assert "Traceback" not in log.read_text(errors="replace")
+    kill_9_lives(cfg, log, LOOPS, rng, (0.05, 0.8))
 
     journal = Journal.open(tmp_path / "state" / "journal", metrics=Metrics())
     try:

@@ -11,7 +11,6 @@ exits 1, `journal recover` salvages the rest, and the next start is ready and tr
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from daemon.journal import SUFFIX, Journal
 from daemon.journal_scan import scan_frames
 from daemon.metrics import Metrics
 from daemon.spill import HEADER
-from tests.helpers import ROOT, free_port, make_config, unique_prefix, wait_for
+from tests.helpers import ROOT, free_port, make_config, start_daemon, unique_prefix, wait_for
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -36,17 +35,6 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
     except OSError:
         return 0, ""
-
-
-def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(cfg)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -86,7 +74,7 @@ def test_damaged_journal_halts_until_recovered_and_sends_nothing_twice(tmp_path:
     log = tmp_path / "daemon.log"
     state = tmp_path / "state"
 
-    proc = _start(cfg, log)
+    proc = start_daemon(cfg, log)
     try:
         wait_for(lambda: sum(isinstance(m, SubmitOrder) for m in _records_safe(state)) >= 6, 60, "trading")
     finally:
@@ -101,7 +89,7 @@ def test_damaged_journal_halts_until_recovered_and_sends_nothing_twice(tmp_path:
     data[positions[len(positions) // 2] + HEADER.size + 5] ^= 0xFF
     seg.write_bytes(bytes(data))
 
-    proc = _start(cfg, log)
+    proc = start_daemon(cfg, log)
     try:
         wait_for(lambda: _get(port, "/readyz")[0] == 503, 30, "the damaged daemon's /readyz")
         time.sleep(1.5)  # let it run: a halted group must not send entries
@@ -130,7 +118,7 @@ def test_damaged_journal_halts_until_recovered_and_sends_nothing_twice(tmp_path:
     assert _cli("journal", "verify", "--config", str(cfg)).returncode == 0
 
     submitted_before = {m.client_order_id for m in _records(state) if isinstance(m, OrderSubmitted)}
-    proc = _start(cfg, log)
+    proc = start_daemon(cfg, log)
     try:
         wait_for(lambda: _get(port, "/readyz")[0] == 200, 30, "the recovered daemon to be ready")
         wait_for(
