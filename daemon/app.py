@@ -23,7 +23,7 @@ from daemon import telemetry
 from daemon.config import Config, ConfigError, PaperAccount, load_config
 from daemon.health import open_health_server
 from daemon.journal import JournalError
-from daemon.logs import setup_logging
+from daemon.logs import redact, register_url_password, setup_logging
 from daemon.metrics import METRICS, Metrics
 from daemon.mirror import RedisMirror
 from daemon.persistence import Persistence
@@ -40,6 +40,7 @@ class Daemon:
     def __init__(self, cfg: Config, config_path: Path, metrics: Metrics = METRICS) -> None:
         self.cfg = cfg
         self.config_path = config_path
+        _register_passwords(cfg)
         self.metrics = metrics
         self.notifier = SystemdNotifier.from_env()
         self.mirror: RedisMirror | None = None
@@ -172,27 +173,29 @@ class Daemon:
         sup = self.supervisor
         try:
             new = load_config(self.config_path)
+            _register_passwords(new)
             sup.check_reload(new)
         except ConfigError as exc:
+            error = redact(str(exc))  # shown on /status and mirrored to Redis: no password
             sup.reload_failures += 1
-            sup.last_reload_error = str(exc)
+            sup.last_reload_error = error
             self.metrics.inc("tradingd_config_reloads_total", {"result": "invalid"})
             log.error(
-                "config reload rejected, keeping the running config: %s", exc, extra={"component": "config"}
+                "config reload rejected, keeping the running config: %s", error, extra={"component": "config"}
             )
-            self._announce(ConfigReloaded(ok=False, error=str(exc), **_sys()))
-            self.notifier.ready("reload rejected: " + str(exc)[:200])
+            self._announce(ConfigReloaded(ok=False, error=error, **_sys()))
+            self.notifier.ready("reload rejected: " + error[:200])
             return
         try:
             diff = await sup.apply_config(new)
         except Exception as exc:
             sup.reload_failures += 1
-            sup.last_reload_error = f"reload failed while applying: {exc!r}"
+            sup.last_reload_error = redact(f"reload failed while applying: {exc!r}")
             self.metrics.inc("tradingd_config_reloads_total", {"result": "failed"})
             log.exception(
                 "config reload failed while applying; running groups kept", extra={"component": "config"}
             )
-            self.notifier.ready("reload failed: " + repr(exc)[:200])
+            self.notifier.ready("reload failed: " + redact(repr(exc))[:200])
             return
         self.cfg = new
         logging.getLogger().setLevel(new.daemon.log_level.upper())
@@ -209,6 +212,12 @@ class Daemon:
     def _announce(self, msg: Message) -> None:
         if self.mirror is not None:
             self.mirror.offer(msg)
+
+
+def _register_passwords(cfg: Config) -> None:
+    """The Redis URL's and the DSN's passwords are masked in every log line, wherever they appear."""
+    register_url_password(cfg.redis.url)
+    register_url_password(cfg.store.dsn)
 
 
 def _sys() -> Stamp:

@@ -13,11 +13,12 @@ from daemon.config import ConfigError, load_config
 def _check_config(path: str) -> int:
     try:
         cfg = load_config(path)
-    except ConfigError as exc:
+    except ConfigError as exc:  # its message shows no URL password, nor an *_env key's value
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    groups = ", ".join(f"{g.exchange}:{g.symbol}" for g in cfg.groups if g.enabled) or "none"
-    print(f"{path}: ok ({len(cfg.groups)} groups: {groups})")
+    enabled = [f"{g.exchange}:{g.symbol}" for g in cfg.groups if g.enabled]
+    empty = " (daemon.allow_empty)" if not enabled else ""
+    print(f"{path}: ok ({len(enabled)} groups: {', '.join(enabled) or 'none'}{empty})")
     return 0
 
 

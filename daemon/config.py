@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from daemon.config_checks import validate
-from daemon.config_lines import line_of
+from daemon.config_lines import line_of, path_at
 from daemon.config_schema import (
     AccountConfig,
     BinanceAccount,
@@ -35,6 +35,7 @@ from daemon.config_schema import (
     StoreSection,
     SupervisorSection,
 )
+from daemon.logs import redact_url
 
 __all__ = [
     "AccountConfig",
@@ -61,13 +62,33 @@ __all__ = [
 
 
 class ConfigError(Exception):
-    """A config file that cannot be used; ``str()`` is a message for the operator."""
+    """A config file that cannot be used; ``str()`` is a message for the operator, in which no URL
+    shows its password (it goes to the log, ``/status`` and the Redis ``system`` stream)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_url(message))
 
 
 def _err(text: str, path: str, message: str, source: str) -> ConfigError:
     line = line_of(text, path) if text else None
     where = f"{source}:{line}: " if line else f"{source}: "
     return ConfigError(f"{where}{path}: {message}")
+
+
+_TOML_AT = re.compile(r"^(?P<what>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$")
+
+
+def _toml_error(text: str, source: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    """``file:line: key.path: expected valid TOML: what (column N)``, like every other config error."""
+    m = _TOML_AT.match(str(exc))
+    what = m.group("what") if m else str(exc)
+    if m and m.group("line"):
+        line, where = int(m.group("line")), f"column {m.group('col')}"
+    else:  # a truncated file: the error is at its end
+        line, where = max(len(text.splitlines()), 1), "at the end of the file"
+    path = path_at(text, line) or "(top level)"
+    what = what[:1].lower() + what[1:]
+    return ConfigError(f"{source}:{line}: {path}: expected valid TOML: {what} ({where})")
 
 
 _MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
@@ -92,7 +113,7 @@ def _name_dict_key(raw: dict[str, object], path: str) -> str:
     if isinstance(accounts, dict):
         for name, value in accounts.items():
             try:
-                msgspec.convert(value, AccountConfig, strict=False)
+                msgspec.convert(value, AccountConfig, strict=True)
             except msgspec.ValidationError:
                 return path.replace("accounts[...]", f"accounts.{name}", 1)
     return path
@@ -129,14 +150,14 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        raise _toml_error(text, source, exc) from None
     except RecursionError:
-        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
+        raise ConfigError(f"{source}: (top level): expected valid TOML: nested too deeply") from None
     _default_feed_kind(raw)
     _default_strategy_name(raw)
     _default_account_exchange(raw)
     try:
-        cfg = msgspec.convert(raw, Config, strict=False)
+        cfg = msgspec.convert(raw, Config, strict=True)  # "8794" is not a port, "20" not a lookback
     except msgspec.ValidationError as exc:
         path, what = _msgspec_path(str(exc))
         path = _name_dict_key(raw, path)

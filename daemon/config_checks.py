@@ -1,8 +1,8 @@
-"""Value rules for a decoded config: what msgspec's types cannot say (ranges, bounds, names, URLs,
-whether the Redis TLS files load).
+"""Which value rule applies to which key of a decoded config: what msgspec's types cannot say
+(ranges, bounds, names, URLs, whether the Redis TLS files load, at least one group).
 
-Each rule yields ``(key path, what was expected)``; ``daemon.config`` turns the first into a
-ConfigError naming the file and line.
+The rules themselves live in :mod:`daemon.value_checks`.  Each yields ``(key path, what was
+expected)``; ``daemon.config`` turns the first into a ConfigError naming the file and line.
 """
 
 from __future__ import annotations
@@ -23,18 +23,48 @@ from daemon.config_schema import (
 )
 from daemon.redis_wire import TLSConfigError, tls_context
 from daemon.strategy_checks import validate_strategy
-from daemon.value_checks import Problems
+from daemon.value_checks import (
+    Problems,
+    at_least,
+    computable,
+    directory,
+    env_name,
+    host,
+    numbers,
+    postgres_dsn,
+    printable_name,
+    redis_url,
+)
 from daemon.value_checks import bad as _bad
 from daemon.value_checks import between as _between
 from daemon.value_checks import positive as _positive
+from daemon.value_checks import url as _url
 
 MAX_PERIOD = 10_000  # indicator windows hold a multiple of this many bars
+MAX_BAR_INTERVAL_S = 86_400  # bars (and replayed candles) of at most a day: bars align to UTC days
+MIN_TIMEOUT_S = 0.001  # a timeout, backoff or watchdog shorter than 1 ms is a busy loop
+MIN_PERIODIC_S = 0.1  # periodic writes (snapshots, checkpoints, reloads of venue rules)
+BUSY = "shorter would spin the loop"
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
 def validate(cfg: Config) -> Problems:
+    """Every problem of ``cfg``, the first one first (specific rules, then the bounds of every number)."""
+    yield from _validate(cfg)
+    for path, value in numbers(cfg):
+        yield from computable(path, value)
+    if not cfg.daemon.allow_empty and not any(g.enabled for g in cfg.groups):
+        yield (
+            "groups",
+            "expected at least one enabled [[groups]] table (an empty or truncated file would stop all "
+            "trading); set daemon.allow_empty = true to run without groups",
+        )
+
+
+def _validate(cfg: Config) -> Problems:
     d, r, s, c = cfg.daemon, cfg.redis, cfg.supervisor, cfg.channels
+    yield from directory("daemon.state_dir", d.state_dir)
     for path, value, zero_ok in (
         ("daemon.feed_stale_after_s", d.feed_stale_after_s, False),
         ("redis.maxlen", r.maxlen, False),
@@ -56,15 +86,34 @@ def validate(cfg: Config) -> Problems:
         ("channels.batch_size", c.batch_size, False),
     ):
         yield from _positive(path, value, zero_ok)
-    if not cfg.store.dsn.startswith(("postgresql://", "postgres://")):
-        yield "store.dsn", f"expected a postgresql:// DSN, got {cfg.store.dsn!r}"
-    if not r.url.startswith(("redis://", "rediss://", "unix://")):
-        yield "redis.url", f"expected a redis://, rediss:// (TLS) or unix:// URL, got {r.url!r}"
+    for path, seconds in (
+        ("daemon.feed_stale_after_s", d.feed_stale_after_s),
+        ("redis.connect_timeout_s", r.connect_timeout_s),
+        ("redis.retry_interval_s", r.retry_interval_s),
+        ("supervisor.window_s", s.window_s),
+        ("supervisor.backoff_initial_s", s.backoff_initial_s),
+        ("supervisor.backoff_max_s", s.backoff_max_s),
+    ):
+        yield from at_least(path, seconds, MIN_TIMEOUT_S, BUSY)
+    yield from at_least("store.snapshot_interval_s", cfg.store.snapshot_interval_s, MIN_PERIODIC_S, BUSY)
+    yield from at_least(
+        "store.metrics_checkpoint_s", cfg.store.metrics_checkpoint_s, MIN_PERIODIC_S, BUSY, zero_off=True
+    )
+    if s.backoff_initial_s > s.backoff_max_s:
+        yield (
+            "supervisor.backoff_initial_s",
+            f"expected at most backoff_max_s ({s.backoff_max_s}), got {s.backoff_initial_s}",
+        )
+    yield from postgres_dsn("store.dsn", cfg.store.dsn)
+    yield from redis_url("redis.url", r.url)
+    yield from printable_name("redis.prefix", r.prefix, "a Redis key prefix")
     yield from _validate_redis_tls(r)
     if c.capacity > 10_000_000:
         yield "channels.capacity", f"expected at most 10000000 messages, got {c.capacity}"
     if not 0 <= cfg.health.port < 65536:
         yield "health.port", f"expected a TCP port 0..65535 (0 picks a free one), got {cfg.health.port}"
+    yield from host("health.bind", cfg.health.bind)
+    yield from env_name("health.admin_token_env", cfg.health.admin_token_env)
     for name, acct in cfg.accounts.items():
         yield from _validate_account(name, acct)
     seen: set[tuple[str, str]] = set()
@@ -94,31 +143,26 @@ def _validate_redis_tls(r: RedisSection) -> Problems:
         yield f"redis.{exc.key}", exc.problem
 
 
-ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-
 def _validate_binance_account(p: str, acct: BinanceAccount) -> Problems:
-    for key, url, schemes in (
+    for key, value, schemes in (
         ("rest_url", acct.rest_url, ("https://", "http://")),
         ("ws_api_url", acct.ws_api_url, ("wss://", "ws://")),
         ("stream_url", acct.stream_url, ("wss://", "ws://")),
     ):
-        if not url.startswith(schemes):
-            yield f"{p}.{key}", f"expected a {' or '.join(schemes)} URL, got {url!r}"
-    for key, env in (("api_key_env", acct.api_key_env), ("secret_env", acct.secret_env)):
-        if not ENV_RE.match(env):
-            yield (
-                f"{p}.{key}",
-                f"expected the NAME of an environment variable (secrets never go in the file), got {env!r}",
-            )
+        yield from _url(f"{p}.{key}", value, schemes)
+    yield from env_name(f"{p}.api_key_env", acct.api_key_env)
+    yield from env_name(f"{p}.secret_env", acct.secret_env)
     if acct.api_key_env == acct.secret_env:
-        yield f"{p}.secret_env", f"expected a variable other than api_key_env, got {acct.secret_env!r}"
+        yield f"{p}.secret_env", "expected a variable other than api_key_env, got the same name"
     if not 1 <= acct.recv_window_ms <= 60_000:
         yield f"{p}.recv_window_ms", f"expected 1..60000 ms (Binance's maximum), got {acct.recv_window_ms}"
     yield from _positive(f"{p}.timeout_s", acct.timeout_s)
     yield from _positive(f"{p}.connect_timeout_s", acct.connect_timeout_s)
     yield from _positive(f"{p}.resolve_backoff_max_s", acct.resolve_backoff_max_s)
     yield from _positive(f"{p}.exchange_info_refresh_s", acct.exchange_info_refresh_s)
+    for key in ("timeout_s", "connect_timeout_s", "resolve_backoff_max_s"):
+        yield from at_least(f"{p}.{key}", getattr(acct, key), MIN_TIMEOUT_S, BUSY)
+    yield from at_least(f"{p}.exchange_info_refresh_s", acct.exchange_info_refresh_s, MIN_PERIODIC_S, BUSY)
 
 
 def _validate_account_risk(p: str, lim: AccountRiskLimits) -> Problems:
@@ -161,26 +205,33 @@ def _validate_group(cfg: Config, i: int, g: GroupConfig) -> Problems:
     yield from _positive(f"{p}.instrument.min_notional", g.instrument.min_notional, allow_zero=True)
     yield from _validate_feed(f"{p}.feed", g.feed)
     yield from _positive(f"{p}.bar_interval_s", g.bar_interval_s)
+    if g.bar_interval_s > MAX_BAR_INTERVAL_S:
+        yield (
+            f"{p}.bar_interval_s",
+            f"expected at most {MAX_BAR_INTERVAL_S} s (a day), got {g.bar_interval_s}",
+        )
     yield from _validate_risk(f"{p}.risk", g.risk)
     yield from _validate_strategy(f"{p}.strategy", g.strategy, g.risk)
 
 
 def _validate_feed(p: str, feed: FeedConfig) -> Problems:
     if isinstance(feed, BinanceFeed):
-        if not feed.ws_url.startswith(("wss://", "ws://")):
-            yield f"{p}.ws_url", f"expected a ws:// or wss:// URL, got {feed.ws_url!r}"
-        if not feed.rest_url.startswith(("https://", "http://")):
-            yield f"{p}.rest_url", f"expected an http(s):// URL, got {feed.rest_url!r}"
+        yield from _url(f"{p}.ws_url", feed.ws_url, ("wss://", "ws://"))
+        yield from _url(f"{p}.rest_url", feed.rest_url, ("https://", "http://"))
         if not re.fullmatch(r"[A-Z0-9]{2,20}", feed.venue_symbol):
             yield f"{p}.venue_symbol", f"expected a Binance symbol like 'BTCUSDT', got {feed.venue_symbol!r}"
         yield from _positive(f"{p}.silence_timeout_s", feed.silence_timeout_s)
         yield from _positive(f"{p}.stall_timeout_s", feed.stall_timeout_s)
+        for key in ("silence_timeout_s", "stall_timeout_s"):
+            yield from at_least(f"{p}.{key}", getattr(feed, key), MIN_TIMEOUT_S, BUSY)
         if not 0 < feed.rotate_after_s < 86_400:
             why = "Binance closes a connection after 24 h"
             yield f"{p}.rotate_after_s", f"expected seconds in (0, 86400): {why}; got {feed.rotate_after_s}"
         return
     yield from _positive(f"{p}.speed", feed.speed, allow_zero=True)
     yield from _positive(f"{p}.interval_s", feed.interval_s)
+    if feed.interval_s > MAX_BAR_INTERVAL_S:
+        yield f"{p}.interval_s", f"expected at most {MAX_BAR_INTERVAL_S} s (a day), got {feed.interval_s}"
     if not Path(feed.path).suffix:
         yield f"{p}.path", f"expected a data file (.json or .json.gz), got {feed.path!r}"
 

@@ -4,7 +4,8 @@ tomllib does not keep positions, so error messages find the line here with a sma
 line scanner that understands table headers, arrays of tables and (dotted) keys.  It is
 only used to point at lines in error messages; the TOML itself is parsed by tomllib.
 When the exact key is not in the file (a missing required key), the line of its
-nearest enclosing table is returned.
+nearest enclosing table is returned.  :func:`path_at` goes the other way for TOML syntax
+errors (tomllib names a line, not a key): the key path a line defines.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+_BROKEN_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_\-\"'.]+)")
 
 
 def _split_key(key: str) -> list[str]:
@@ -67,3 +69,19 @@ def line_of(text: str, path: str) -> int | None:
             break
         candidate = candidate[:cut]
     return index.get(candidate)
+
+
+def path_at(text: str, lineno: int) -> str:
+    """The key path line ``lineno`` (1-based) defines: ``table.key``, a table header's path (also of
+    a broken header: ``[health`` is ``health``), else its table's; "" at the top level."""
+    counts: dict[str, int] = {}
+    table = ""
+    for n, line in enumerate(text.splitlines()[:lineno], start=1):
+        m = _HEADER.match(line) or (_BROKEN_HEADER.match(line) if n == lineno else None)
+        if m:
+            table = _header_path(_split_key(m.group(2)), m.group(1) == "[[", counts)
+            continue
+        k = _KEY.match(line)
+        if n == lineno and k:
+            return ".".join(p for p in [table, *_split_key(k.group(1))] if p)
+    return table

@@ -25,6 +25,9 @@ class DaemonSection(Base, frozen=True, kw_only=True):
     log_format: Literal["auto", "json", "text"] = "auto"
     state_dir: str = ".state"
     feed_stale_after_s: float = 120.0
+    # A config without an enabled group (an empty or truncated file) is refused, and so is a reload
+    # that would stop every running group, unless this is set.
+    allow_empty: bool = False
 
 
 class HealthSection(Base, frozen=True, kw_only=True):

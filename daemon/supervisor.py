@@ -177,9 +177,17 @@ class Supervisor:
         """The diff ``new`` would apply; ConfigError if it would abandon a position or open orders.
 
         Stopping or restarting a group starts its order book, position and stops afresh, so
-        it is refused while the group holds a position or working orders.
+        it is refused while the group holds a position or working orders.  A reload that would
+        stop every running group (a file emptied or cut short while being written) is refused
+        unless the new file sets ``daemon.allow_empty``.
         """
         diff = diff_configs(self.cfg, new)
+        if self.groups and not new.daemon.allow_empty and set(self.groups) <= set(diff.stop):
+            raise ConfigError(
+                "reload refused: it would stop every running group ("
+                + ", ".join(g.name for g in self.groups.values())
+                + "); check the file is complete, or set daemon.allow_empty = true to stop them all"
+            )
         busy = []
         for key in diff.stop + diff.restart:
             group = self.groups.get(key)

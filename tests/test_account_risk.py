@@ -144,6 +144,8 @@ async def test_two_risk_actors_share_the_account_limit() -> None:
 
 def test_config_table_is_validated() -> None:
     base = """
+[daemon]
+allow_empty = true
 [accounts.main]
 balances = { USDT = "1000" }
 [accounts.main.risk]
@@ -152,7 +154,7 @@ daily_loss_limit = { USDT = "50" }
 """
     cfg = parse_config(base, "cfg.toml")
     assert cfg.accounts["main"].risk.daily_loss_limit == {"USDT": D(50)}
-    with pytest.raises(ConfigError, match=r"cfg.toml:5: accounts.main.risk.max_open_orders: .*-1"):
+    with pytest.raises(ConfigError, match=r"cfg.toml:7: accounts.main.risk.max_open_orders: .*-1"):
         parse_config(base.replace("max_open_orders = 10", "max_open_orders = -1"), "cfg.toml")
     with pytest.raises(ConfigError, match=r"accounts.main.risk.daily_loss_limit.USDT: .*NaN"):
         parse_config(base.replace('"50"', '"NaN"'), "cfg.toml")

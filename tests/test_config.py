@@ -265,16 +265,16 @@ RULE_CASES = [
         'path = "data"',
         "cfg.toml:33: groups[0].feed.path: expected a data file (.json or .json.gz), got 'data'",
     ),
-    ("port = 8787", "port = ", "cfg.toml: not valid TOML: Invalid value (at line 5, column 8)"),
+    ("port = 8787", "port = ", "cfg.toml:5: health.port: expected valid TOML: invalid value (column 8)"),
     (
         "port = 8787",
         "port = 1\nport = 2",
-        "cfg.toml: not valid TOML: Cannot overwrite a value (at line 6, column 9)",
+        "cfg.toml:6: health.port: expected valid TOML: cannot overwrite a value (column 9)",
     ),
     (
         "[health]",
         "[health",
-        "cfg.toml: not valid TOML: Expected ']' at the end of a table declaration (at line 4, column 8)",
+        "cfg.toml:4: health: expected valid TOML: expected ']' at the end of a table declaration (column 8)",
     ),
 ]
 
@@ -344,7 +344,7 @@ def test_nan_participation_rejected() -> None:
 
 def test_deeply_nested_toml_rejected() -> None:
     """Was: tomllib's RecursionError on ``a = [[[[...]]]]`` escaped parse_config."""
-    rejects("a = " + "[" * 3000 + "]" * 3000, "cfg.toml: not valid TOML: nested too deeply")
+    rejects("a = " + "[" * 3000 + "]" * 3000, "cfg.toml: (top level): expected valid TOML: nested too deeply")
 
 
 def test_unknown_dotted_table_names_its_line() -> None:

@@ -145,3 +145,63 @@ async def test_status_shows_unrealized_pnl_per_group_and_per_account_quote(tmp_p
     assert status["accounts"]["paper"]["pnl_by_quote"] == {  # type: ignore[index]
         "BTC": {"realized": "0.5", "unrealized": "0.0050", "fees": "0.01"}
     }
+
+
+async def _running(daemon: Daemon, keys: int) -> None:
+    with anyio.fail_after(10):
+        while len(daemon.supervisor.groups) < keys:
+            await anyio.sleep(0.02)
+
+
+async def test_reload_that_would_stop_every_group_is_refused_unless_allow_empty(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(_config(tmp_path, trades_group=False))
+    daemon = Daemon(parse_config(path.read_text()), path, Metrics())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        await _running(daemon, 1)
+        btc = daemon.supervisor.groups[("paper", "UNITTEST/BTC")]
+        other = _config(tmp_path, candles_group=False)  # valid, but every running group would stop
+        path.write_text(other)
+        await daemon.reload()
+        assert daemon.supervisor.groups == {("paper", "UNITTEST/BTC"): btc}
+        assert daemon.supervisor.last_reload_error == (
+            "reload refused: it would stop every running group (paper:UNITTEST/BTC); check the file is "
+            "complete, or set daemon.allow_empty = true to stop them all"
+        )
+        path.write_text(other.replace("[daemon]\n", "[daemon]\nallow_empty = true\n"))
+        await daemon.reload()
+        assert daemon.supervisor.last_reload_changes[:2] == ["start paper:XRP/ETH", "stop paper:UNITTEST/BTC"]
+        assert list(daemon.supervisor.groups) == [("paper", "XRP/ETH")]
+        tg.cancel_scope.cancel()
+
+
+async def test_empty_or_truncated_file_never_stops_trading(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    text = _config(tmp_path)
+    path.write_text(text)
+    daemon = Daemon(parse_config(text), path, Metrics())
+    empty = (
+        f"{path}: groups: expected at least one enabled [[groups]] table (an empty or truncated file "
+        "would stop all trading); set daemon.allow_empty = true to run without groups"
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        await _running(daemon, 2)
+        groups = dict(daemon.supervisor.groups)
+        for cut in ("", text[: text.index("[[groups]]")], text[: text.index("[[groups]]") + 11]):
+            path.write_text(cut)
+            await daemon.reload()
+            assert daemon.supervisor.groups == groups
+            assert daemon.supervisor.last_reload_error.startswith(f"{path}:"), cut
+        assert daemon.supervisor.reload_failures == 3
+        path.write_text("")
+        await daemon.reload()
+        assert daemon.supervisor.last_reload_error == empty
+        path.write_text(
+            text[: text.index("[[groups]]")].replace("[daemon]\n", "[daemon]\nallow_empty = true\n")
+        )
+        await daemon.reload()  # said so: every group stops
+        assert daemon.supervisor.groups == {}
+        assert daemon.supervisor.last_reload_error == ""
+        tg.cancel_scope.cancel()
