@@ -356,6 +356,22 @@ class RiskDayChanged(Message, frozen=True):
     why: Literal["new_day", "breach", "lifted"]
 
 
+class HaltChanged(Message, frozen=True, kw_only=True):
+    """The operator's kill switch was set or lifted for a scope: the whole daemon, one account,
+    or one group (``target`` "" / the account's name / ``"exchange:symbol"``).
+
+    Journaled (kind ``risk``) and restored before READY: a halt survives a crash and systemd's
+    restart; only a resume lifts it.  ``by`` says who (the admin API's caller), ``ts_event``
+    when (wall time).
+    """
+
+    scope: Literal["daemon", "account", "group"]
+    target: str = ""
+    halted: bool
+    reason: str = ""
+    by: str = ""
+
+
 class StrategyCheckpoint(Message, frozen=True):
     """The strategy's state right after an event it decided on (it emitted a signal or intent).
 
@@ -422,7 +438,9 @@ class Heartbeat(Message, frozen=True):
 
 
 MarketMessage = Trade | Quote | BookDelta | BookSnapshot | Bar
-DecisionMessage = Signal | OrderIntent | CancelIntent | RiskApproved | RiskRejected | RiskDayChanged
+DecisionMessage = (
+    Signal | OrderIntent | CancelIntent | RiskApproved | RiskRejected | RiskDayChanged | HaltChanged
+)
 OrderMessage = (
     SubmitOrder
     | CancelOrder
@@ -455,6 +473,7 @@ ALL_TYPES: tuple[type[Message], ...] = (
     RiskApproved,
     RiskRejected,
     RiskDayChanged,
+    HaltChanged,
     SubmitOrder,
     CancelOrder,
     OrderSubmitted,
@@ -491,6 +510,7 @@ STREAM_KIND: dict[type[Message], str] = {
     RiskApproved: "risk",
     RiskRejected: "risk",
     RiskDayChanged: "risk",
+    HaltChanged: "risk",
     SubmitOrder: "order",
     CancelOrder: "order",
     OrderSubmitted: "order",

@@ -21,6 +21,7 @@ from actors.channels import Tap
 from actors.messages import ConfigReloaded, Message, Stamp, stamp
 from daemon import telemetry
 from daemon.config import Config, ConfigError, PaperAccount, load_config
+from daemon.halts import describe
 from daemon.health import open_health_server
 from daemon.journal import JournalError
 from daemon.logs import redact, register_url_password, setup_logging
@@ -104,11 +105,11 @@ class Daemon:
 
     def halt(self, reason: str) -> None:
         log.warning("trading halted by admin: %s", reason, extra={"component": "admin"})
-        self.supervisor.halt(reason)
+        self.supervisor.halt(reason, by="admin API")
 
     def resume(self) -> None:
         log.warning("trading resumed by admin", extra={"component": "admin"})
-        self.supervisor.resume()
+        self.supervisor.resume(by="admin API")
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -131,6 +132,13 @@ class Daemon:
                 self.supervisor.recovered = await anyio.to_thread.run_sync(self.persistence.recover)
                 self.persistence.strategies = self.supervisor.strategy_states
                 self.supervisor.journal_sink = self.persistence.offer
+                for halt in self.persistence.halts.active.values():  # before any group starts
+                    self.supervisor.halts.apply(halt)
+                    log.warning(
+                        "trading halt restored from the journal: %s",
+                        describe(halt),
+                        extra={"component": "admin"},
+                    )
                 if self.persistence.findings:
                     self.supervisor.journal_halt_reason = (
                         f"journal damaged ({'; '.join(self.persistence.findings)}): trading halted; stop the "

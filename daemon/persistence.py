@@ -30,9 +30,10 @@ from typing import NamedTuple
 import anyio
 from anyio.abc import TaskStatus
 
-from actors.messages import Message, RiskDay, is_order_path, stamp
+from actors.messages import HaltChanged, Message, RiskDay, is_order_path, stamp
 from actors.order_fold import OrderFold
 from daemon.config import StoreSection
+from daemon.halts import HaltBook
 from daemon.journal import Journal
 from daemon.metrics import Metrics
 from daemon.metrics_checkpoint import checkpoint_loop
@@ -80,6 +81,7 @@ class Persistence:
         self.snapshots = 0
         self.recovered_records = 0
         self.store_view = StoreView()
+        self.halts = HaltBook()  # the operator's halts in force, as journaled
 
     def offer(self, msg: Message) -> None:
         """The bus tap: order-path messages go to the journal (buffered; flushed by the loop)."""
@@ -89,6 +91,10 @@ class Persistence:
             self._fold(msg)
 
     def _fold(self, msg: Message) -> None:
+        if type(msg) is HaltChanged:
+            assert isinstance(msg, HaltChanged)
+            self.halts.apply(msg)
+            return
         key = (msg.exchange, msg.symbol)
         fold = self.folds.get(key)
         if fold is None:
@@ -165,6 +171,8 @@ class Persistence:
             snap = fold.snapshot(stamp(key[0], key[1], now), fold.strategy, fold.strategy_state)
             self.journal.append(snap)
             self.snapshots += 1
+        for halt in self.halts.active.values():  # again in every round: a release never drops one
+            self.journal.append(halt)
         self.snapshot_offset = first
         return first
 

@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup
 
 from actors.account_risk import AccountRisk
 from actors.channels import Channel, Router, Tap
-from actors.messages import Message
+from actors.messages import HaltChanged, Message, stamp
 from actors.order_fold import OrderFold
 from actors.portfolio import Portfolio
 from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
@@ -34,6 +34,7 @@ from adapters.paper.account import PaperAccountState
 from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, PaperAccount, diff_configs
 from daemon.config_schema import BinanceAccount
 from daemon.group import SymbolGroup
+from daemon.halts import HaltBook, HaltScope, describe
 from daemon.persistence import StrategyView
 from daemon.restore import restore_group
 
@@ -72,7 +73,7 @@ class Supervisor:
         self.reload_failures = 0
         self.last_reload_error = ""
         self.last_reload_changes: list[str] = []
-        self.admin_halt_reason = ""
+        self.halts = HaltBook()  # the operator's kill switch per scope (journaled, restored at start)
         # The journal lost records: every group starts halted (not lifted by resume; only
         # `tradingd journal recover` and a restart), and recovery asks the venue for used ids.
         self.journal_halt_reason = ""
@@ -129,8 +130,8 @@ class Supervisor:
             account_risk=acct.risk,
             account_stream=acct.user_stream,
         )
-        if self.admin_halt_reason:
-            group.health.admin_halt(self.admin_halt_reason)
+        if reason := self.halts.reason(cfg.account, group.name):
+            group.health.admin_halt(reason)
         if self.journal_halt_reason:
             group.health.halt(self.journal_halt_reason)
         group.strategy.checkpoint_sink = self.journal_sink
@@ -225,15 +226,17 @@ class Supervisor:
         reasons = []
         now = time.time_ns()
         stale_after = self.cfg.daemon.feed_stale_after_s
-        if self.admin_halt_reason:
-            reasons.append(f"trading halted by admin: {self.admin_halt_reason}")
+        for halt in self.halts.active.values():
+            reasons.append(f"trading halted by the operator: {describe(halt)}")
         for acct in self.accounts.values():
             if acct.health.halt_reason:
                 reasons.append(f"account {acct.name} ledger halted: {acct.health.halt_reason}")
         for group in self.groups.values():
             if group.health.halt_reason:
                 reasons.append(f"group {group.name} halted: {group.health.halt_reason}")
-            elif group.health.admin_reason and group.health.admin_reason != self.admin_halt_reason:
+            elif group.health.admin_reason and group.health.admin_reason != self.halts.reason(
+                group.cfg.account, group.name
+            ):
                 reasons.append(f"group {group.name} halted: {group.health.admin_reason}")
             age = group.feed_age_s(now)
             if age is None and (now - self.started_ns) / 1e9 > stale_after:
@@ -242,20 +245,56 @@ class Supervisor:
                 reasons.append(f"feed {group.name} stale for {age:.0f}s")
         return reasons
 
-    def halt(self, reason: str) -> None:
-        """Kill switch: no new exposure on any group (exits and stop-losses still go through).
+    @property
+    def admin_halt_reason(self) -> str:
+        """The daemon-wide halt in force, "" if none."""
+        halt = self.halts.active.get(("daemon", ""))
+        return describe(halt) if halt is not None else ""
+
+    def halt(self, reason: str, scope: HaltScope = "daemon", target: str = "", by: str = "") -> None:
+        """Kill switch: no new exposure on the scope's groups (exits and stop-losses still go
+        through); journaled (through the tap) and restored at the next start, until :meth:`resume`.
 
         Each group that was not halted yet cancels its open entry orders (``risk.halt_cancels_orders``).
         """
-        self.admin_halt_reason = reason or "halted by admin"
-        for group in self.groups.values():
-            group.health.admin_halt(self.admin_halt_reason)
+        exchange, symbol = target.split(":", 1) if scope == "group" else ("*", "*")
+        msg = HaltChanged(
+            scope=scope,
+            target=target,
+            halted=True,
+            reason=reason or "halted by admin",
+            by=by,
+            **stamp(exchange, symbol, time.time_ns()),
+        )
+        self.apply_halt(msg)
+        if self.tap is not None:
+            self.tap(msg)
 
-    def resume(self) -> None:
-        """Lift the kill switch. A supervisor halt (an actor that kept failing) stays."""
-        self.admin_halt_reason = ""
+    def resume(self, scope: HaltScope = "daemon", target: str = "", by: str = "") -> None:
+        """Lift the scope's kill switch (journaled). A supervisor halt (an actor that kept failing)
+        and a journal-damage halt stay, and so does a halt of another scope covering a group."""
+        exchange, symbol = target.split(":", 1) if scope == "group" else ("*", "*")
+        msg = HaltChanged(
+            scope=scope, target=target, halted=False, by=by, **stamp(exchange, symbol, time.time_ns())
+        )
+        self.apply_halt(msg)
+        if self.tap is not None:
+            self.tap(msg)
+
+    def apply_halt(self, msg: HaltChanged) -> None:
+        """Put ``msg`` in force on the running groups (also used for halts restored from the journal)."""
+        self.halts.apply(msg)
         for group in self.groups.values():
-            group.health.admin_resume()
+            covered = msg.scope == "daemon" or msg.target == (
+                group.cfg.account if msg.scope == "account" else group.name
+            )
+            if not covered:
+                continue  # another scope's halt, or a group's own (reconciliation) halt, stays
+            reason = self.halts.reason(group.cfg.account, group.name)
+            if reason:
+                group.health.admin_halt(reason)
+            else:
+                group.health.admin_resume()
 
     def status(self) -> dict[str, object]:
         now = time.time_ns()

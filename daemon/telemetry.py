@@ -38,6 +38,10 @@ HELP = {
         "Strategy outputs dropped after a restart: decided before it (up to the recovered decision floor)",
     ),
     "tradingd_group_halted": ("gauge", "1 when a symbol group is halted"),
+    "tradingd_halted": (
+        "gauge",
+        "1 per operator halt in force, by scope (daemon, account, group) and target",
+    ),
     "tradingd_position": ("gauge", "Net position per symbol"),
     "tradingd_realized_pnl": ("gauge", "Realized PnL per symbol in quote currency"),
     "tradingd_feed_emitted_total": ("counter", "Market messages a feed delivered to its group"),
@@ -93,6 +97,8 @@ def _actor_samples(actor: Actor, labels: Labels) -> Iterator[Sample]:
 
 
 def collect(sup: Supervisor) -> Iterator[Sample]:
+    for scope, target in list(sup.halts.active):
+        yield "tradingd_halted", _l(scope=scope, target=target), 1.0
     for acct in list(sup.accounts.values()):
         p = acct.portfolio
         labels = _l(exchange="*", symbol=f"account:{acct.name}", actor=p.kind)
