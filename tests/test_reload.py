@@ -63,7 +63,8 @@ async def test_admin_halt_applies_to_groups_started_later(tmp_path: Path) -> Non
         path.write_text(_config(tmp_path))
         await daemon.reload()
         xrp = daemon.supervisor.groups[("paper", "XRP/ETH")]
-        assert xrp.health.halted and xrp.health.reason.startswith("admin: desk says stop (all groups, halted ")
+        assert xrp.health.halted
+        assert xrp.health.reason.startswith("admin: desk says stop (all groups, halted ")
         daemon.resume()
         assert not xrp.health.halted
         tg.cancel_scope.cancel()
