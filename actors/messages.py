@@ -313,6 +313,7 @@ class RiskDay(msgspec.Struct, frozen=True, kw_only=True):
     entries: int = 0
     start_equity: Decimal = Decimal(0)
     breach: str = ""  # non-empty: the daily loss limit holds the group REDUCING until the next day
+    last_exit_ns: int = 0  # market time of the last exit (risk.cooldown_s runs from it)
 
 
 class GroupSnapshot(Message, frozen=True):
@@ -353,7 +354,7 @@ class RiskDayChanged(Message, frozen=True):
     """
 
     day: RiskDay
-    why: Literal["new_day", "breach", "lifted"]
+    why: Literal["new_day", "breach", "lifted", "exit"]
 
 
 class HaltChanged(Message, frozen=True, kw_only=True):

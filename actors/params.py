@@ -160,6 +160,9 @@ class RiskLimits(Base, frozen=True, kw_only=True):
     daily_loss_limit: Decimal = Decimal("0")
     # A halt (admin or supervisor) cancels the group's open entry orders (not reduce-only ones).
     halt_cancels_orders: bool = True
+    # Seconds (event time) after an exit (a fill that shrank the position) during which entries
+    # are refused (rule ``cooldown``); 0 = off.  Any strategy; survives a restart.
+    cooldown_s: float = 0.0
     # Stop-monitor: smallest move (price units) of a trailing stop that amends it; an entry's
     # own trailing_step overrides it.  0 = every improvement moves the stop.
     trail_step: Decimal = Decimal("0")

@@ -13,7 +13,9 @@ reduce-only really reduces, mandatory stop-loss on entries (always for entries w
 time exit), a fresh last price exists, price band vs last trade, max order notional,
 max position (including exposure of orders already approved), max open orders, order
 rate (entries only, in event time: a stop-loss exit is never throttled, and accelerated
-replays see the same rule as live trading), max trades per day.
+replays see the same rule as live trading), max trades per day, cooldown (``cooldown_s`` of
+event time after an exit, a fill that shrank the position: entries refused, for every
+strategy; the exit's time is journaled in a RiskDayChanged, so it survives a restart).
 
 Daily rules work per symbol (this actor's group) on UTC days of *event time*: the day
 rolls when an intent or bar with a later UTC day arrives (PositionChanged carries wall
@@ -72,6 +74,10 @@ def utc_date(day: int) -> str:
     return datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat()
 
 
+def iso_utc(ns: int) -> str:
+    return datetime.fromtimestamp(ns / NS, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 class RiskActor(Actor):
     kind = "risk"
 
@@ -100,6 +106,7 @@ class RiskActor(Actor):
         self.day_entries = 0
         self.day_start_equity = ZERO
         self.daily_breach = ""  # set (the reason) while the day's loss limit holds the group REDUCING
+        self.last_exit_ns = 0  # market time of the last fill that shrank the position (cooldown_s)
         # from the last PositionChanged (SymbolState has no fees)
         self._qty, self._avg, self._realized, self._fees = (
             state.position,
@@ -139,7 +146,7 @@ class RiskActor(Actor):
             self.day_start_equity = self.equity(mark)
             self._day_changed("new_day", ts_event)
 
-    def _day_changed(self, why: Literal["new_day", "breach", "lifted"], ts_event: int = 0) -> None:
+    def _day_changed(self, why: Literal["new_day", "breach", "lifted", "exit"], ts_event: int = 0) -> None:
         """Journal the day's counters (no subscriber: the tap only), before any approval that follows."""
         ts = ts_event or self.state.last_ts_event or max(self.day, 0) * DAY_NS
         msg = RiskDayChanged(day=self.day_snapshot(), why=why, **stamp(self.exchange, self.symbol, ts))
@@ -160,6 +167,10 @@ class RiskActor(Actor):
             self._day_changed("breach")
 
     def _on_position(self, msg: PositionChanged) -> None:
+        if abs(msg.quantity) < abs(self._qty) and not msg.recovered:  # an exit (in part or whole)
+            self.last_exit_ns = self.state.last_ts_event or msg.ts_event
+            if self.limits.cooldown_s > 0:
+                self._day_changed("exit", self.last_exit_ns)
         self._qty, self._avg, self._realized, self._fees = (
             msg.quantity,
             msg.avg_price,
@@ -176,12 +187,14 @@ class RiskActor(Actor):
             entries=self.day_entries,
             start_equity=self.day_start_equity,
             breach=self.daily_breach,
+            last_exit_ns=self.last_exit_ns,
         )
 
     def restore_day(self, snap: RiskDay) -> None:
         """Restart recovery: the same UTC day goes on with its entries, baseline and REDUCING latch."""
         self.day, self.day_entries = snap.day, snap.entries
         self.day_start_equity, self.daily_breach = snap.start_equity, snap.breach
+        self.last_exit_ns = snap.last_exit_ns
 
     def day_status(self) -> dict[str, object]:
         """For /status: the daily counters of the current UTC day."""
@@ -252,6 +265,7 @@ class RiskActor(Actor):
             self._check_open_orders,
             self._check_rate,
             self._check_trades_per_day,
+            self._check_cooldown,
         ):
             verdict = rule(intent)
             if verdict is not None:
@@ -396,6 +410,19 @@ class RiskActor(Actor):
         return (
             "max_trades_per_day",
             f"{self.day_entries} entries on {utc_date(self.day)} (UTC), max_trades_per_day is {cap}",
+        )
+
+    def _check_cooldown(self, intent: OrderIntent) -> Verdict:
+        cooldown = self.limits.cooldown_s
+        if intent.reduce_only or cooldown <= 0 or not self.last_exit_ns:
+            return None
+        until = self.last_exit_ns + int(cooldown * NS)
+        if intent.ts_event >= until:
+            return None
+        return (
+            "cooldown",
+            f"entries refused until {iso_utc(until)}: cooldown_s {cooldown:g} after the exit at "
+            f"{iso_utc(self.last_exit_ns)}",
         )
 
     def open_order_count(self) -> int:

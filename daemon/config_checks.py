@@ -42,6 +42,7 @@ from daemon.value_checks import url as _url
 
 MAX_PERIOD = 10_000  # indicator windows hold a multiple of this many bars
 MAX_BAR_INTERVAL_S = 86_400  # bars (and replayed candles) of at most a day: bars align to UTC days
+MAX_COOLDOWN_S = 7 * 86_400
 MIN_TIMEOUT_S = 0.001  # a timeout, backoff or watchdog shorter than 1 ms is a busy loop
 MIN_PERIODIC_S = 0.1  # periodic writes (snapshots, checkpoints, reloads of venue rules)
 BUSY = "shorter would spin the loop"
@@ -251,6 +252,11 @@ def _validate_risk(p: str, r: RiskLimits) -> Problems:
         yield (
             f"{p}.daily_loss_limit",
             f"expected a loss in quote currency >= 0 (0 = off), got {r.daily_loss_limit}",
+        )
+    if not 0 <= r.cooldown_s <= MAX_COOLDOWN_S:
+        yield (
+            f"{p}.cooldown_s",
+            f"expected seconds after an exit in [0, {MAX_COOLDOWN_S}] (0 = off), got {r.cooldown_s}",
         )
     if _bad(r.trail_step) or r.trail_step < 0:
         yield (
