@@ -39,6 +39,11 @@ one-cancels-other — the first to trigger sends the only exit):
   open (the entry kept filling) re-arms for the rest.  A partially filled exit keeps waiting.
   An adding entry that brings its own plan replaces the plan (and restarts the trail);
   further fills of the entry whose plan is in force keep it (and the trail) as it is.
+- **A hit withdraws the entry still filling.** A level hit while an entry of the position is
+  still working (it fills in parts, e.g. below its own stop) withdraws that entry (a
+  CancelIntent: the order actor cancels it) and exits what is held; only what the entry filled
+  before the cancel landed is left, and it is exited on the next price beyond the level — so
+  one position sees one exit in flight, and at most one more, not one per partial fill.
 
 Stops are synthetic by default: the monitor watches trades (or bar high/low) itself.  With
 ``risk.native_stops = true`` and a venue that supports stop orders (``venue_stops``), the
@@ -56,6 +61,7 @@ from decimal import Decimal
 from actors.channels import Channel, Router
 from actors.messages import (
     Bar,
+    CancelIntent,
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -107,6 +113,7 @@ class StopMonitor(NativeStops, Actor):
         self.triggered = 0
         self.amendments = 0  # trailing moves published
         self._last_exit_cid = ""  # the most recent approved reduce-only order (any source)
+        self._entries: dict[str, OrderIntent] = {}  # entry orders approved and not ended, by client id
         self._orphans: set[str] = set()  # native stops of a disarmed stop, canceled once accepted
         self._native_seq = 0
         # The stop as published before a restart: the next stop armed on that side takes its
@@ -212,6 +219,8 @@ class StopMonitor(NativeStops, Actor):
     # --- order events -----------------------------------------------------------------------
 
     async def _on_filled(self, msg: OrderFilled) -> None:
+        if msg.leaves_qty == 0:
+            self._entries.pop(msg.client_order_id, None)
         stop = self.stop
         if stop is None:
             return
@@ -226,6 +235,8 @@ class StopMonitor(NativeStops, Actor):
         """An order ended unfilled: if it was our exit (or the exit we deferred to), look again."""
         request_reject = isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS)
         cid = msg.client_order_id
+        if not request_reject:
+            self._entries.pop(cid, None)
         if cid in self._orphans:
             if not request_reject:
                 self._orphans.discard(cid)
@@ -274,6 +285,9 @@ class StopMonitor(NativeStops, Actor):
         if intent.reduce_only:
             self._last_exit_cid = client_order_id(intent.intent_id)
             return
+        self._entries[client_order_id(intent.intent_id)] = intent
+        if len(self._entries) > 1000:  # ends we never saw (a lost event): forget the oldest
+            self._entries.pop(next(iter(self._entries)))
         plan = ExitPlan.of(intent)
         if plan is None:
             return
@@ -398,9 +412,29 @@ class StopMonitor(NativeStops, Actor):
             return  # pending: canceled when accepted; canceling: the exit follows the cancel
         await self._send_exit(stop, trigger, level, fields)
 
+    async def _withdraw_entries(self, stop: ArmedStop, trigger: Trigger, fields: Stamp) -> None:
+        """Cancel the entries still working on this position's side (once each)."""
+        opening = "buy" if stop.exit_side == "sell" else "sell"
+        for cid, intent in list(self._entries.items()):
+            if intent.side != opening:
+                continue
+            del self._entries[cid]
+            self.log.warning(
+                "%s hit for %s while entry %s still works: withdrawn", trigger, stop.stop_id, cid
+            )
+            await self.router.publish(
+                CancelIntent(
+                    intent_id=intent.intent_id,
+                    source="stop-monitor",
+                    reason=f"{trigger} hit for {stop.stop_id} while the entry was filling",
+                    **fields,
+                )
+            )
+
     async def _send_exit(self, stop: ArmedStop, trigger: Trigger, level: Decimal, fields: Stamp) -> None:
         stop.triggered = True
         self.triggered += 1
+        await self._withdraw_entries(stop, trigger, fields)
         intent_id = f"{stop.stop_id}:{trigger}:{fields['ts_event']}"
         stop.exit_cid = client_order_id(intent_id)
         self.log.info(

@@ -15,6 +15,7 @@ import pytest
 from actors.channels import Channel, Router
 from actors.messages import (
     Bar,
+    CancelIntent,
     Message,
     OrderCanceled,
     OrderExpired,
@@ -567,3 +568,57 @@ async def test_partial_exit_fill_does_not_rearm() -> None:
     exit_id = f"{stop_id()}:stop_loss:10"
     out = await w.send(exit_fill(exit_id, "1", "3"), position("3", exit_id), trade(12, "93"))
     assert out == []
+
+
+# --- a hit while the entry is still filling ------------------------------------------------
+
+
+def entry_fill(qty: str, cum: str, leaves: str, ts: int) -> OrderFilled:
+    return OrderFilled(
+        exchange=EX,
+        symbol=SYM,
+        ts_event=ts,
+        ts_recv=ts,
+        client_order_id=client_order_id("e1"),
+        venue_order_id="v1",
+        trade_id=f"te{ts}",
+        side="buy",
+        last_qty=D(qty),
+        last_price=D("96"),
+        cum_qty=D(cum),
+        leaves_qty=D(leaves),
+        fee=D(0),
+        fee_asset="USDT",
+        liquidity="maker",
+    )
+
+
+async def test_a_hit_while_the_entry_fills_withdraws_it_and_exits_once_not_per_partial_fill() -> None:
+    """The paper churn: an entry for 4 filling in parts below its own stop sent one exit per
+    partial fill.  Now the first hit withdraws the entry; what filled before the cancel landed
+    is exited once more; nothing after the entry ended."""
+    w = Wired()
+    w.router.subscribe(w.out, (CancelIntent,))
+    it = entry("e1", "buy", "4", "95", "110")
+    await w.send(approved(it), entry_fill("1", "1", "3", 5), position("1", "e1"))
+    out = await w.send(trade(10, "94"))  # the stop is hit with 3 still to fill
+    cancels = [m for m in out if isinstance(m, CancelIntent)]
+    assert [c.intent_id for c in cancels] == ["e1"] and cancels[0].source == "stop-monitor"
+    exits = [m for m in out if isinstance(m, OrderIntent)]
+    assert [(e.quantity, e.reduce_only) for e in exits] == [(D(1), True)]
+    first_exit = exits[0].intent_id
+    # one more part fills before the cancel lands, then the entry is canceled
+    await w.send(entry_fill("1", "2", "2", 11), position("2", "e1"))
+    canceled = OrderCanceled(
+        exchange=EX,
+        symbol=SYM,
+        ts_event=12,
+        ts_recv=12,
+        client_order_id=client_order_id("e1"),
+        reason="withdrawn",
+    )
+    assert await w.send(canceled, trade(12, "93")) == []  # the first exit still works: nothing new
+    out = await w.send(exit_fill(first_exit, "1", "0"), position("1", first_exit), trade(13, "93"))
+    assert [m for m in out if isinstance(m, CancelIntent)] == []  # withdrawn once
+    assert [m.quantity for m in out if isinstance(m, OrderIntent)] == [D(1)]  # the rest, once
+    assert await w.send(trade(14, "92"), trade(15, "91")) == []  # one exit in flight
