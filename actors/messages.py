@@ -138,6 +138,8 @@ class OrderIntent(Message, frozen=True):
     ``trailing_step`` (price units; else the group's ``risk.trail_step``).
     ``exit_at_ns`` closes the position at the first price at or after that event time
     (an entry carrying it must also carry a ``stop_loss``).
+    ``post_only`` (a GTC limit only): the order must rest; a venue refuses it instead of letting
+    it take liquidity (Binance ``LIMIT_MAKER``; the paper venue the same way).
     """
 
     intent_id: str
@@ -157,6 +159,7 @@ class OrderIntent(Message, frozen=True):
     trailing_activation: Decimal | None = None
     trailing_step: Decimal | None = None
     exit_at_ns: int | None = None
+    post_only: bool = False
 
 
 class CancelIntent(Message, frozen=True):
@@ -197,6 +200,7 @@ class SubmitOrder(Message, frozen=True):
     stop_price: Decimal | None = None
     time_in_force: TimeInForce = "gtc"
     reduce_only: bool = False
+    post_only: bool = False  # rest or be refused: never take liquidity
 
 
 class CancelOrder(Message, frozen=True):

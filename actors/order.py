@@ -288,6 +288,7 @@ class OrderActor(Actor):
             stop_price=stop,
             time_in_force=intent.time_in_force,
             reduce_only=intent.reduce_only,
+            post_only=intent.post_only,
             exchange=ex,
             symbol=sym,
             ts_event=now,

@@ -82,6 +82,7 @@ class GridParams(StrategyBase, frozen=True, kw_only=True, tag="grid"):
     take_profit_quote: Decimal = Decimal("0")
     stop_loss_pct: float = 5.0
     arm_within_pct: float = 4.0
+    post_only: bool = False  # the resting buys and sells are post-only (maker or refused)
 
 
 class FloorParams(StrategyBase, frozen=True, kw_only=True, tag="floor"):

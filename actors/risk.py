@@ -307,6 +307,11 @@ class RiskActor(Actor):
                 return "invalid", f"{intent.order_type} order needs {name}"
             if value is not None and (not value.is_finite() or value <= 0):
                 return "invalid", f"{name} must be a positive number, got {value}"
+        if intent.post_only and (intent.order_type != "limit" or intent.time_in_force != "gtc"):
+            return (
+                "invalid",
+                f"post_only needs a GTC limit order, got {intent.order_type} {intent.time_in_force}",
+            )
         return self._check_exit_plan(intent)
 
     @staticmethod

@@ -140,6 +140,7 @@ def make_intent(
     reduce_only: bool = False,
     stop_loss: Decimal | None = None,
     take_profit: Decimal | None = None,
+    post_only: bool = False,
 ) -> OrderIntent:
     return OrderIntent(
         exchange=ctx.exchange,
@@ -156,6 +157,7 @@ def make_intent(
         stop_loss=stop_loss,
         take_profit=take_profit,
         reason=reason,
+        post_only=post_only,
     )
 
 

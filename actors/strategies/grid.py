@@ -294,6 +294,7 @@ class GridStrategy(BarStrategy[GridState, GridParams]):
                         order_type="limit",
                         price=lines[i],
                         stop_loss=stop_loss,
+                        post_only=self._params.post_only,
                     )
                 )
         return msgspec.structs.replace(state, slots=tuple(slots), order_ts=tuple(order_ts)), out
@@ -362,6 +363,7 @@ class GridStrategy(BarStrategy[GridState, GridParams]):
             order_type="limit",
             price=lines[i + 1],
             reduce_only=True,
+            post_only=self._params.post_only,
         )
 
     def _cancel_buys(

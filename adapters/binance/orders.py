@@ -1,7 +1,8 @@
 """Our orders in Binance's terms, and Binance's orders in ours.
 
 :func:`map_order` turns a ``SubmitOrder`` into ``POST /api/v3/order`` parameters: market ->
-MARKET, limit -> LIMIT (GTC/IOC/FOK; GTC as LIMIT_MAKER with ``limit_maker``), stop_market ->
+MARKET, limit -> LIMIT (GTC/IOC/FOK; a post-only GTC limit, or every GTC limit with the account's
+``limit_maker``, as LIMIT_MAKER), stop_market ->
 STOP_LOSS or TAKE_PROFIT, stop_limit -> STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT (a stop that
 triggers when price moves against the side, compared with the last price, is a stop-loss;
 otherwise a take-profit).  :class:`VenueOrder` is one order as the venue reports it
@@ -33,7 +34,7 @@ def map_order(
         kind = "MARKET"
     elif msg.order_type == "limit":
         price = msg.price
-        if limit_maker and msg.time_in_force == "gtc":
+        if (limit_maker or msg.post_only) and msg.time_in_force == "gtc":
             kind = "LIMIT_MAKER"
         else:
             kind, tif = "LIMIT", _TIF[msg.time_in_force]

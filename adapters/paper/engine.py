@@ -98,6 +98,8 @@ class PaperEngine:
         """Validate and accept (or reject) an order. Nothing fills before the next market event."""
         ts = self.clock.time_ns() if now is None else now
         reason = self._validate(cmd)
+        if reason is None and cmd.post_only:
+            reason = self._would_take(cmd)
         if reason is None:
             reason = self._accept(cmd)
         if reason is not None:
@@ -141,6 +143,15 @@ class PaperEngine:
         if cmd.exchange != self.exchange or cmd.symbol != self.symbol:
             return f"wrong venue: this engine trades {self.exchange}:{self.symbol}"
         return check_order(cmd, self.instrument, self.last_price)
+
+    def _would_take(self, cmd: SubmitOrder) -> str | None:
+        """A post-only order that would match at once is refused, as Binance refuses a LIMIT_MAKER."""
+        last, limit = self.last_price, cmd.price
+        if cmd.order_type != "limit" or limit is None:
+            return f"post-only needs a limit order, got {cmd.order_type}"
+        if last is not None and _crosses(cmd.side, last, limit):
+            return f"post-only order would immediately match and take (limit {limit}, market {last})"
+        return None
 
     def _accept(self, cmd: SubmitOrder) -> str | None:
         """Reserve what the order may spend and book it; returns a reject reason instead."""
@@ -265,7 +276,8 @@ class PaperEngine:
             return self._slip(first, o.side), "taker"
         limit = o.cmd.price or ZERO
         fresh = o.arrived == self._events - 1
-        if _crosses(o.side, first, limit) and (fresh or ev.is_bar or o.trig_px is not None):
+        taker_ok = not o.cmd.post_only  # a post-only order rests: it fills as maker or not at all
+        if taker_ok and _crosses(o.side, first, limit) and (fresh or ev.is_bar or o.trig_px is not None):
             return self._to_tick(first), "taker"
         touch = ev.low if o.side == "buy" else ev.high
         if o.trig_px is None and _crosses(o.side, touch, limit):
