@@ -48,8 +48,17 @@ class Daemon:
         if cfg.redis.enabled:
             self.mirror = RedisMirror(cfg.redis, Path(cfg.daemon.state_dir), metrics)
         self.persistence: Persistence | None = None
-        if cfg.store.enabled:
-            self.persistence = Persistence(cfg.store, Path(cfg.daemon.state_dir), metrics)
+        store = cfg.store
+        if not store.enabled and _real_accounts(cfg):
+            # Journal-before-send is never optional with real money: the journal runs, PostgreSQL stays off.
+            store = msgspec.structs.replace(store, enabled=True, postgres=False)
+            log.info(
+                "order journal on for real account(s) %s ([store] is off: no PostgreSQL copy)",
+                ", ".join(_real_accounts(cfg)),
+                extra={"component": "store"},
+            )
+        if store.enabled:
+            self.persistence = Persistence(store, Path(cfg.daemon.state_dir), metrics)
             self.persistence.assets_for = self._assets_for
         durable = self.persistence.durable if self.persistence is not None else None
         self.supervisor = Supervisor(cfg, self._tap(), durable)
@@ -183,6 +192,11 @@ class Daemon:
             new = load_config(self.config_path)
             _register_passwords(new)
             sup.check_reload(new)
+            if self.persistence is None and _real_accounts(new):
+                raise ConfigError(
+                    f"reload refused: account(s) {', '.join(_real_accounts(new))} trade a real venue, which "
+                    "needs the order journal; it starts with the daemon: restart to add them"
+                )
         except ConfigError as exc:
             error = redact(str(exc))  # shown on /status and mirrored to Redis: no password
             sup.reload_failures += 1
@@ -226,6 +240,10 @@ def _register_passwords(cfg: Config) -> None:
     """The Redis URL's and the DSN's passwords are masked in every log line, wherever they appear."""
     register_url_password(cfg.redis.url)
     register_url_password(cfg.store.dsn)
+
+
+def _real_accounts(cfg: Config) -> list[str]:
+    return sorted(name for name, acct in cfg.accounts.items() if not isinstance(acct, PaperAccount))
 
 
 def _sys() -> Stamp:

@@ -34,6 +34,7 @@ from daemon.value_checks import (
     postgres_dsn,
     printable_name,
     redis_url,
+    writable_directory,
 )
 from daemon.value_checks import bad as _bad
 from daemon.value_checks import between as _between
@@ -117,6 +118,10 @@ def _validate(cfg: Config) -> Problems:
     yield from env_name("health.admin_token_env", cfg.health.admin_token_env)
     for name, acct in cfg.accounts.items():
         yield from _validate_account(name, acct)
+    real = sorted(name for name, acct in cfg.accounts.items() if isinstance(acct, BinanceAccount))
+    if real:  # journal-before-send is never off for a real venue, [store] or not
+        why = f"the order journal of account {real[0]} is kept there"
+        yield from writable_directory("daemon.state_dir", d.state_dir, why)
     seen: set[tuple[str, str]] = set()
     for i, g in enumerate(cfg.groups):
         yield from _validate_group(cfg, i, g)

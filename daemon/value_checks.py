@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
@@ -173,6 +175,17 @@ def printable_name(path: str, value: str, what: str) -> Problems:
 def directory(path: str, value: str) -> Problems:
     if not value.strip() or not value.isprintable():
         yield path, f"expected a directory path (printable, not empty), got {value!r}"
+
+
+def writable_directory(path: str, value: str, why: str) -> Problems:
+    """``value`` is (or can be made as) a directory this user may write."""
+    probe = Path(value).absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        yield path, f"expected a directory ({why}), but {probe} is not one"
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        yield path, f"expected a directory this user can write ({why}), but {probe} is not writable"
 
 
 def redis_url(path: str, url: str) -> Problems:
