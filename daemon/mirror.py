@@ -73,6 +73,18 @@ _HELP = {
 }
 
 
+DAEMON_EXCHANGE, DAEMON_SYMBOL = "daemon", "all"
+
+
+def stream_key(prefix: str, msg: Message) -> str:
+    """``{prefix}:{exchange}:{symbol}:{kind}``; a message of the whole daemon (exchange and
+    symbol ``*``: config reloads, operator halts) goes to ``{prefix}:daemon:all:{kind}``, a key a
+    consumer can type (no glob character in it)."""
+    ex = DAEMON_EXCHANGE if msg.exchange == "*" else msg.exchange
+    sym = DAEMON_SYMBOL if msg.symbol == "*" else msg.symbol
+    return f"{prefix}:{ex}:{sym}:{STREAM_KIND[type(msg)]}"
+
+
 class MirrorStats(msgspec.Struct, frozen=True):
     """For /status. ``spilled`` is on disk now; ``published`` and ``dropped`` are totals."""
 
@@ -168,8 +180,7 @@ class RedisMirror:
             queue.append(Entry(st, st.ms, st.seq, msg))
 
     def _route(self, msg: Message) -> StreamState:
-        kind = STREAM_KIND[type(msg)]
-        st = self._backlog.stream(f"{self._cfg.prefix}:{msg.exchange}:{msg.symbol}:{kind}")
+        st = self._backlog.stream(stream_key(self._cfg.prefix, msg))
         self._routes[(type(msg), msg.exchange, msg.symbol)] = st
         return st
 

@@ -138,7 +138,7 @@ def test_sighup_refuses_every_case_and_the_groups_keep_trading(tmp_path: Path) -
             "the groups still trading",
         )
         system = b"".join(
-            value for _, fields in client.xrange(f"{prefix}:*:*:system") for value in fields.values()
+            value for _, fields in client.xrange(f"{prefix}:daemon:all:system") for value in fields.values()
         )
         assert b"redis.url" in system  # the rejected reloads were mirrored ...
         assert _leaks(system.decode("utf-8", "replace")) == []  # ... without the secrets

@@ -481,3 +481,15 @@ async def test_out_of_memory_holds_the_order_path_until_redis_has_room(tmp_path:
             await client.aclose()
     assert metrics.get(DROPPED, {"kind": "trade", "reason": "refused"}) == 20
     assert metrics.total("tradingd_mirror_dead_letters_total") == 0
+
+
+def test_daemon_wide_messages_go_to_a_key_a_consumer_can_type() -> None:
+    from actors.messages import ConfigReloaded, HaltChanged
+    from actors.messages import stamp as message_stamp
+    from daemon.mirror import stream_key
+
+    reload = ConfigReloaded(ok=True, **message_stamp("*", "*", 1))
+    halt = HaltChanged(scope="daemon", halted=True, **message_stamp("*", "*", 1))
+    assert stream_key("td", reload) == "td:daemon:all:system"
+    assert stream_key("td", halt) == "td:daemon:all:risk"
+    assert "*" not in stream_key("td", reload)
