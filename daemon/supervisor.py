@@ -8,7 +8,8 @@ parameters in place for the rest — actors a change does not touch keep running
 their queues keep flowing, so no market message is lost.
 
 It is also the health server's provider: ``status()``, ``readiness()``, ``halt()``,
-``resume()``.
+``resume()``; the venue's part of readiness and status (exchange rules, REST, user data stream)
+is :mod:`daemon.venue_health`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from actors.portfolio import Portfolio
 from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
 from adapters.binance.account_stream import AccountUserStream
 from adapters.paper.account import PaperAccountState
+from daemon import venue_health
 from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, PaperAccount, diff_configs
 from daemon.config_schema import BinanceAccount
 from daemon.group import SymbolGroup
@@ -243,6 +245,7 @@ class Supervisor:
                 reasons.append(f"feed {group.name} has sent nothing in {stale_after:g}s")
             elif age is not None and age > stale_after:
                 reasons.append(f"feed {group.name} stale for {age:.0f}s")
+        reasons += venue_health.readiness(self, now)
         return reasons
 
     @property
@@ -327,6 +330,7 @@ class Supervisor:
             "pnl_by_quote": {q: {k: str(v) for k, v in row.items()} for q, row in sorted(pnl.items())},
             "halted": acct.health.halted,
             "actor": _actor_status(acct.portfolio, now),
+            "venue": venue_health.account_status(acct),
         }
 
     def _group_status(self, group: SymbolGroup, now: int) -> dict[str, object]:
@@ -347,6 +351,7 @@ class Supervisor:
             "risk_day": group.risk.day_status(),
             "recovery": group.recovery,
             "feed": msgspec.to_builtins(group.feed.feed.statistics()),
+            "venue": venue_health.group_status(group),
             "strategy": msgspec.to_builtins(group.cfg.strategy),
             "risk": msgspec.to_builtins(group.cfg.risk),
             "actors": [_actor_status(a, now) for a in group.actors],

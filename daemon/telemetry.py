@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import msgspec
 
 from actors.runtime import Actor
+from daemon import venue_health
 from daemon.metrics import Labels, Metrics, Sample
 from daemon.supervisor import Supervisor
 
@@ -58,6 +59,7 @@ def register(metrics: Metrics, supervisor: Supervisor) -> None:
     for name, (kind, text) in HELP.items():
         metrics.describe(name, kind, text)
     metrics.add_collector(lambda: list(collect(supervisor)))
+    venue_health.register(metrics, supervisor)  # REST, user data stream, exchange rules
 
 
 def _l(**labels: str) -> Labels:

@@ -24,6 +24,10 @@ It behaves like the venue where the adapter's correctness depends on it:
   ``/ws/<listenKey>``) pushes the same bare events.  Knobs: :meth:`FakeBinance.drop_user_sockets`,
   :meth:`FakeBinance.terminate_user_streams`, ``mute_user_stream`` (events are lost), ``refuse_subscribe``,
   :meth:`FakeBinance.send_user_raw` (hostile frames).
+- an outage (:meth:`FakeBinance.go_down` / :meth:`FakeBinance.come_back`, or ``unreachable=True`` from
+  the start): every REST request's connection is closed without a reply, every WebSocket handshake
+  is refused (HTTP 503) and the user sockets are cut, as when the venue or the route to it is down;
+- ``GET /api/v3/ping`` (weight 1, ``{}``), as Binance's connectivity test.
 
 Its clock is the wall clock plus ``skew_ms``, which tests move to provoke -1021.
 """
@@ -63,6 +67,7 @@ Fault = Literal["500", "500-unprocessed", "hang", "disconnect", "garbage", "wron
 PRE_FAULTS = frozenset({"500-unprocessed", "429", "418"})  # answered before the request is processed
 
 WEIGHTS = {
+    ("GET", "/api/v3/ping"): 1,
     ("GET", "/api/v3/time"): 1,
     ("GET", "/api/v3/exchangeInfo"): 20,
     ("GET", "/api/v3/depth"): 5,
@@ -79,7 +84,8 @@ WEIGHTS = {
 SIGNED = frozenset(
     k
     for k in WEIGHTS
-    if k[1] not in ("/api/v3/time", "/api/v3/exchangeInfo", "/api/v3/depth", "/api/v3/userDataStream")
+    if k[1]
+    not in ("/api/v3/ping", "/api/v3/time", "/api/v3/exchangeInfo", "/api/v3/depth", "/api/v3/userDataStream")
 )
 KEYED = frozenset({("POST", "/api/v3/userDataStream"), ("PUT", "/api/v3/userDataStream")})
 ORDER_CREATING = frozenset({("POST", "/api/v3/order"), ("POST", "/api/v3/order/cancelReplace")})
@@ -166,6 +172,8 @@ class FakeBinance:
     user_requests: list[dict[str, Any]] = field(default_factory=list)
     user_events: list[dict[str, Any]] = field(default_factory=list)  # every event delivered
     listen_keys: set[str] = field(default_factory=set)
+    unreachable: bool = False  # an outage: connections are closed unanswered, handshakes refused
+    unanswered: int = 0  # requests dropped by the outage
     _outbox: list[dict[str, Any]] = field(default_factory=list)
     _trade_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     _faults: list[tuple[str | None, Fault, float]] = field(default_factory=list)
@@ -247,6 +255,15 @@ class FakeBinance:
                 left -= take
         await self.flush_events()
 
+    async def go_down(self) -> None:
+        """An outage: nothing is answered (REST connections closed, WebSockets refused and cut)."""
+        self.unreachable = True
+        await self.drop_user_sockets()
+
+    def come_back(self) -> None:
+        """The outage ends: requests and handshakes are answered again."""
+        self.unreachable = False
+
     async def drop_user_sockets(self) -> None:
         """Cut every user data stream socket (no close frame)."""
         for ws, _ in self.user_subscribers:
@@ -281,6 +298,11 @@ class FakeBinance:
     # --- the request pipeline ----------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.unreachable:
+            self.unanswered += 1
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=503)  # never reaches the client: the connection is gone
         raw_query, raw_body = request.rel_url.raw_query_string, (await request.read()).decode()
         params = dict(parse_qsl(raw_body)) | dict(parse_qsl(raw_query))  # the query string wins
         key = (request.method, request.path)
@@ -398,6 +420,7 @@ class FakeBinance:
 
     def _dispatch(self, key: tuple[str, str], p: dict[str, str]) -> Any:
         handlers: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
+            ("GET", "/api/v3/ping"): lambda _: {},
             ("GET", "/api/v3/time"): lambda _: {"serverTime": self.now_ms() + self.time_lie_ms},
             ("GET", "/api/v3/exchangeInfo"): lambda _: self._info | {"serverTime": self.now_ms()},
             ("GET", "/api/v3/depth"): self._depth,
@@ -579,7 +602,10 @@ class FakeBinance:
 
     # --- the WebSocket API and the listenKey stream -------------------------------------------------
 
-    async def ws_api(self, request: web.Request) -> web.WebSocketResponse:
+    async def ws_api(self, request: web.Request) -> web.StreamResponse:
+        if self.unreachable:
+            self.unanswered += 1
+            return web.Response(status=503, text="Service Unavailable")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.user_connections += 1
@@ -592,7 +618,10 @@ class FakeBinance:
             self.user_subscribers = [(w, s) for w, s in self.user_subscribers if w is not ws]
         return ws
 
-    async def listen_key_stream(self, request: web.Request) -> web.WebSocketResponse:
+    async def listen_key_stream(self, request: web.Request) -> web.StreamResponse:
+        if self.unreachable:
+            self.unanswered += 1
+            return web.Response(status=503, text="Service Unavailable")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         if request.match_info["key"] not in self.listen_keys:

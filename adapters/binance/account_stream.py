@@ -12,6 +12,11 @@ daemon trading several symbols of one account needs one subscription, not one pe
 
 The supervisor runs it (``run``) for as long as the account is in use; execution actors
 ``register`` when they start and unregister when they stop.
+
+It also holds the account's :class:`~adapters.binance.venue_health.RestHealth` (``rest``), which
+the execution actors' REST clients record into, and answers for the account in readiness
+(:meth:`AccountUserStream.problems`): REST unreachable, banned or its key refused, the user data
+stream not subscribed or not caught up.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from anyio.abc import TaskStatus
 from adapters.binance.credentials import credentials_for
 from adapters.binance.userdata import BinanceUserStream
 from adapters.binance.userdata_schemas import BinanceExecutionReport, UserEvent
+from adapters.binance.venue_health import RestHealth
 from daemon.config_schema import BinanceAccount
 
 
@@ -48,6 +54,7 @@ class AccountUserStream:
         self.config = config
         self.clients: dict[str, StreamClient] = {}
         self.unrouted = 0
+        self.rest = RestHealth(name)
         creds = credentials_for(config)
         self.stream = BinanceUserStream(
             config.ws_api_url,
@@ -72,6 +79,11 @@ class AccountUserStream:
                 del self.clients[client.venue_symbol]
 
         return leave
+
+    def problems(self, now_ns: int, grace_s: float) -> list[str]:
+        """Why this account cannot trade safely now (each after ``grace_s``); empty when it can."""
+        found = (self.rest.problem(now_ns, grace_s), self.stream.problem(now_ns, grace_s))
+        return [p for p in found if p is not None]
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await self.stream.run(task_status=task_status)

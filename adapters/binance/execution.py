@@ -36,6 +36,12 @@ The parts, one module each: :mod:`adapters.binance.order_tracker` (the tracked o
 venue's word applied to them once), :mod:`adapters.binance.order_reconciler` (the catch-up and the
 restart reconciliation), :mod:`adapters.binance.venue_queries` (the restart's read-only queries
 and the foreign-order cancel) and :mod:`adapters.binance.rules_loader` (exchangeInfo rules).
+
+Health: the REST client records every request in the account's
+:class:`~adapters.binance.venue_health.RestHealth` (the shared stream's ``rest``, or the actor's
+own), and the actor pings the venue (``GET /api/v3/ping``) whenever
+:meth:`~adapters.binance.venue_health.RestHealth.probe_due` says so, so that an outage shows while
+nothing else is asked, and its end shows soon after.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from actors.messages import (
     SubmitOrder,
 )
 from actors.runtime import Actor, now_ns
+from adapters.binance import venue_health
 from adapters.binance.account_stream import AccountUserStream
 from adapters.binance.credentials import credentials_for
 from adapters.binance.errors import BinanceError, BinanceOrderRejected, BinanceRejected, OutcomeUnknown
@@ -78,6 +85,7 @@ from adapters.binance.schemas import NS_PER_MS
 from adapters.binance.signing import Credentials
 from adapters.binance.userdata import BinanceUserStream, UserStreamStatistics
 from adapters.binance.userdata_schemas import BinanceAccountPosition, BinanceExecutionReport, UserEvent
+from adapters.binance.venue_health import RestHealth
 from adapters.binance.venue_queries import BinanceVenueQueries
 from daemon.config_schema import BinanceAccount, Instrument
 
@@ -96,6 +104,8 @@ class ExecutionStatistics(msgspec.Struct, frozen=True):
     """Counters of one execution actor, for /status and tests."""
 
     rules_loaded: bool
+    rules_failures: int
+    rules_last_error: str
     sent: int
     rejected_locally: int
     rejected_by_venue: int
@@ -179,6 +189,7 @@ class BinanceExecution(Actor):
         )
         # The account's shared user data stream (the daemon), or one of its own (standalone).
         self.account_stream = account_stream
+        self.rest_health = account_stream.rest if account_stream is not None else RestHealth(account)
         self._leave_stream: Callable[[], None] = lambda: None
         self.user_stream = (
             account_stream.stream
@@ -215,6 +226,7 @@ class BinanceExecution(Actor):
                 timeout_s=cfg.timeout_s,
                 session=self._session,
                 conn=f"rest:{self.account}",
+                health=self.rest_health,
             )
         return self._client
 
@@ -233,6 +245,7 @@ class BinanceExecution(Actor):
                 self._resolving.clear()
                 tg.start_soon(self.rules_loader.load)
                 tg.start_soon(self.rules_loader.refresh)
+                tg.start_soon(self._probe_rest)
                 if self.account_stream is None:
                     await tg.start(self.user_stream.run)
                 else:  # the shared stream runs already: join it and catch up on our own symbol
@@ -260,6 +273,8 @@ class BinanceExecution(Actor):
         n = self.n
         return ExecutionStatistics(
             rules_loaded=self.rules is not None,
+            rules_failures=self.rules_loader.failures,
+            rules_last_error=self.rules_loader.last_error,
             sent=n["sent"],
             rejected_locally=n["rejected_locally"],
             rejected_by_venue=n["rejected_by_venue"],
@@ -280,6 +295,29 @@ class BinanceExecution(Actor):
 
     def _now_ms(self) -> int:
         return self._client.now_ms() if self._client is not None else int(time.time() * 1000)
+
+    async def _probe_rest(self) -> None:
+        """Ping the venue when the account's REST health says a probe is due (never two at once)."""
+        health = self.rest_health
+        while True:
+            await anyio.sleep(venue_health.PROBE_CHECK_S * random.uniform(0.5, 1.0))
+            if not health.probe_due(time.time_ns()):
+                continue
+            health.probing = True
+            try:
+                await (await self.client()).ping()
+            except BinanceError as exc:  # recorded by the client: the verdict is in rest_health
+                self.log.debug("REST probe failed: %s", exc)
+            finally:
+                health.probing = False
+
+    def problems(self, now_ns: int, grace_s: float) -> list[str]:
+        """Why this symbol cannot trade now (each after ``grace_s``): its rules missing; standalone
+        (no shared account stream) also the account's REST and user data stream."""
+        found = [self.rules_loader.problem(now_ns, grace_s)]
+        if self.account_stream is None:
+            found += [self.rest_health.problem(now_ns, grace_s), self.user_stream.problem(now_ns, grace_s)]
+        return [p for p in found if p is not None]
 
     async def _first_catch_up(self) -> None:
         """Joining a running shared stream: this symbol's catch-up, retried until it works."""

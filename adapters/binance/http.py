@@ -18,6 +18,9 @@ escapes but cancellation.
   "HTTP Return Codes"), as are -1000/-1001/-1006/-1007, timeouts, disconnects and an unreadable
   2xx reply.  For a call that may create an order these raise :class:`OutcomeUnknown`; the caller
   queries by client order id (:meth:`BinanceHttpClient.resolve_unknown`), never re-sends.
+- Health: every request that leaves is recorded in the account's
+  :class:`~adapters.binance.venue_health.RestHealth` (``health=``): a reply, or a failure by reason;
+  :meth:`BinanceHttpClient.ping` is the cheapest request there is (weight 1), for probing.
 
 The errors live in :mod:`adapters.binance.errors`, the rate-limit windows in
 :mod:`adapters.binance.ratelimit` and the reply Structs in :mod:`adapters.binance.replies`; they are
@@ -70,6 +73,7 @@ from adapters.binance.replies import (
 )
 from adapters.binance.schemas import BinanceDepthSnapshot, BinanceExchangeInfo
 from adapters.binance.signing import HmacSigner, ParamValue, Signer, encode_params, sign_params
+from adapters.binance.venue_health import RestHealth
 from daemon.logs import register_secret
 
 __all__ = [
@@ -102,6 +106,7 @@ __all__ = [
 log = logging.getLogger("tradingd.binance.http")
 T = TypeVar("T")
 _BAN_DEFAULT_S = 120.0  # Binance bans last 2 minutes to 3 days; assume the shortest if unsaid.
+_KEY_REFUSED = frozenset({-2015, -1022})  # key/IP/permission refused, signature not valid
 
 
 class BinanceHttpStatistics(msgspec.Struct, frozen=True):
@@ -171,6 +176,7 @@ class BinanceHttpClient:
         max_retries: int = 2,
         session: aiohttp.ClientSession | None = None,
         conn: str = "rest",
+        health: RestHealth | None = None,
     ) -> None:
         register_secret(api_key)
         self._base = base_url.rstrip("/")
@@ -182,6 +188,7 @@ class BinanceHttpClient:
         self._session, self._owns_session = session, session is None
         self._x = {"component": "binance.http", "exchange": "binance", "conn": conn}
         self.limiter = RateLimiter()
+        self.health = health
         self._offset_ms, self._synced_at, self._clock_lock = 0.0, float("-inf"), anyio.Lock()
         self._n = {"requests": 0, "throttled": 0, "rate_limited": 0, "bans": 0, "clock_syncs": 0}
         self._throttled_s, self._consecutive_429 = 0.0, 0
@@ -226,6 +233,10 @@ class BinanceHttpClient:
         t1 = time.time() * 1000
         self._offset_ms, self._synced_at = reply.serverTime - (t0 + t1) / 2, time.monotonic()
         self._n["clock_syncs"] += 1
+
+    async def ping(self) -> None:
+        """``GET /api/v3/ping`` (weight 1): is REST reachable?  Raises a BinanceError if not."""
+        await self._get(_Call("GET", "/api/v3/ping"), dict[str, object])
 
     async def exchange_info(self) -> BinanceExchangeInfo:
         """Symbols and filters; the reply's ``rateLimits`` become the limiter's limits."""
@@ -343,6 +354,8 @@ class BinanceHttpClient:
         try:
             return msgspec.json.decode(body, type=tp)
         except msgspec.MsgspecError as exc:
+            if self.health is not None:
+                self.health.failure("bad_reply", f"HTTP 200 on {call.path}: unreadable reply ({exc})")
             if call.order_id:  # the venue answered 2xx: the request was executed
                 raise self._unknown(call, f"unreadable reply ({exc})", 0) from exc
             raise BinanceBadReply(f"HTTP 200 on {call.path}: unreadable reply ({exc})", status=200) from exc
@@ -377,17 +390,53 @@ class BinanceHttpClient:
         headers = {"X-MBX-APIKEY": self._api_key} if call.signed or call.keyed else {}
         assert self._session is not None, "use the client as `async with BinanceHttpClient(...)`"
         self._n["requests"] += 1
+        token = self.health.sent() if self.health is not None else 0
         try:
             with anyio.fail_after(self._timeout_s):
                 async with self._session.request(call.method, url, headers=headers) as resp:
                     status, reply_headers, body = resp.status, resp.headers, await resp.read()
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            if self.health is not None:
+                reason = "timeout" if isinstance(exc, TimeoutError) else "connection"
+                self.health.failure(reason, f"{call.method} {call.path}: {type(exc).__name__} {exc}".strip())
             if call.order_id:
                 raise self._unknown(call, f"{type(exc).__name__}: {exc}", stamp) from exc
             raise BinanceConnectionError(f"{call.method} {call.path}: {type(exc).__name__} {exc}") from exc
+        finally:
+            if self.health is not None:
+                self.health.answered(token)
         self.limiter.observe(reply_headers, self.now_ms())
-        self._check(call, status, reply_headers, body, stamp)
+        try:
+            self._check(call, status, reply_headers, body, stamp)
+        except BinanceError as exc:
+            self._record(call, status, exc)
+            raise
+        self._record(call, status, None)
         return body
+
+    def _record(self, call: _Call, status: int, exc: BinanceError | None) -> None:
+        """This reply's verdict on the venue's health (see :mod:`adapters.binance.venue_health`)."""
+        health = self.health
+        if health is None:
+            return
+        lim = self.limiter
+        limit = max((w.limit for w in lim.windows if w.kind == "REQUEST_WEIGHT"), default=0)
+        health.limits(lim.used(), limit, lim.banned_until_ms)
+        if exc is None:
+            health.ok(signed=call.signed)
+            return
+        code = exc.code
+        text = f"{call.method} {call.path}: {exc}"
+        if status == 418:
+            health.failure("banned", text)
+        elif status == 429:
+            health.failure("rate_limited", text)
+        elif status >= 500 or code in UNKNOWN_CODES:
+            health.failure("server_error", text)
+        else:  # the venue answered and refused this request: it is reachable
+            health.ok()
+            if (call.signed or call.keyed) and code in _KEY_REFUSED:
+                health.refused_key(text)
 
     async def _ensure_clock(self) -> None:
         async with self._clock_lock:

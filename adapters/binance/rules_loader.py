@@ -4,12 +4,15 @@
 :class:`~adapters.binance.execution.BinanceExecution` checks every order against before it leaves.
 They are fetched (after a clock sync) when first needed, retried with backoff until they load,
 and reloaded every ``exchange_info_refresh_s``; a failed reload keeps the rules in force.
+Until they are in, no order can leave ("not sent: no exchangeInfo"): :meth:`SymbolRulesLoader.problem`
+says so for readiness, with the attempts that failed and the last error.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -17,6 +20,7 @@ import anyio
 from adapters.binance.errors import BinanceError
 from adapters.binance.filters import SymbolRules
 from adapters.binance.http import BinanceHttpClient
+from adapters.binance.venue_health import iso_utc
 
 __all__ = ["SymbolRulesLoader"]
 
@@ -41,6 +45,10 @@ class SymbolRulesLoader:
         self.counters = counters
         self.log = log
         self.rules: SymbolRules | None = None
+        self.created_ns = time.time_ns()  # rules are wanted from here on
+        self.loaded_ns = 0
+        self.failures = 0  # failed attempts to load them (refreshes are counted apart)
+        self.last_error = ""
 
     async def load(self) -> None:
         """Load the rules, retrying with backoff until they are in."""
@@ -66,16 +74,34 @@ class SymbolRulesLoader:
                 continue
             if rules != self.rules:
                 self.log.info("exchangeInfo refreshed: %s rules changed", self.venue_symbol)
-            self.rules = rules
+            self.rules, self.loaded_ns = rules, self.loaded_ns or time.time_ns()
             self.counters["rules_refreshes"] = self.counters.get("rules_refreshes", 0) + 1
 
     async def ensure(self) -> SymbolRules:
         """The rules, fetched (after a clock sync) if they are not loaded yet."""
         if self.rules is None:
             client = await self.client()
-            await client.sync_time()
-            self.rules = await self._fetch(client)
+            try:
+                await client.sync_time()
+                rules = await self._fetch(client)
+            except (BinanceError, KeyError) as exc:
+                self.failures += 1
+                self.last_error = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+                raise
+            if self.rules is None:
+                self.rules, self.loaded_ns = rules, time.time_ns()
         return self.rules
+
+    def problem(self, now_ns: int, grace_s: float) -> str | None:
+        """Why orders cannot leave (the rules are missing), once that has lasted ``grace_s``."""
+        if self.rules is not None or (now_ns - self.created_ns) / 1e9 < grace_s:
+            return None
+        if not self.failures:
+            return f"exchange rules not loaded since {iso_utc(self.created_ns)} (no reply yet)"
+        return (
+            f"exchange rules not loaded since {iso_utc(self.created_ns)} "
+            f"({self.failures} failed attempts; last error: {self.last_error})"
+        )
 
     async def _fetch(self, client: BinanceHttpClient) -> SymbolRules:
         info = await client.exchange_info()

@@ -16,6 +16,9 @@ nothing that happened while it was away is missed.
 - Reconnects: forever, exponential backoff with jitter and a cap; on connection errors, a refused
   subscription, ``eventStreamTerminated``, a silent peer, and before the venue's 24 h cut
   (``max_session_s``).
+- Health: :meth:`BinanceUserStream.problem` says, for readiness, since when the stream has not
+  been subscribed and caught up (:attr:`BinanceUserStream.ready`), how many attempts failed since
+  and the last error; a drop that is repaired within the grace period does not count.
 - Hostile frames (not JSON, unknown shapes, NaN / negative numbers) are counted by reason in
   ``rejected`` and logged at a bounded rate, never raised; unknown event types are counted in
   ``ignored``.
@@ -45,6 +48,7 @@ from adapters.binance.userdata_schemas import (
     UserEvent,
     check_event,
 )
+from adapters.binance.venue_health import iso_utc
 from daemon.logs import register_secret
 
 log = logging.getLogger("tradingd.binance.userdata")
@@ -77,6 +81,10 @@ class UserStreamStatistics(msgspec.Struct, frozen=True):
     rejected: int
     rejected_by_reason: dict[str, int]
     last_event_ns: int
+    ready: bool = False
+    down_since: str | None = None
+    failed_attempts: int = 0
+    last_error: str = ""
 
 
 def ws_api_signature_payload(params: dict[str, str | int]) -> str:
@@ -134,6 +142,11 @@ class BinanceUserStream:
         self._tg: TaskGroup | None = None
         self._drop_reason = ""
         self._ready = anyio.Event()  # set once subscribed and caught up; replaced on every drop
+        self.down_since_ns = time.time_ns()  # not ready since (0 while ready)
+        self.failed_attempts = 0  # connections since the last ready one that never got ready
+        self.last_error = ""
+        self.last_catchup_error = ""
+        self.catchup_failures = 0  # failed catch-ups since the last ready
         self._log_budget: dict[str, float] = {}
 
     # --- public ------------------------------------------------------------------------------
@@ -141,6 +154,27 @@ class BinanceUserStream:
     @property
     def connected(self) -> bool:
         return self._ws is not None
+
+    @property
+    def ready(self) -> bool:
+        """Subscribed, and the REST catch-up after the (re)connect has run: nothing is missed."""
+        return self._ready.is_set()
+
+    def problem(self, now_ns: int, grace_s: float) -> str | None:
+        """Why the stream cannot be trusted to report fills, once that has lasted ``grace_s``."""
+        if self.ready or (now_ns - self.down_since_ns) / 1e9 < grace_s:
+            return None
+        since = iso_utc(self.down_since_ns)
+        if self.connected:
+            last = self.last_catchup_error or "none yet"
+            return (
+                f"user data stream subscribed but not caught up since {since} "
+                f"({self.catchup_failures} catch-up failures; last error: {last})"
+            )
+        return (
+            f"user data stream not subscribed since {since} "
+            f"({self.failed_attempts} failed attempts; last error: {self.last_error or 'none yet'})"
+        )
 
     async def wait_ready(self) -> None:
         """Return once the current connection is subscribed and its catch-up has run."""
@@ -166,6 +200,10 @@ class BinanceUserStream:
             rejected=sum(self.rejected.values()),
             rejected_by_reason=dict(self.rejected),
             last_event_ns=self.last_event_ns,
+            ready=self.ready,
+            down_since=None if self.ready else iso_utc(self.down_since_ns),
+            failed_attempts=self.failed_attempts,
+            last_error=self.last_error,
         )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -180,11 +218,15 @@ class BinanceUserStream:
                     await self._connection(session)
                 except (*CONNECTION_ERRORS, StreamDropped, BinanceError) as exc:
                     reason = self._drop_reason or f"{type(exc).__name__}: {exc}"
+                    self.last_error = reason[:300]
                     log.warning("user data stream lost (%s): reconnecting", reason, extra=self._extra())
                 finally:
                     self._ws, self._tg, self._drop_reason = None, None, ""
                     if self._ready.is_set():
                         self._ready = anyio.Event()
+                        self.down_since_ns, self.failed_attempts = time.time_ns(), 0
+                    else:
+                        self.failed_attempts += 1
                 self.reconnects += 1
                 lasted = time.monotonic() - started
                 failures = 0 if lasted > 10 * self.backoff[0] and self.catchups else failures + 1
@@ -298,10 +340,21 @@ class BinanceUserStream:
                 break
             except (*CONNECTION_ERRORS, BinanceError) as exc:
                 self.catchup_errors += 1
+                self.catchup_failures += 1
+                self.last_catchup_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("catch-up failed (%s): retrying in %.1fs", exc, delay, extra=self._extra())
                 await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.backoff[1])
         self.catchups += 1
+        if self.failed_attempts or self.catchup_failures:
+            log.warning(
+                "user data stream ready again after %.1fs (%d failed attempts, %d failed catch-ups)",
+                (time.time_ns() - self.down_since_ns) / 1e9,
+                self.failed_attempts,
+                self.catchup_failures,
+                extra=self._extra(),
+            )
+        self.down_since_ns, self.failed_attempts, self.catchup_failures = 0, 0, 0
         self._ready.set()
 
     async def _watchdog(self, tg: TaskGroup) -> None:
