@@ -259,6 +259,12 @@ def run(config_path: str) -> int:
         log.error("%s", exc, extra={"component": "config"})
         return 2
     setup_logging(cfg.daemon.log_level, cfg.daemon.log_format)
+    from daemon.secrets import export_postgres_credentials, inline_passwords
+
+    for exported in export_postgres_credentials():
+        log.info("%s", exported, extra={"component": "config"})
+    for warning in inline_passwords(cfg.redis.url, cfg.store.dsn):
+        log.warning("%s", warning, extra={"component": "config"})
     from adapters.binance.credentials import credential_problems
 
     problems = credential_problems(cfg)  # secrets come from the environment only

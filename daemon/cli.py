@@ -19,6 +19,10 @@ def _check_config(path: str) -> int:
     enabled = [f"{g.exchange}:{g.symbol}" for g in cfg.groups if g.enabled]
     empty = " (daemon.allow_empty)" if not enabled else ""
     print(f"{path}: ok ({len(enabled)} groups: {', '.join(enabled) or 'none'}{empty})")
+    from daemon.secrets import inline_passwords
+
+    for warning in inline_passwords(cfg.redis.url, cfg.store.dsn):
+        print(f"warning: {path}: {warning}", file=sys.stderr)
     return 0
 
 

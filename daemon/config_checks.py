@@ -108,6 +108,7 @@ def _validate(cfg: Config) -> Problems:
         )
     yield from postgres_dsn("store.dsn", cfg.store.dsn)
     yield from redis_url("redis.url", r.url)
+    yield from env_name("redis.password_env", r.password_env)
     yield from printable_name("redis.prefix", r.prefix, "a Redis key prefix")
     yield from _validate_redis_tls(r)
     if c.capacity > 10_000_000:

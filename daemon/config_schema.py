@@ -53,6 +53,8 @@ class RedisSection(Base, frozen=True, kw_only=True):
     tls_ca_file: str = ""  # PEM CA bundle for the server's certificate; "" = the system's CAs
     tls_cert_file: str = ""  # client certificate (PEM) for mutual TLS; with tls_key_file
     tls_key_file: str = ""  # its unencrypted private key (PEM)
+    # The password, when the URL has none: $CREDENTIALS_DIRECTORY/redis_password, else this variable.
+    password_env: str = "TRADINGD_REDIS_PASSWORD"
 
 
 class StoreSection(Base, frozen=True, kw_only=True):

@@ -47,6 +47,7 @@ from actors.messages import STREAM_KIND, Message
 from daemon.config import RedisSection
 from daemon.metrics import Metrics, Sample
 from daemon.redis_wire import RespConnection, pack_xadd, tls_context, xadd_prefix, xinfo_dict
+from daemon.secrets import redis_password
 from daemon.spill import Backlog, Entry, Id, StreamState, parse_id
 
 log = logging.getLogger("tradingd.mirror")
@@ -263,7 +264,9 @@ class RedisMirror:
         while True:
             try:
                 ctx = await anyio.to_thread.run_sync(tls_context, cfg)  # the system's CAs take ~25 ms
-                self._client = await RespConnection.open(cfg.url, self._op_timeout, ssl_context=ctx)
+                self._client = await RespConnection.open(
+                    cfg.url, self._op_timeout, ssl_context=ctx, password=redis_password(cfg.password_env)
+                )
             # ValueError: a URL redis cannot parse, a tls_* file that does not load (TLSConfigError)
             except (RedisError, OSError, ValueError) as exc:
                 self._count_error(exc)

@@ -156,9 +156,16 @@ class RespConnection:
 
     @classmethod
     async def open(
-        cls, url: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+        cls,
+        url: str,
+        timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+        password: str | None = None,
     ) -> RespConnection:
         """Connect, AUTH and SELECT as the URL says: redis://, rediss:// (TLS) or unix://.
+
+        ``password`` (from a credential or the environment, see :mod:`daemon.secrets`) is used
+        when the URL carries none.
 
         rediss:// verifies the server with ``ssl_context`` (see :func:`tls_context`; None: the
         system's CAs) against the URL's host name.  A failed handshake raises ConnectionError
@@ -192,9 +199,10 @@ class RespConnection:
             raise RedisConnectionError(f"connecting to {where}: {exc}") from exc
         conn = cls(stream, timeout_s)
         setup: list[Command] = []
-        if opts.get("password"):
+        secret = opts.get("password") or password
+        if secret:
             user = opts.get("username")
-            setup.append(("AUTH", user, opts["password"]) if user else ("AUTH", opts["password"]))
+            setup.append(("AUTH", user, secret) if user else ("AUTH", secret))
         if int(opts.get("db", 0)):
             setup.append(("SELECT", int(opts["db"])))
         setup.append(("PING",))

@@ -41,7 +41,8 @@ def ping(port: int, timeout: float = 0.2, tls: ssl.SSLContext | None = None) -> 
             tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw as s,
         ):
             s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            reply = s.recv(64)
+            return reply.startswith((b"+PONG", b"-NOAUTH"))  # up (a password may be required)
     except OSError:  # ssl.SSLError included
         return False
 
@@ -87,7 +88,9 @@ class RedisServer:
         persistent: bool = False,
         port: int | None = None,
         tls: ServerTLS | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
+        self.extra_args = extra_args  # e.g. ("--requirepass", "pw"): a NOAUTH reply counts as up
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.persistent = persistent
@@ -104,7 +107,15 @@ class RedisServer:
             raise RuntimeError("redis-server already running")
         args = [REDIS_SERVER, *(self.tls.args(self.port) if self.tls else ["--port", str(self.port)])]
         args += ["--bind", "127.0.0.1", "--save", ""]
-        args += ["--dir", str(self.directory), "--daemonize", "no", "--protected-mode", "no"]
+        args += [
+            "--dir",
+            str(self.directory),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            *self.extra_args,
+        ]
         args += (
             ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         )
