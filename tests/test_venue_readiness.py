@@ -110,7 +110,11 @@ async def test_readyz_names_the_account_while_the_venue_is_unreachable_and_recov
                             break
                         except aiohttp.ClientConnectionError:
                             await anyio.sleep(0.05)
-                    await http.until_ready(True)
+                    stream = daemon.supervisor.accounts["live"].user_stream
+                    while stream is None or not stream.stream.ready:
+                        await anyio.sleep(0.05)
+                    await anyio.sleep(1.5)  # past the grace: nothing is wrong
+                    assert await http.readyz() == (200, [])
                     assert await http.metric('tradingd_venue_rest_up{account="live"}') == 1
                     assert await http.metric('tradingd_user_stream_up{account="live"}') == 1
                     labels = '{exchange="binance",symbol="NKN/USDT"}'
@@ -198,4 +202,39 @@ async def test_readyz_says_the_exchange_rules_are_missing_while_the_venue_is_dow
                     assert group["venue"]["rules_loaded"] is True and re.fullmatch(
                         ISO, group["venue"]["rules_loaded_at"]
                     )
+            tg.cancel_scope.cancel()
+
+
+async def test_a_listen_key_account_gets_ready_instead_of_crashing_the_daemon(
+    tmp_path: Path, fast_health: None
+) -> None:
+    """The shared stream starts before any symbol has joined: its first listenKey request must wait
+    for a REST client (a retried connection failure), not end the daemon."""
+    port = _free_port()
+    async with open_fake_binance_ws(replay_s=0.5) as market, open_fake_binance() as venue:
+        text = _config(tmp_path / "state", market.url, market.rest_url, venue.url, venue.ws_api_url)
+        text = text.replace("[health]\nport = 0\n", f"[health]\nport = {port}\n").replace(
+            "timeout_s = 2.0\n",
+            f'timeout_s = 2.0\nuser_stream = "listen_key"\nstream_url = "{venue.stream_url}"\n',
+        )
+        daemon = Daemon(parse_config(text), tmp_path / "c.toml", Metrics())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run)
+            timeout = aiohttp.ClientTimeout(total=5)
+            with anyio.fail_after(30):
+                async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", timeout=timeout) as session:
+                    http = Http(session)
+                    while True:
+                        try:
+                            await http.get("/livez")
+                            break
+                        except aiohttp.ClientConnectionError:
+                            await anyio.sleep(0.05)
+                    stream = daemon.supervisor.accounts["live"].user_stream
+                    assert stream is not None
+                    while not stream.stream.ready:  # subscribed once the group has joined
+                        await anyio.sleep(0.05)
+                    assert len(venue.listen_keys) >= 1
+                    await anyio.sleep(1.5)  # past the grace: nothing is wrong
+                    assert await http.readyz() == (200, [])
             tg.cancel_scope.cancel()

@@ -28,6 +28,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from adapters.binance.credentials import credentials_for
+from adapters.binance.errors import BinanceConnectionError
 from adapters.binance.userdata import BinanceUserStream
 from adapters.binance.userdata_schemas import BinanceExecutionReport, UserEvent
 from adapters.binance.venue_health import RestHealth
@@ -107,4 +108,5 @@ class AccountUserStream:
     async def _listen_key(self, method: str, key: str) -> str:
         for client in self.clients.values():
             return await client.listen_key(method, key)
-        raise RuntimeError("no execution actor registered yet: no REST client for the listenKey")
+        # Not an error that ends the stream: it retries (with back-off) until a symbol has joined.
+        raise BinanceConnectionError("no execution actor registered yet: no REST client for the listenKey")
