@@ -41,8 +41,15 @@ def main(argv: list[str] | None = None) -> int:
 
     add_backtest_parsers(sub)
     add_journal_parser(sub)
+    from daemon.notify.main import add_parser as add_notify_parser  # tradingd notify (its own process)
+
+    add_notify_parser(sub)
     args = parser.parse_args(argv)
 
+    if args.command == "notify":
+        from daemon.notify.main import notify_main
+
+        return notify_main(args)
     if args.command == "check-config":
         return _check_config(args.file)
     if args.command == "migrate":
