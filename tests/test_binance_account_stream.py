@@ -35,6 +35,9 @@ class Client:
     async def listen_key(self, method: str, key: str) -> str:
         return f"{method}:{key}"
 
+    async def sync_clock(self, force: bool) -> None:
+        pass
+
 
 def report(symbol: str) -> BinanceExecutionReport:
     return BinanceExecutionReport(

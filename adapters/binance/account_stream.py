@@ -13,7 +13,11 @@ daemon trading several symbols of one account needs one subscription, not one pe
 The supervisor runs it (``run``) for as long as the account is in use; execution actors
 ``register`` when they start and unregister when they stop.
 
-It also holds the account's :class:`~adapters.binance.venue_health.RestHealth` (``rest``), which
+It also holds the account's :class:`~adapters.binance.server_clock.ServerClock` (``clock``): the
+execution actors' REST clients measure it and sign with it, and so does the stream's
+``userDataStream.subscribe.signature`` (measured through a registered actor's REST client before
+a subscription when due, and again after a ``-1021``); one clock for every signed request of the
+account.  And the account's :class:`~adapters.binance.venue_health.RestHealth` (``rest``), which
 the execution actors' REST clients record into, and answers for the account in readiness
 (:meth:`AccountUserStream.problems`): REST unreachable, banned or its key refused, the user data
 stream not subscribed or not caught up.
@@ -29,6 +33,7 @@ from anyio.abc import TaskStatus
 
 from adapters.binance.credentials import credentials_for
 from adapters.binance.errors import BinanceConnectionError
+from adapters.binance.server_clock import ServerClock
 from adapters.binance.userdata import BinanceUserStream
 from adapters.binance.userdata_schemas import BinanceExecutionReport, UserEvent
 from adapters.binance.venue_health import RestHealth
@@ -46,6 +51,8 @@ class StreamClient(Protocol):
 
     async def listen_key(self, method: str, key: str) -> str: ...
 
+    async def sync_clock(self, force: bool) -> None: ...
+
 
 class AccountUserStream:
     """The user data stream of one account, routed to its symbols' execution actors."""
@@ -56,6 +63,8 @@ class AccountUserStream:
         self.clients: dict[str, StreamClient] = {}
         self.unrouted = 0
         self.rest = RestHealth(name)
+        self.clock = ServerClock()
+        self.clock_sync_interval_s = 300.0
         creds = credentials_for(config)
         self.stream = BinanceUserStream(
             config.ws_api_url,
@@ -63,6 +72,8 @@ class AccountUserStream:
             creds.signer,
             on_event=self._route,
             on_connect=self._catch_up,
+            clock_ms=self.clock.now_ms,
+            sync_clock=self._sync_clock,
             mode=config.user_stream,
             stream_url=config.stream_url,
             listen_key_api=self._listen_key if config.user_stream == "listen_key" else None,
@@ -104,6 +115,16 @@ class AccountUserStream:
         """Every symbol's REST catch-up; a failure makes the stream retry them all (fills dedupe)."""
         for client in list(self.clients.values()):
             await client.catch_up()
+
+    async def _sync_clock(self, force: bool) -> None:
+        """Measure the account's clock before a subscription, if due (or refused: ``force``)."""
+        if not force and not self.clock.due(self.clock_sync_interval_s):
+            return
+        for client in self.clients.values():
+            await client.sync_clock(force)
+            return
+        # Retried with back-off like any failed connection, until a symbol (a REST client) has joined.
+        raise BinanceConnectionError("no execution actor registered yet: no REST client to sync the clock")
 
     async def _listen_key(self, method: str, key: str) -> str:
         for client in self.clients.values():

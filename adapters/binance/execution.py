@@ -37,6 +37,10 @@ venue's word applied to them once), :mod:`adapters.binance.order_reconciler` (th
 restart reconciliation), :mod:`adapters.binance.venue_queries` (the restart's read-only queries
 and the foreign-order cancel) and :mod:`adapters.binance.rules_loader` (exchangeInfo rules).
 
+Clock: the REST client signs with the account's shared
+:class:`~adapters.binance.server_clock.ServerClock` (the shared stream's ``clock``), the same one
+the user data stream's subscription is signed with (:meth:`BinanceExecution.sync_clock`).
+
 Health: the REST client records every request in the account's
 :class:`~adapters.binance.venue_health.RestHealth` (the shared stream's ``rest``, or the actor's
 own), and the actor pings the venue (``GET /api/v3/ping``) whenever
@@ -201,6 +205,7 @@ class BinanceExecution(Actor):
                 on_event=self.on_user_event,
                 on_connect=self.catch_up,
                 clock_ms=self._now_ms,
+                sync_clock=self.sync_clock,
                 mode=config.user_stream,
                 stream_url=config.stream_url,
                 listen_key_api=self._listen_key,
@@ -227,6 +232,7 @@ class BinanceExecution(Actor):
                 session=self._session,
                 conn=f"rest:{self.account}",
                 health=self.rest_health,
+                clock=self.account_stream.clock if self.account_stream is not None else None,
             )
         return self._client
 
@@ -330,6 +336,10 @@ class BinanceExecution(Actor):
                 self.log.warning("catch-up failed (%s): retrying in %.1fs", exc, delay)
                 await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 30.0)
+
+    async def sync_clock(self, force: bool) -> None:
+        """Measure the venue's clock (shared with the account's stream) when due, or now with ``force``."""
+        await (await self.client()).ensure_clock(force)
 
     async def listen_key(self, method: str, key: str) -> str:
         """The account stream's listenKey calls go through this actor's REST client."""

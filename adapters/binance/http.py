@@ -6,7 +6,10 @@ escapes but cancellation.
 
 - Clock: the offset to Binance's clock is measured with ``GET /api/v3/time`` (corrected by half the
   round trip), refreshed every ``time_sync_interval_s``, and on ``-1021`` (timestamp outside
-  recvWindow) re-measured before the request is retried once.
+  recvWindow) re-measured before the request is retried once.  It lives in a
+  :class:`~adapters.binance.server_clock.ServerClock` (``clock=``) that every REST client of the
+  account and its user data stream share, so all of them sign with the same venue-synced time;
+  :meth:`BinanceHttpClient.ensure_clock` measures it when due (or forced).
 - Rate limits (spot docs, "LIMITS"): :class:`RateLimiter` keeps Binance's fixed windows, aligned
   to server time, for REQUEST_WEIGHT, ORDERS and RAW_REQUESTS (limits from exchangeInfo
   ``rateLimits``), counts each request before it leaves and takes the venue's
@@ -72,6 +75,7 @@ from adapters.binance.replies import (
     BinanceServerTime,
 )
 from adapters.binance.schemas import BinanceDepthSnapshot, BinanceExchangeInfo
+from adapters.binance.server_clock import ServerClock
 from adapters.binance.signing import HmacSigner, ParamValue, Signer, encode_params, sign_params
 from adapters.binance.venue_health import RestHealth
 from daemon.logs import register_secret
@@ -177,6 +181,7 @@ class BinanceHttpClient:
         session: aiohttp.ClientSession | None = None,
         conn: str = "rest",
         health: RestHealth | None = None,
+        clock: ServerClock | None = None,
     ) -> None:
         register_secret(api_key)
         self._base = base_url.rstrip("/")
@@ -189,7 +194,7 @@ class BinanceHttpClient:
         self._x = {"component": "binance.http", "exchange": "binance", "conn": conn}
         self.limiter = RateLimiter()
         self.health = health
-        self._offset_ms, self._synced_at, self._clock_lock = 0.0, float("-inf"), anyio.Lock()
+        self.clock = clock if clock is not None else ServerClock()
         self._n = {"requests": 0, "throttled": 0, "rate_limited": 0, "bans": 0, "clock_syncs": 0}
         self._throttled_s, self._consecutive_429 = 0.0, 0
 
@@ -216,13 +221,13 @@ class BinanceHttpClient:
             bans=n["bans"],
             banned_until_ms=lim.banned_until_ms,
             clock_syncs=n["clock_syncs"],
-            clock_offset_ms=self._offset_ms,
+            clock_offset_ms=self.clock.offset_ms,
             used_weight=lim.used(),
         )
 
     def now_ms(self) -> int:
         """Our estimate of Binance's clock."""
-        return int(time.time() * 1000 + self._offset_ms)
+        return self.clock.now_ms()
 
     # --- endpoints -------------------------------------------------------------------------
 
@@ -231,8 +236,14 @@ class BinanceHttpClient:
         t0 = time.time() * 1000
         reply = await self._get(_Call("GET", "/api/v3/time"), BinanceServerTime)
         t1 = time.time() * 1000
-        self._offset_ms, self._synced_at = reply.serverTime - (t0 + t1) / 2, time.monotonic()
+        self.clock.update(reply.serverTime, t0, t1)
         self._n["clock_syncs"] += 1
+
+    async def ensure_clock(self, force: bool = False) -> None:
+        """Measure the (shared) server clock if it is due, or now with ``force``."""
+        async with self.clock.lock:
+            if force or self.clock.due(self._sync_interval_s):
+                await self.sync_time()
 
     async def ping(self) -> None:
         """``GET /api/v3/ping`` (weight 1): is REST reachable?  Raises a BinanceError if not."""
@@ -378,7 +389,7 @@ class BinanceHttpClient:
 
     async def _attempt(self, call: _Call) -> bytes:
         if call.signed:
-            await self._ensure_clock()
+            await self.ensure_clock()
         await self._throttle(call)
         stamp = self.now_ms()
         query = encode_params(call.params)
@@ -437,11 +448,6 @@ class BinanceHttpClient:
             health.ok()
             if (call.signed or call.keyed) and code in _KEY_REFUSED:
                 health.refused_key(text)
-
-    async def _ensure_clock(self) -> None:
-        async with self._clock_lock:
-            if time.monotonic() - self._synced_at >= self._sync_interval_s:
-                await self.sync_time()
 
     async def _throttle(self, call: _Call) -> None:
         while True:

@@ -10,12 +10,19 @@ nothing that happened while it was away is missed.
   with ``apiKey``, ``timestamp`` and ``recvWindow``, signed with the REST signer (HMAC hex or
   Ed25519 base64) over the parameters sorted by name, ``k=v`` joined by ``&`` (spot docs,
   "WebSocket API: request security").  Events arrive as ``{"subscriptionId": N, "event": {...}}``.
+  The ``timestamp`` is the venue's clock as the account's REST clients measure it (``clock_ms``,
+  a shared :class:`~adapters.binance.server_clock.ServerClock`), never the host's: before each
+  subscription ``sync_clock`` measures it when due, and after a ``-1021`` refusal (timestamp
+  outside recvWindow) the next attempt measures it again first (a measurement that fails, REST
+  being down, leaves the last estimate in use: the WebSocket API may still answer).
 - listenKey (``user_stream = "listen_key"``, deprecated by Binance, kept as a fallback):
   ``POST /api/v3/userDataStream`` for a key, connect to ``{stream_url}/ws/<key>``, keep it alive
-  with ``PUT`` every ``keepalive_s``.
+  with ``PUT`` every ``keepalive_s`` (30 min; Binance expires a key 60 min after its last
+  keep-alive).  ``listenKeyExpired``, or a keep-alive the venue refuses (``-1125``: the key does
+  not exist), ends the connection: the next one asks for a new key and catches up over REST.
 - Reconnects: forever, exponential backoff with jitter and a cap; on connection errors, a refused
-  subscription, ``eventStreamTerminated``, a silent peer, and before the venue's 24 h cut
-  (``max_session_s``).
+  subscription, ``eventStreamTerminated``, ``listenKeyExpired``, a silent peer, and before the
+  venue's 24 h cut (``max_session_s``).
 - Health: :meth:`BinanceUserStream.problem` says, for readiness, since when the stream has not
   been subscribed and caught up (:attr:`BinanceUserStream.ready`), how many attempts failed since
   and the last error; a drop that is repaired within the grace period does not count.
@@ -37,13 +44,14 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
-from adapters.binance.errors import BinanceError
+from adapters.binance.errors import BinanceError, BinanceRejected
 from adapters.binance.signing import Signer
 from adapters.binance.userdata_schemas import (
     EVENT_DECODERS,
     EVENT_TYPE_DECODER,
     SUBSCRIBED_DECODER,
     USER_ENVELOPE_DECODER,
+    BinanceListenKeyExpired,
     BinanceStreamTerminated,
     UserEvent,
     check_event,
@@ -58,6 +66,8 @@ CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 REJECT_REASONS = ("malformed_json", "bad_envelope", "bad_payload", "bad_value", "venue_error")
 EventHandler = Callable[[UserEvent], Awaitable[None]]
 CatchUp = Callable[[], Awaitable[None]]
+SyncClock = Callable[[bool], Awaitable[None]]  # measure the venue's clock: when due, or now (True)
+TIMESTAMP_REFUSED = -1021  # timestamp outside recvWindow
 ListenKeyApi = Callable[[Literal["POST", "PUT"], str], Awaitable[str]]
 UserStreamMode = Literal["ws_api", "listen_key"]
 
@@ -104,6 +114,7 @@ class BinanceUserStream:
         on_event: EventHandler,
         on_connect: CatchUp | None = None,
         clock_ms: Callable[[], int] | None = None,
+        sync_clock: SyncClock | None = None,
         mode: UserStreamMode = "ws_api",
         stream_url: str = "wss://stream.binance.com:9443",
         listen_key_api: ListenKeyApi | None = None,
@@ -122,6 +133,9 @@ class BinanceUserStream:
         self._api_key, self._signer = api_key, signer
         self._on_event, self._on_connect = on_event, on_connect
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._sync_clock = sync_clock
+        self._resync = False  # the venue refused our timestamp: measure its clock before retrying
+        self.timestamp_refusals = 0
         self.mode: UserStreamMode = mode
         self._listen_key_api = listen_key_api
         if mode == "listen_key" and listen_key_api is None:
@@ -131,7 +145,7 @@ class BinanceUserStream:
         self.max_session_s, self.keepalive_s = max_session_s, keepalive_s
         self.backoff = (backoff_initial_s, backoff_max_s)
         self.exchange = exchange
-        self.connects = self.reconnects = self.terminated = 0
+        self.connects = self.reconnects = self.terminated = self.keepalives = 0
         self.catchups = self.catchup_errors = self.ignored = 0
         self.events: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
@@ -244,6 +258,16 @@ class BinanceUserStream:
             url = f"{self.stream_url}/ws/{listen_key}"
         else:
             url = self.ws_api_url
+            if self._sync_clock is not None:  # the subscription is signed with the venue's clock
+                try:
+                    await self._sync_clock(self._resync)
+                    self._resync = False
+                except (*CONNECTION_ERRORS, BinanceError) as exc:  # REST down: the WS API may not be
+                    log.warning(
+                        "venue clock not measured (%s): subscribing with the last estimate",
+                        exc,
+                        extra=self._extra(),
+                    )
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)
         with anyio.fail_after(self.connect_timeout_s):
             ws = await session.ws_connect(
@@ -262,7 +286,7 @@ class BinanceUserStream:
                 tg.start_soon(self._catch_up)
                 tg.start_soon(self._watchdog, tg)
                 if listen_key:
-                    tg.start_soon(self._keepalive, listen_key)
+                    tg.start_soon(self._keepalive, listen_key, tg)
         raise StreamDropped(self._drop_reason or "closed")
 
     async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -297,6 +321,9 @@ class BinanceUserStream:
                     return
                 err = env.error
                 detail = f"code {err.code}: {err.msg}" if err else "no error body"
+                if err is not None and err.code == TIMESTAMP_REFUSED:
+                    self.timestamp_refusals += 1
+                    self._resync = True
                 self._reject("venue_error", f"subscribe refused: HTTP {env.status} {detail}")
                 raise StreamDropped(f"subscribe refused: HTTP {env.status} {detail}")
 
@@ -310,6 +337,10 @@ class BinanceUserStream:
                     if isinstance(event, BinanceStreamTerminated):
                         self.terminated += 1
                         self._drop_reason = "eventStreamTerminated"
+                        break
+                    if isinstance(event, BinanceListenKeyExpired):
+                        self.terminated += 1
+                        self._drop_reason = "listenKeyExpired: a new key, then a catch-up"
                         break
                     if event is not None:
                         await self._deliver(event)
@@ -372,14 +403,20 @@ class BinanceUserStream:
                 break
         tg.cancel_scope.cancel()
 
-    async def _keepalive(self, listen_key: str) -> None:
+    async def _keepalive(self, listen_key: str, tg: TaskGroup) -> None:
+        """``PUT`` the key every ``keepalive_s``; a key the venue no longer knows ends the connection."""
         assert self._listen_key_api is not None
         while True:
             await anyio.sleep(self.keepalive_s)
             try:
                 await self._listen_key_api("PUT", listen_key)
-            except BinanceError as exc:
+                self.keepalives += 1
+            except BinanceRejected as exc:  # the venue answered no (-1125: no such key): a new one
+                self._drop_reason = f"listenKey keep-alive refused ({exc}): a new key"
+                break
+            except BinanceError as exc:  # not reached: the next keep-alive may be; the key lasts 60 min
                 log.warning("listenKey keepalive failed: %s", exc, extra=self._extra())
+        tg.cancel_scope.cancel()
 
     # --- frames -----------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ event object.  Events modelled here (spot docs, "User Data Streams"):
   a cancel where ``C`` holds the canceled order's id and ``c`` the cancel request's own;
 - ``outboundAccountPosition``: free / locked balances of the assets an event changed;
 - ``balanceUpdate``: a deposit, withdrawal or transfer (a delta);
-- ``eventStreamTerminated``: the subscription ended (logout, or the venue closed it).
+- ``eventStreamTerminated``: the subscription ended (logout, or the venue closed it);
+- ``listenKeyExpired`` (listenKey stream only): the key expired, no event follows on it.
 
 Field names are the venue's, verbatim; unknown fields are ignored (Binance adds fields), and an
 unknown event type is peeked at (``e``) and skipped, never an error.  Decoders are built once.
@@ -122,6 +123,14 @@ class BinanceStreamTerminated(msgspec.Struct, frozen=True):
     E: Millis = 0
 
 
+class BinanceListenKeyExpired(msgspec.Struct, frozen=True):
+    """``listenKeyExpired`` (listenKey stream): no more events on this key; connect with a new one."""
+
+    e: str
+    E: Millis | str = 0  # some Binance streams send the event time as a string
+    listenKey: str = ""
+
+
 class BinanceSubscribed(msgspec.Struct, frozen=True):
     """``result`` of ``userDataStream.subscribe(.signature)``."""
 
@@ -134,7 +143,13 @@ class BinanceListenKey(msgspec.Struct, frozen=True):
     listenKey: str
 
 
-UserEvent = BinanceExecutionReport | BinanceAccountPosition | BinanceBalanceUpdate | BinanceStreamTerminated
+UserEvent = (
+    BinanceExecutionReport
+    | BinanceAccountPosition
+    | BinanceBalanceUpdate
+    | BinanceStreamTerminated
+    | BinanceListenKeyExpired
+)
 
 USER_ENVELOPE_DECODER = msgspec.json.Decoder(BinanceUserEnvelope)
 EVENT_TYPE_DECODER = msgspec.json.Decoder(_EventType)
@@ -145,6 +160,7 @@ EVENT_DECODERS: dict[str, msgspec.json.Decoder[UserEvent]] = {
     "outboundAccountPosition": msgspec.json.Decoder(BinanceAccountPosition),
     "balanceUpdate": msgspec.json.Decoder(BinanceBalanceUpdate),
     "eventStreamTerminated": msgspec.json.Decoder(BinanceStreamTerminated),
+    "listenKeyExpired": msgspec.json.Decoder(BinanceListenKeyExpired),
 }
 
 
