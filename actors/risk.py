@@ -7,7 +7,11 @@ event with a reason, never an exception; RiskDayChanged when the day's counters 
 than by an approval (a new UTC day, the loss limit latching or lifted), for the journal.
 
 Checks, in order, each returning early with the rule's name: trading state (group
-halted, HALTED, REDUCING), daily loss limit (entries only), intent sanity (positive
+halted, HALTED, REDUCING), the venue usable for entries (entries only: ``venue_check``, set by
+the group wiring from :mod:`daemon.entry_gate`; rules ``venue_blind`` -- the account's user data
+stream not subscribed, REST unreachable, the key refused, no exchange rules -- and
+``book_stale``; exits pass, and nothing is halted or canceled), daily loss limit (entries
+only), intent sanity (positive
 finite quantity, prices where the order type needs them, a consistent exit plan),
 reduce-only really reduces, mandatory stop-loss on entries (always for entries with a
 time exit), a fresh last price exists, price band vs last trade, max order notional,
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
@@ -107,6 +112,8 @@ class RiskActor(Actor):
         self.day_start_equity = ZERO
         self.daily_breach = ""  # set (the reason) while the day's loss limit holds the group REDUCING
         self.last_exit_ns = 0  # market time of the last fill that shrank the position (cooldown_s)
+        # Is the venue usable for entries now? None: it is (paper); else (rule, reason) when not.
+        self.venue_check: Callable[[], Verdict] | None = None
         # from the last PositionChanged (SymbolState has no fees)
         self._qty, self._avg, self._realized, self._fees = (
             state.position,
@@ -256,6 +263,7 @@ class RiskActor(Actor):
         """The first rule ``intent`` breaks, or None. Pure apart from reading state and the clock."""
         for rule in (
             self._check_state,
+            self._check_venue,
             self._check_daily_loss,
             self._check_sanity,
             self._check_reduce_only,
@@ -283,6 +291,11 @@ class RiskActor(Actor):
         if mode == "reducing" and not intent.reduce_only:
             return "reducing", "trading state is REDUCING: only orders that reduce a position are allowed"
         return None
+
+    def _check_venue(self, intent: OrderIntent) -> Verdict:
+        if intent.reduce_only or self.venue_check is None:
+            return None  # an exit goes out whenever the venue takes it
+        return self.venue_check()
 
     def _check_daily_loss(self, intent: OrderIntent) -> Verdict:
         if self.daily_breach and not intent.reduce_only:

@@ -18,7 +18,9 @@ The stop-monitor also gets OrderAccepted (its native stop orders) and publishes
 CancelOrder to the venue; risk also gets PositionChanged and Bar (daily PnL).  When the
 group is halted (admin or supervisor) and ``risk.halt_cancels_orders`` is set, a
 CancelOrder is published for every open order that is not reduce-only (entries; exits
-and native stops stay).
+and native stops stay).  On a real venue risk also gets the group's entry gate
+(:func:`daemon.entry_gate.venue_gate`): no new entries while the venue is blind or the book
+stale, without a halt.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from adapters.paper.actor import PaperExchange
 from adapters.replay.feed import ReplayFeed
 from daemon.config import AccountConfig, BinanceAccount, BinanceFeed, ChannelsSection, FeedConfig, GroupConfig
 from daemon.config import ReplayFeed as ReplayFeedConfig
+from daemon.entry_gate import venue_gate
 
 ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderExpired)
 MARKET = (Trade, Bar, Quote)
@@ -257,6 +260,7 @@ class SymbolGroup:
             )
         else:
             self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)
+        self.risk.venue_check = venue_gate(self)  # entries refused while the venue is blind or the book stale
         self._wire()
         self.actors: list[Actor] = [
             self.feed,
