@@ -382,3 +382,11 @@ async def test_telegram_commands_unknown_chat_ignored_halt_needs_confirm(
                 await bot.session.close()
     finally:
         await runner.cleanup()
+
+
+def test_the_shipped_notify_toml_loads() -> None:
+    from daemon.notify.config import load_notify_config
+    from tests.helpers import ROOT
+
+    cfg = load_notify_config(ROOT / "notify.toml")
+    assert cfg.notify.targets[0].name == "ops" and not cfg.notify.telegram.enabled
