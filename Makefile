@@ -27,7 +27,7 @@ test: $(STAMP) services
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q
 
 soak: $(STAMP) services
-	CRASH_LOOPS=100 VENUE_CRASH_LOOPS=100 BETWEEN_SNAPSHOT_LIVES=100 $(BIN)/python -m pytest -q tests/test_crash_loop.py tests/test_crash_loop_venue.py tests/test_crash_between_snapshots.py
+	CRASH_LOOPS=100 VENUE_CRASH_LOOPS=100 BETWEEN_SNAPSHOT_LIVES=100 FEED_STORM_S=180 $(BIN)/python -m pytest -q tests/test_crash_loop.py tests/test_crash_loop_venue.py tests/test_crash_between_snapshots.py tests/test_binance_feed_limits.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon actors adapters tests bench

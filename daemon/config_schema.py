@@ -143,6 +143,7 @@ class BinanceFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="binanc
     silence_timeout_s: float = 30.0
     stall_timeout_s: float = 300.0
     rotate_after_s: float = 84_600.0  # Binance cuts a stream connection after 24 h: hand over before
+    book_depth: int = 100  # levels kept and published; the snapshot limit is the smallest step holding them
 
 
 FeedConfig = ReplayFeed | BinanceFeed

@@ -148,6 +148,7 @@ def make_feed(cfg: GroupConfig) -> Feed:
         streams=tuple(feed.streams),
         exchange=cfg.exchange,
         silence_timeout_s=feed.silence_timeout_s,
+        book_depth=feed.book_depth,
         stall_timeout_s=feed.stall_timeout_s,
         rotate_after_s=feed.rotate_after_s,
     )
@@ -356,5 +357,8 @@ class SymbolGroup:
         self.router.unsubscribe(self.portfolio.inbox)
 
     def feed_age_s(self, now_ns: int) -> float | None:
-        last = self.state.last_recv_ns
+        """Seconds since the feed was last known current: its last trade, or for a live feed whose
+        connection is heard (pings count) and whose book is synced, that (a quiet symbol is fine)."""
+        heard = getattr(self.feed.feed, "heard_ns", None)
+        last = max(self.state.last_recv_ns, heard() if heard is not None else 0)
         return None if last == 0 else (now_ns - last) / 1e9

@@ -52,6 +52,16 @@ HELP = {
         "Order books resynced from a new snapshot (gaps, stale snapshots)",
     ),
     "tradingd_feed_rejected_total": ("counter", "Venue frames rejected by the decoder, by reason"),
+    "tradingd_feed_silences_total": ("counter", "Live connections dropped: no frame at all, pings included"),
+    "tradingd_feed_stalls_total": ("counter", "Quiet spells of a symbol (no data for stall_timeout_s)"),
+    "tradingd_feed_snapshots_total": ("counter", "Depth snapshots fetched"),
+    "tradingd_feed_snapshot_errors_total": ("counter", "Depth snapshots that failed"),
+    "tradingd_feed_trade_time_clamped_total": (
+        "counter",
+        "Trades kept whose venue time was older than the previous trade's",
+    ),
+    "tradingd_feed_book_synced": ("gauge", "1 while the symbol's order book is synced"),
+    "tradingd_feed_book_state_seconds": ("gauge", "How long the book has been synced (or stale)"),
 }
 
 
@@ -74,6 +84,7 @@ FEED_COUNTERS = (
     "resyncs",
     "snapshots",
     "snapshot_errors",
+    "trade_time_clamped",
     "loops",
 )
 FEED_GAUGES = ("connected", "books_stale", "behind_ms")
@@ -90,6 +101,10 @@ def _feed_samples(stats: msgspec.Struct, ex: str, sym: str) -> Iterator[Sample]:
             yield f"tradingd_feed_{name}", labels, float(getattr(stats, name))
     for reason, n in getattr(stats, "rejected_by_reason", {}).items():
         yield "tradingd_feed_rejected_total", _l(exchange=ex, symbol=sym, reason=reason), float(n)
+    for book_symbol, top in getattr(stats, "books", {}).items():
+        book_labels = _l(exchange=ex, symbol=book_symbol)
+        yield "tradingd_feed_book_synced", book_labels, 1.0 if top.synced else 0.0
+        yield "tradingd_feed_book_state_seconds", book_labels, float(top.since_s)
 
 
 def _actor_samples(actor: Actor, labels: Labels) -> Iterator[Sample]:

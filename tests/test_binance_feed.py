@@ -134,30 +134,47 @@ async def test_disconnect_storm_reconnects_and_resyncs() -> None:
 
 
 @pytest.mark.anyio
-async def test_silent_peer_reconnects_after_silence_timeout() -> None:
+async def test_deaf_peer_reconnects_after_silence_timeout() -> None:
+    """No frame at all, not even a pong to our heartbeat: the connection is dead."""
     with anyio.fail_after(5):
         async with (
-            open_fake_binance_ws(silent=True) as fake,
-            running(fake, silence_timeout_s=0.2) as (feed, out),
+            open_fake_binance_ws(deaf=True) as fake,
+            running(fake, silence_timeout_s=0.3) as (feed, out),
         ):
             await until(lambda: fake.connections >= 3)
             assert feed.silences >= 2 and feed.reconnects >= 2
-            assert out.messages == []
+            assert out.of(Quote) == []
 
 
 @pytest.mark.anyio
-async def test_stalled_symbol_counted_and_reconnects() -> None:
+async def test_quiet_connection_that_answers_pings_stays_connected() -> None:
+    """Binance pings every connection; a connection with no data but its pings is alive."""
+    with anyio.fail_after(5):
+        async with (
+            open_fake_binance_ws(silent=True, ping_every_s=0.1) as fake,
+            running(fake, silence_timeout_s=0.3) as (feed, _out),
+        ):
+            await anyio.sleep(1.5)  # five silence timeouts
+            assert (feed.silences, feed.reconnects, fake.connections) == (0, 0, 1)
+            assert fake.pongs >= 5  # Binance's pings were answered
+            assert all_synced(feed)  # from their snapshots alone: nothing changed since
+            assert feed.heard_ns() > 0
+
+
+@pytest.mark.anyio
+async def test_quiet_symbol_is_counted_and_keeps_its_connection_and_book() -> None:
     with anyio.fail_after(5):
         options: dict[str, Any] = {"silence_timeout_s": 5.0, "stall_timeout_s": 0.3}
         async with (
             open_fake_binance_ws(replay_s=2.0, stall_symbol="NKNUSDT") as fake,
-            running(fake, **options) as (
-                feed,
-                out,
-            ),
+            running(fake, **options) as (feed, out),
         ):
-            await until(lambda: fake.connections >= 2)
-            assert feed.stalls >= 1 and feed.reconnects >= 1
+            await anyio.sleep(1.5)
+            assert (fake.connections, feed.reconnects) == (1, 0)
+            stats = feed.statistics()
+            assert "NKN/USDT" in stats.quiet and feed.stalls >= 1  # counted, not dropped
+            top = stats.books["NKN/USDT"]
+            assert top.synced and top.best_bid is not None and top.best_ask is not None
             assert out.of(Quote, "NKN/USDT") == []
 
 

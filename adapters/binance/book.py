@@ -21,6 +21,8 @@ Diffs already covered (``u <= `` the book's update id) are duplicates and droppe
 consistency check runs after every snapshot and diff: a crossed book (best bid >= best ask) is out
 of sync.  While out of sync the book is ``stale`` and empty, so nobody reads a wrong price.
 Resyncs are bounded by the snapshots fetched: a stale book only buffers until the next snapshot.
+``since_ns`` is when the book last became synced or stale (wall clock), ``updated_ns`` when its
+levels last changed (a snapshot or a diff applied): a quiet book is synced, only old.
 
 Each side is a dict price -> quantity plus an ascending list of its prices kept with :mod:`bisect`:
 a level change is a dict write (plus a list insert/delete when a price appears or disappears), the
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from bisect import bisect_left, insort
 from collections import deque
 from decimal import Decimal
@@ -114,6 +117,8 @@ class OrderBook:
         self.state = BookState.AWAITING_SNAPSHOT
         self.last_update_id = 0
         self.resync_reason = ""
+        self.since_ns = time.time_ns()  # when the book became stale (or synced), wall clock
+        self.updated_ns = 0  # when a snapshot or diff last changed it
         self._bids = _Side()
         self._asks = _Side()
         self._buffer: deque[BookDelta] = deque(maxlen=max_buffer)
@@ -154,6 +159,7 @@ class OrderBook:
         self._asks.load(snapshot.asks)
         self.last_update_id = snapshot.seq
         self.state = BookState.SYNCED
+        self.since_ns = self.updated_ns = time.time_ns()
         self._first_pending = True
         self.snapshots += 1
         if self._is_crossed():
@@ -190,6 +196,7 @@ class OrderBook:
         self._bids.update(delta.bids)
         self._asks.update(delta.asks)
         self.last_update_id = delta.last_seq
+        self.updated_ns = time.time_ns()
         self._first_pending = False
         self.applied += 1
         self.levels_applied += len(delta.bids) + len(delta.asks)
@@ -208,6 +215,8 @@ class OrderBook:
 
     def _resync(self, reason: str, keep: list[BookDelta]) -> BookAction:
         """Out of sync: empty the book, keep only ``keep`` buffered, and wait for a new snapshot."""
+        if self.state is BookState.SYNCED:
+            self.since_ns = time.time_ns()
         self.state = BookState.RESYNC_NEEDED
         self.resyncs += 1
         self._bids.clear()

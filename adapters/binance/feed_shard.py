@@ -47,6 +47,8 @@ class FeedShard:
         self.syncing: set[str] = set()  # our symbols with a snapshot request in flight
         self.last_frame = self.connected_at = 0.0
         self.last_data: dict[str, float] = {}
+        self.quiet: set[str] = set()  # our symbols without data for stall_timeout_s (counted once)
+        self.last_trade_ts: dict[str, int] = {}  # newest trade time delivered per symbol
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.tg: TaskGroup | None = None
         self.lock = anyio.Lock()  # orders a book's snapshot before its deltas
@@ -83,15 +85,23 @@ class FeedShard:
             if ours is not None:
                 self.books.pop(ours, None)
                 self.last_data.pop(ours, None)
+                self.quiet.discard(ours)
                 self.syncing.discard(ours)
 
     def reset(self) -> None:
-        """A new connection: every book starts over, every watchdog clock from now."""
+        """A new connection: every book starts over, every watchdog clock from now.
+
+        A book already stale stays stale *since* it went stale, so the resync queue serves the
+        books out of date the longest first."""
         now = time.monotonic()
         self.last_frame = self.connected_at = now
         self.last_data = dict.fromkeys(self.symbols.values(), now)
+        self.quiet.clear()
         self.syncing.clear()
         if self.feed.depth:
-            self.books = {
-                ours: OrderBook(ours, exchange=self.feed.exchange) for ours in self.symbols.values()
-            }
+            old, self.books = self.books, {}
+            for ours in self.symbols.values():
+                book = self.books[ours] = OrderBook(ours, exchange=self.feed.exchange)
+                prev = old.get(ours)
+                if prev is not None and prev.stale:
+                    book.since_ns = prev.since_ns

@@ -14,7 +14,10 @@ escapes but cancellation.
   to server time, for REQUEST_WEIGHT, ORDERS and RAW_REQUESTS (limits from exchangeInfo
   ``rateLimits``), counts each request before it leaves and takes the venue's
   ``X-MBX-USED-WEIGHT-*`` / ``X-MBX-ORDER-COUNT-*`` headers as the floor; a request that would
-  exceed a limit waits for the next window.  429: wait ``Retry-After`` (or back off) and retry.
+  exceed a limit waits for the next window.  The limiter is the venue host's, shared by every client
+  of the process (:func:`~adapters.binance.ratelimit.shared_limiter`: Binance counts weight per IP),
+  unless ``limiter=`` gives one; background calls (the feed's snapshots) leave the order path a
+  reserve of each window.  429: wait ``Retry-After`` (or back off) and retry.
   418: the IP is banned; every request fails fast with :class:`BinanceBanned`, without touching
   the network, until ``Retry-After`` has passed.
 - Orders: "HTTP 5XX ... the execution status is UNKNOWN and could have been a success" (spot docs,
@@ -63,7 +66,7 @@ from adapters.binance.errors import (
     error_for,
 )
 from adapters.binance.filters import BinanceNewOrder
-from adapters.binance.ratelimit import DEFAULT_LIMITS, RateLimiter
+from adapters.binance.ratelimit import DEFAULT_LIMITS, RateLimiter, shared_limiter
 from adapters.binance.replies import (
     BinanceAccount,
     BinanceAccountTrade,
@@ -105,6 +108,7 @@ __all__ = [
     "BinanceUnknownOrder",
     "OutcomeUnknown",
     "RateLimiter",
+    "depth_weight",
 ]
 
 log = logging.getLogger("tradingd.binance.http")
@@ -139,6 +143,12 @@ class _Call:
     symbol: str = ""
     order_id: str = ""  # client order id this call may create: failures are OutcomeUnknown
     keyed: bool = False  # sends X-MBX-APIKEY without a signature (listenKey endpoints)
+    background: bool = False  # market data: leaves the order path its reserve of the weight windows
+
+
+def depth_weight(limit: int) -> int:
+    """The request weight of a depth snapshot of ``limit`` levels (spot docs, GET /api/v3/depth)."""
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -182,8 +192,10 @@ class BinanceHttpClient:
         conn: str = "rest",
         health: RestHealth | None = None,
         clock: ServerClock | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        register_secret(api_key)
+        if api_key:
+            register_secret(api_key)
         self._base = base_url.rstrip("/")
         self._api_key = api_key
         self._signer = HmacSigner(secret) if isinstance(secret, str) else secret
@@ -192,7 +204,7 @@ class BinanceHttpClient:
         self._max_wait_s, self._max_retries = max_wait_s, max_retries
         self._session, self._owns_session = session, session is None
         self._x = {"component": "binance.http", "exchange": "binance", "conn": conn}
-        self.limiter = RateLimiter()
+        self.limiter = limiter if limiter is not None else shared_limiter(base_url)
         self.health = health
         self.clock = clock if clock is not None else ServerClock()
         self._n = {"requests": 0, "throttled": 0, "rate_limited": 0, "bans": 0, "clock_syncs": 0}
@@ -249,16 +261,19 @@ class BinanceHttpClient:
         """``GET /api/v3/ping`` (weight 1): is REST reachable?  Raises a BinanceError if not."""
         await self._get(_Call("GET", "/api/v3/ping"), dict[str, object])
 
-    async def exchange_info(self) -> BinanceExchangeInfo:
+    async def exchange_info(self, *, background: bool = False) -> BinanceExchangeInfo:
         """Symbols and filters; the reply's ``rateLimits`` become the limiter's limits."""
-        info = await self._get(_Call("GET", "/api/v3/exchangeInfo", weight=20), BinanceExchangeInfo)
+        call = _Call("GET", "/api/v3/exchangeInfo", weight=20, background=background)
+        info = await self._get(call, BinanceExchangeInfo)
         if info.rateLimits:
             self.limiter.configure(info.rateLimits)
         return info
 
-    async def depth(self, symbol: str, limit: int = 100) -> BinanceDepthSnapshot:
-        weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
-        call = _Call("GET", "/api/v3/depth", {"symbol": symbol, "limit": limit}, weight, symbol=symbol)
+    async def depth(self, symbol: str, limit: int = 100, *, background: bool = False) -> BinanceDepthSnapshot:
+        """``GET /api/v3/depth``: weight 5 up to 100 levels, 25 to 500, 50 to 1000, 250 to 5000."""
+        params: dict[str, ParamValue] = {"symbol": symbol, "limit": limit}
+        weight = depth_weight(limit)
+        call = _Call("GET", "/api/v3/depth", params, weight, symbol=symbol, background=background)
         return await self._get(call, BinanceDepthSnapshot)
 
     async def new_order(
@@ -458,7 +473,7 @@ class BinanceHttpClient:
                 )
                 banned.until_ms = self.limiter.banned_until_ms
                 raise banned
-            delay_ms = self.limiter.delay_ms(call.weight, call.orders, now)
+            delay_ms = self.limiter.delay_ms(call.weight, call.orders, now, background=call.background)
             if delay_ms <= 0:
                 self.limiter.acquire(call.weight, call.orders, now)
                 return

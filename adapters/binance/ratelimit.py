@@ -6,12 +6,22 @@ is loaded): requests are counted before they leave, the venue's ``X-MBX-USED-WEI
 ``X-MBX-ORDER-COUNT-*`` headers are taken as the floor, and :meth:`RateLimiter.delay_ms` says how
 long a request must wait for the next window.  It also holds the 429 back-off and 418 ban deadlines
 that :class:`~adapters.binance.http.BinanceHttpClient` sets.  Pure code, no networking or clock.
+
+Binance counts REQUEST_WEIGHT per IP: every client of one venue host in this process (each
+group's trading client, the market feed's snapshots and exchangeInfo) shares one limiter,
+:func:`shared_limiter` (keyed by scheme, host and port), so their weights add up here as they do at
+the venue, and a 429 back-off or a 418 ban seen by one holds all of them.  A *background* request
+(depth snapshots) leaves :data:`BACKGROUND_RESERVE` of each weight window to the order path: it
+waits for the next window rather than use the last fifth of one.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from yarl import URL
 
 from adapters.binance.schemas import BinanceRateLimit
 
@@ -23,6 +33,7 @@ DEFAULT_LIMITS = (
     BinanceRateLimit("RAW_REQUESTS", "MINUTE", 5, 6100),
 )
 _INTERVAL_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+BACKGROUND_RESERVE = 0.2  # share of each REQUEST_WEIGHT window kept for the order path
 _HEADER = {"REQUEST_WEIGHT": "x-mbx-used-weight-", "ORDERS": "x-mbx-order-count-"}
 
 
@@ -43,6 +54,12 @@ class _Window:
     def need(self, weight: int, orders: int) -> int:
         return {"REQUEST_WEIGHT": weight, "ORDERS": orders, "RAW_REQUESTS": 1}.get(self.kind, 0)
 
+    def room(self, background: bool) -> int:
+        """What may be used of this window: all of it, less the order path's reserve for background."""
+        if background and self.kind == "REQUEST_WEIGHT":
+            return self.limit - max(1, int(self.limit * BACKGROUND_RESERVE))
+        return self.limit
+
 
 class RateLimiter:
     """Binance's rate-limit windows for one IP/account; all times are server-time milliseconds."""
@@ -54,10 +71,13 @@ class RateLimiter:
         self.windows: list[_Window] = []
         self.blocked_until_ms = 0
         self.banned_until_ms = 0
+        self.configured = False  # True once the venue's own rateLimits were adopted
         self.configure(limits)
+        self.configured = False
 
     def configure(self, limits: tuple[BinanceRateLimit, ...] | list[BinanceRateLimit]) -> None:
         """Adopt exchangeInfo ``rateLimits``, keeping what was already counted."""
+        self.configured = True
         old = {(w.kind, w.length_ms): w for w in self.windows}
         self.windows = []
         for rl in limits:
@@ -69,13 +89,15 @@ class RateLimiter:
                 w.start_ms, w.used = prev.start_ms, prev.used
             self.windows.append(w)
 
-    def delay_ms(self, weight: int, orders: int, now_ms: int) -> int:
-        """How long to wait before a request of this weight and order count may leave (0: now)."""
-        wait = self.blocked_until_ms - now_ms
+    def delay_ms(self, weight: int, orders: int, now_ms: int, *, background: bool = False) -> int:
+        """How long to wait before a request of this weight and order count may leave (0: now).
+
+        ``background``: a request that must leave the order path its reserve (snapshots)."""
+        wait = max(self.blocked_until_ms, self.banned_until_ms) - now_ms
         for w in self.windows:
             w.roll(now_ms)
             need = w.need(weight, orders)
-            if need and w.used and w.used + need > w.limit:
+            if need and w.used and w.used + need > w.room(background):
                 wait = max(wait, w.start_ms + w.length_ms + self.margin_ms - now_ms)
         return max(wait, 0)
 
@@ -94,3 +116,24 @@ class RateLimiter:
 
     def used(self, kind: str = "REQUEST_WEIGHT") -> int:
         return max((w.used for w in self.windows if w.kind == kind), default=0)
+
+
+_SHARED: weakref.WeakValueDictionary[str, RateLimiter] = weakref.WeakValueDictionary()
+
+
+def venue_key(base_url: str) -> str:
+    """``https://api.binance.com`` -> ``https://api.binance.com:443``: one key per venue host."""
+    url = URL(base_url)
+    return f"{url.scheme}://{url.host}:{url.port}"
+
+
+def shared_limiter(base_url: str) -> RateLimiter:
+    """The process's limiter for the venue host of ``base_url``, created on first use.
+
+    It lives as long as a client holds it (a weak registry): a host nobody talks to any more
+    starts afresh."""
+    key = venue_key(base_url)
+    limiter = _SHARED.get(key)
+    if limiter is None:
+        limiter = _SHARED[key] = RateLimiter()
+    return limiter

@@ -9,14 +9,33 @@ decodes frames with :class:`~adapters.binance.data.FrameDecoder` and hands each 
 - Sharding: symbols are split so no connection carries more than ``max_streams_per_connection``
   streams; each shard is its own task in the feed's task group.
 - Reconnects: forever, exponential backoff with jitter and a cap, on connection errors only
-  (aiohttp errors, OSError, timeouts, the peer closing).  Two watchdogs drop a connection: a
-  silent peer (no frame for ``silence_timeout_s``) and a stalled symbol (no data for one
-  subscribed symbol for ``stall_timeout_s``, counted in ``stalls``).
+  (aiohttp errors, OSError, timeouts, the peer closing).  Silence is a property of the connection:
+  any frame counts, data or control -- Binance pings every connection every 20 s and we ping it
+  every ``heartbeat_s`` (at most a third of ``silence_timeout_s``), answering its pings ourselves --
+  and only a connection with no frame at all for ``silence_timeout_s`` is dropped (``silences``).
+  A symbol without trades, quotes or depth changes is quiet, not lost: once it has been quiet for
+  ``stall_timeout_s`` that is counted (``stalls``, once per quiet spell) and logged, and shown on
+  /status, but its connection (shared with the other symbols) stays; its book stays synced, since
+  a depth stream that skipped an update shows as a gap in the update ids of its next diff.
 - Order books (depth streams): one :class:`~adapters.binance.book.OrderBook` per symbol, synced
-  by Binance's procedure: diffs are buffered, the REST snapshot is fetched once the first diff
-  has arrived, and fetched again whenever the book needs it (counted in ``resyncs``).  A stale
+  by Binance's procedure: diffs are buffered while the REST snapshot is fetched (as soon as the
+  connection is open: a symbol that sends no diff has an accurate book from its snapshot alone;
+  a diff that does not follow it resyncs), and fetched again whenever the book needs it
+  (counted in ``resyncs``).  A stale
   book's deltas are not forwarded: a :class:`BookSnapshot` is published when it (re)syncs, then
   its deltas.  Every connection starts all books afresh (diffs were missed meanwhile).
+- Snapshots are REST calls of the venue host's shared, weight-aware limiter
+  (:class:`~adapters.binance.http.BinanceHttpClient`, background priority: the order path keeps a
+  reserve of every weight window), one :mod:`~adapters.binance.resync_queue` turn each: a few at
+  a time per host, the book stale the longest first, none during a 429 back-off or a 418 ban.
+  ``limit`` is the smallest of Binance's weight steps (100/500/1000/5000 levels: weight
+  5/25/50/250) holding ``book_depth`` levels.  A failed snapshot is retried with exponential
+  back-off and jitter (tenacity).  The venue's rateLimits come from one exchangeInfo per host
+  unless trading loaded them already.
+- Trades: Binance orders a symbol's aggregate trades by their id; the trade time ``T`` is the
+  matching engine's and can be a millisecond older than the previous trade's.  Such a trade is
+  real volume: it is kept, stamped with the previous trade's time so a symbol's trade times never
+  go back (``trade_time_clamped``).
 - Live ``subscribe`` / ``unsubscribe`` send ``SUBSCRIBE`` / ``UNSUBSCRIBE`` requests with ids.
 - The 24 h limit: each connection is rotated make-before-break before Binance cuts it
   (``rotate_after_s``), without a gap (``rotations``, ``forced_rotations``):
@@ -34,6 +53,7 @@ import aiohttp
 import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_exponential_jitter
 
 from actors.messages import BookDelta, BookSnapshot, Message, Quote, Trade
 from adapters.binance.book import BookAction, OrderBook
@@ -41,7 +61,10 @@ from adapters.binance.data import BinanceDecodeError, stream_kind
 from adapters.binance.errors import BinanceError
 from adapters.binance.feed_rotation import ConnectionRotation, trade_is_new
 from adapters.binance.feed_shard import CONNECTION_ERRORS, ConnectionLost, FeedShard
-from adapters.binance.schemas import DEPTH_SNAPSHOT_DECODER, BinanceDepthSnapshot, BinanceValueError
+from adapters.binance.feed_status import BookTop, book_top
+from adapters.binance.http import BinanceHttpClient
+from adapters.binance.resync_queue import ResyncQueue, shared_resync_queue
+from adapters.binance.schemas import BinanceDepthSnapshot, BinanceValueError
 
 log = logging.getLogger("tradingd.binance.ws")
 
@@ -50,6 +73,7 @@ DEFAULT_STREAMS = ("aggTrade", "bookTicker", "depth@100ms")
 Sink = Callable[[Message], Awaitable[None]]
 SinkNowait = Callable[[Message], bool]
 SnapshotFetcher = Callable[[str, int], Awaitable[BinanceDepthSnapshot]]
+SNAPSHOT_LIMITS = (100, 500, 1000, 5000)  # Binance's weight steps of GET /api/v3/depth
 SNAPSHOT_ERRORS = (
     *CONNECTION_ERRORS,
     BinanceDecodeError,
@@ -81,6 +105,10 @@ class BinanceFeedStatistics(msgspec.Struct, frozen=True):
     books_stale: int
     rejected: int
     rejected_by_reason: dict[str, int]
+    trade_time_clamped: int = 0
+    snapshot_limit: int = 0
+    quiet: list[str] = []  # symbols quiet for stall_timeout_s (not an outage)
+    books: dict[str, BookTop] = {}  # our symbol -> synced/stale since when, best bid/ask, update id, age
 
 
 class BinanceMarketFeed(ConnectionRotation):
@@ -108,11 +136,13 @@ class BinanceMarketFeed(ConnectionRotation):
         handover_timeout_s: float = 10.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
-        snapshot_limit: int = 1000,
+        snapshot_limit: int | None = None,
         snapshot_retry_s: float = 1.0,
+        snapshot_backoff_max_s: float = 30.0,
         snapshot_timeout_s: float = 10.0,
-        book_depth: int = 1000,
+        book_depth: int = 100,
         fetch_snapshot: SnapshotFetcher | None = None,
+        resync_queue: ResyncQueue | None = None,
     ) -> None:
         if not streams or len(streams) > max_streams_per_connection:
             raise ValueError(f"need 1..{max_streams_per_connection} streams per symbol, got {len(streams)}")
@@ -124,18 +154,27 @@ class BinanceMarketFeed(ConnectionRotation):
         self.depth = any(stream_kind(s) == "depthUpdate" for s in streams)
         self.per_shard = max_streams_per_connection // len(streams)  # symbols per connection
         self.silence_timeout_s, self.stall_timeout_s = silence_timeout_s, stall_timeout_s
-        self.heartbeat_s, self.backoff = heartbeat_s, (backoff_initial_s, backoff_max_s)
+        self.heartbeat_s = min(heartbeat_s, silence_timeout_s / 3)  # pongs keep a quiet connection heard
+        self.backoff = (backoff_initial_s, backoff_max_s)
         self.rotate_after_s, self.handover_timeout_s = rotate_after_s, handover_timeout_s
-        self.snapshot_limit, self.snapshot_retry_s = snapshot_limit, snapshot_retry_s
+        self.snapshot_limit = snapshot_limit or next(
+            (n for n in SNAPSHOT_LIMITS if n >= book_depth), SNAPSHOT_LIMITS[-1]
+        )
+        self.snapshot_retry_s, self.snapshot_backoff_max_s = snapshot_retry_s, snapshot_backoff_max_s
         self.snapshot_timeout_s, self.book_depth = snapshot_timeout_s, book_depth
         self._fetch = fetch_snapshot or self._fetch_rest
+        self.queue = resync_queue or shared_resync_queue(self.rest_url)
+        self._backoff = wait_exponential_jitter(
+            multiplier=snapshot_retry_s, max=snapshot_backoff_max_s, jitter=snapshot_retry_s
+        )
+        self.rest: BinanceHttpClient | None = None
         self.shards: list[FeedShard] = []
         for i in range(0, len(symbols), self.per_shard):
             self._new_shard(dict(list(symbols.items())[i : i + self.per_shard]))
         self.emitted = self.last_emit_ns = 0
         self.reconnects = self.silences = self.stalls = self.resyncs = 0
         self.rotations = self.forced_rotations = 0
-        self.snapshots = self.snapshot_errors = 0
+        self.snapshots = self.snapshot_errors = self.trade_time_clamped = 0
         self.running = False
         self._ids = 0
         self._sink: Sink | None = None
@@ -179,7 +218,25 @@ class BinanceMarketFeed(ConnectionRotation):
             books_stale=sum(b.stale for b in self.books().values()),
             rejected=sum(reasons.values()),
             rejected_by_reason=reasons,
+            trade_time_clamped=self.trade_time_clamped,
+            snapshot_limit=self.snapshot_limit,
+            quiet=sorted(sym for shard in self.shards for sym in shard.quiet),
+            books={sym: book_top(book, time.time_ns()) for sym, book in self.books().items()},
         )
+
+    def heard_ns(self) -> int:
+        """When the feed last knew its symbols' data current (wall clock ns, 0: never).
+
+        Its newest message, or -- for quiet symbols -- the last frame (a ping counts) of a
+        connection whose every book is synced: a quiet symbol on a live connection is current."""
+        heard = self.last_emit_ns
+        now_mono, now_ns = time.monotonic(), time.time_ns()
+        for shard in self.shards:
+            if shard.ws is None or not shard.symbols or any(b.stale for b in shard.books.values()):
+                continue
+            if now_mono - shard.last_frame <= self.silence_timeout_s:
+                heard = max(heard, now_ns - int((now_mono - shard.last_frame) * 1e9))
+        return heard
 
     async def run(
         self,
@@ -193,13 +250,22 @@ class BinanceMarketFeed(ConnectionRotation):
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.snapshot_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session, anyio.create_task_group() as tg:
             self._session, self._tg, self.running = session, tg, True
+            self.rest = BinanceHttpClient(
+                self.rest_url,
+                "",
+                _Unsigned(),
+                timeout_s=self.snapshot_timeout_s,
+                session=session,
+                conn="rest:feed",
+                limiter=self.queue.limiter,
+            )
             try:
                 for shard in self.shards:
                     tg.start_soon(self._run_shard, shard, name=f"binance-{shard.name}")
                 task_status.started()
                 await anyio.sleep_forever()
             finally:
-                self.running, self._tg, self._session = False, None, None
+                self.running, self._tg, self._session, self.rest = False, None, None, None
 
     async def subscribe(self, symbols: Mapping[str, str]) -> None:
         """Add ``symbols`` (venue -> ours) live: to shards with room, else to new connections."""
@@ -244,7 +310,7 @@ class BinanceMarketFeed(ConnectionRotation):
             try:
                 await ws.send_json({"method": method, "params": params, "id": self._ids})
             except CONNECTION_ERRORS as exc:  # the reconnect's URL carries the new subscription
-                log.warning("%s request lost: %s", method, exc, extra=self._extra(shard))
+                log.warning("%s request lost: %s", method, exc, extra=self._extra(shard, params))
 
     async def _run_shard(self, shard: FeedShard) -> None:
         failures = 0
@@ -268,8 +334,8 @@ class BinanceMarketFeed(ConnectionRotation):
         url = f"{self.ws_url}/stream?streams={'/'.join(shard.streams())}"
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)
         with anyio.fail_after(self.snapshot_timeout_s):  # TCP connect and the HTTP upgrade
-            return await self._session.ws_connect(
-                url, heartbeat=self.heartbeat_s, autoping=True, max_msg_size=0, timeout=timeout
+            return await self._session.ws_connect(  # pings and pongs reach _read: they are news
+                url, heartbeat=self.heartbeat_s, autoping=False, max_msg_size=0, timeout=timeout
             )
 
     async def _connect(self, shard: FeedShard) -> None:
@@ -281,6 +347,8 @@ class BinanceMarketFeed(ConnectionRotation):
                 shard.tg = tg
                 tg.start_soon(self._watchdog, shard, tg)
                 tg.start_soon(self._read, shard, ws, tg)
+                for symbol in list(shard.books):  # a quiet symbol's book syncs without waiting for a diff
+                    self._request_snapshot(shard, symbol)
                 if self.rotate_after_s:
                     tg.start_soon(self._rotate, shard)
         finally:
@@ -300,10 +368,22 @@ class BinanceMarketFeed(ConnectionRotation):
                     shard.last_frame = time.monotonic()
                     await self._on_frame(shard, frame.data)
                     continue
+                if frame.type is aiohttp.WSMsgType.PING:  # Binance's, every 20 s: answer with its payload
+                    shard.last_frame = time.monotonic()
+                    await ws.pong(frame.data)
+                    continue
+                if frame.type is aiohttp.WSMsgType.PONG:  # the answer to our heartbeat
+                    shard.last_frame = time.monotonic()
+                    continue
                 if shard.handover is not None:
                     ws = await self._take_over(shard)
                     continue
-                if frame.type is aiohttp.WSMsgType.ERROR:
+                if frame.type is aiohttp.WSMsgType.ERROR and isinstance(
+                    ws.exception(), aiohttp.ServerTimeoutError
+                ):
+                    self.silences += 1  # aiohttp's heartbeat: our ping went unanswered
+                    shard.drop_reason = f"silent connection: {ws.exception()}"
+                elif frame.type is aiohttp.WSMsgType.ERROR:
                     shard.drop_reason = f"websocket error: {ws.exception()}"
                 else:  # CLOSE, CLOSING, CLOSED
                     shard.drop_reason = f"closed by peer ({ws.close_code})"
@@ -313,27 +393,34 @@ class BinanceMarketFeed(ConnectionRotation):
         tg.cancel_scope.cancel()
 
     async def _watchdog(self, shard: FeedShard, tg: TaskGroup) -> None:
-        """Drop the connection (cancel its task group) on a silent peer or a stalled symbol."""
+        """Drop the connection (cancel its task group) when it is silent: no frame at all, pings
+        included.  Symbols gone quiet are counted and logged; their connection stays."""
         period = min(self.silence_timeout_s, self.stall_timeout_s or self.silence_timeout_s) / 4
         while True:
             await anyio.sleep(period)
             now = time.monotonic()
             if now - shard.last_frame > self.silence_timeout_s:
                 self.silences += 1
-                shard.drop_reason = f"silent peer: no frame for {self.silence_timeout_s}s"
+                shard.drop_reason = (
+                    f"silent connection: no frame, not even a ping, for {self.silence_timeout_s}s"
+                )
                 break
-            stalled = self._stalled(shard, now)
-            if stalled:
-                self.stalls += 1
-                shard.drop_reason = f"stalled stream: no data for {stalled} in {self.stall_timeout_s}s"
-                break
+            self._note_quiet(shard, now)
         tg.cancel_scope.cancel()
 
-    def _stalled(self, shard: FeedShard, now: float) -> str:
+    def _note_quiet(self, shard: FeedShard, now: float) -> None:
+        """Count each symbol once per quiet spell (no data for ``stall_timeout_s``)."""
         if self.stall_timeout_s is None:
-            return ""
-        late = [sym for sym, t in shard.last_data.items() if now - t > self.stall_timeout_s]
-        return ", ".join(late)
+            return
+        for sym, t in shard.last_data.items():
+            if now - t > self.stall_timeout_s and sym not in shard.quiet:
+                shard.quiet.add(sym)
+                self.stalls += 1
+                log.info(
+                    "binance symbol quiet: no trade, quote or depth change for %.0fs (connection alive)",
+                    now - t,
+                    extra={**self._extra(shard), "symbol": sym},
+                )
 
     # --- frames and books --------------------------------------------------------------------
 
@@ -344,11 +431,14 @@ class BinanceMarketFeed(ConnectionRotation):
             if symbol not in shard.last_data:  # unsubscribed meanwhile
                 continue
             shard.last_data[symbol] = shard.last_frame
+            shard.quiet.discard(symbol)
             kind = type(msg)
             if kind is BookDelta and not self._on_delta(shard, msg):  # type: ignore[arg-type]
                 continue
-            if kind is Trade and shard.trade_floor is not None and not trade_is_new(shard, msg):  # type: ignore[arg-type]
-                continue  # around a rotation: the other socket delivered it
+            if kind is Trade:
+                if shard.trade_floor is not None and not trade_is_new(shard, msg):  # type: ignore[arg-type]
+                    continue  # around a rotation: the other socket delivered it
+                msg = self._monotonic_trade(shard, msg)  # type: ignore[arg-type]
             if kind is Quote and shard.handover is not None:
                 shard.fresh_quotes.add(symbol)
             await self._emit(shard, msg)
@@ -367,6 +457,15 @@ class BinanceMarketFeed(ConnectionRotation):
             self._request_snapshot(shard, delta.symbol)
         return False
 
+    def _monotonic_trade(self, shard: FeedShard, trade: Trade) -> Trade:
+        """Keep a trade whose time is older than the previous one's, stamped with that time."""
+        last = shard.last_trade_ts.get(trade.symbol, 0)
+        if trade.ts_event >= last:
+            shard.last_trade_ts[trade.symbol] = trade.ts_event
+            return trade
+        self.trade_time_clamped += 1
+        return msgspec.structs.replace(trade, ts_event=last)
+
     def _request_snapshot(self, shard: FeedShard, symbol: str) -> None:
         if symbol in shard.syncing or shard.tg is None:
             return
@@ -374,27 +473,70 @@ class BinanceMarketFeed(ConnectionRotation):
         shard.tg.start_soon(self._sync_book, shard, symbol)
 
     async def _sync_book(self, shard: FeedShard, symbol: str) -> None:
-        """Fetch snapshots until the book is synced, then publish it."""
+        """Fetch snapshots (one queue turn each, backing off) until the book is synced, then publish it."""
         venue = next((v for v, o in shard.symbols.items() if o == symbol), "")
+        book = shard.books.get(symbol)
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda done: not done),  # errors are handled in _snapshot
+            wait=self._snapshot_wait,
+            sleep=anyio.sleep,
+            reraise=True,
+        )
         try:
-            while (book := shard.books.get(symbol)) is not None and book.stale:
-                snapshot = await self._snapshot(shard, venue, symbol)
-                if snapshot is None or shard.books.get(symbol) is not book:
-                    await anyio.sleep(self.snapshot_retry_s)
-                    continue
-                async with shard.lock:
-                    action = book.apply_snapshot(snapshot)
-                    if action is BookAction.RESYNC_NEEDED:
-                        self.resyncs += 1
-                    elif action is BookAction.APPLIED:
-                        ts = time.time_ns()
-                        published = book.as_snapshot(snapshot.ts_event, ts, self.book_depth)
-                        if published is not None:
-                            await self._deliver(published)
-                if book.stale:
-                    await anyio.sleep(self.snapshot_retry_s)
+            if book is not None:
+                await retrying(self._sync_once, shard, venue, symbol, book)
         finally:
             shard.syncing.discard(symbol)
+
+    def _snapshot_wait(self, state: RetryCallState) -> float:
+        """Exponential back-off with jitter, and never before a 429 back-off or 418 ban ends."""
+        backoff = self._backoff(state)
+        limiter = self.queue.limiter
+        blocked_s = (max(limiter.blocked_until_ms, limiter.banned_until_ms) - time.time() * 1000) / 1000
+        return max(backoff, blocked_s)
+
+    async def _sync_once(self, shard: FeedShard, venue: str, symbol: str, book: OrderBook) -> bool:
+        """One snapshot turn; True when there is nothing more to do (synced, or the book replaced)."""
+        await self._ensure_limits()
+        async with self.queue.turn(book.since_ns / 1e9):
+            if shard.books.get(symbol) is not book or not book.stale:
+                return True  # a reconnect replaced the book, or it synced meanwhile: no request
+            snapshot = await self._snapshot(shard, venue, symbol)
+        if snapshot is None or shard.books.get(symbol) is not book:
+            return shard.books.get(symbol) is not book
+        async with shard.lock:
+            action = book.apply_snapshot(snapshot)
+            if action is BookAction.RESYNC_NEEDED:
+                self.resyncs += 1
+            elif action is BookAction.APPLIED:
+                ts = time.time_ns()
+                published = book.as_snapshot(snapshot.ts_event, ts, self.book_depth)
+                if published is not None:
+                    await self._deliver(published)
+        return not book.stale
+
+    async def _ensure_limits(self) -> None:
+        """The venue's rateLimits, from one exchangeInfo per host, unless known already."""
+        queue = self.queue
+        if queue.limiter.configured or queue.limits_tried or self.rest is None:
+            return
+        async with queue.limits_lock:
+            if queue.limits_tried or queue.limiter.configured:
+                return
+            try:
+                with anyio.fail_after(self.snapshot_timeout_s):
+                    await self.rest.exchange_info(background=True)
+            except SNAPSHOT_ERRORS as exc:
+                self._limits_failed(exc)
+            finally:
+                queue.limits_tried = True
+
+    def _limits_failed(self, exc: BaseException) -> None:
+        log.warning(
+            "exchangeInfo for the rate limits failed (%s): keeping the defaults",
+            exc,
+            extra={"component": COMPONENT, "exchange": self.exchange, "symbol": "*", "conn": "rest:feed"},
+        )
 
     async def _snapshot(self, shard: FeedShard, venue: str, symbol: str) -> BookSnapshot | None:
         try:
@@ -409,13 +551,8 @@ class BinanceMarketFeed(ConnectionRotation):
         return snapshot
 
     async def _fetch_rest(self, venue: str, limit: int) -> BinanceDepthSnapshot:
-        assert self._session is not None
-        url = f"{self.rest_url}/api/v3/depth"
-        async with self._session.get(url, params={"symbol": venue, "limit": str(limit)}) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise BinanceDecodeError(f"depth {venue}: HTTP {resp.status}: {body[:160]!r}")
-        return DEPTH_SNAPSHOT_DECODER.decode(body)
+        assert self.rest is not None
+        return await self.rest.depth(venue, limit, background=True)
 
     # --- delivery ----------------------------------------------------------------------------
 
@@ -435,5 +572,23 @@ class BinanceMarketFeed(ConnectionRotation):
         self.emitted += 1
         self.last_emit_ns = msg.ts_recv
 
-    def _extra(self, shard: FeedShard) -> dict[str, str]:
-        return {"component": COMPONENT, "exchange": self.exchange, "symbol": "", "conn": shard.name}
+    def _extra(self, shard: FeedShard, streams: Sequence[str] | None = None) -> dict[str, str]:
+        """Log fields: the symbol(s) of the connection (ours, comma-separated), or of ``streams``."""
+        if streams is not None:
+            venues = {name.partition("@")[0].upper() for name in streams}
+            symbols = [o for v, o in shard.symbols.items() if v in venues] or sorted(venues)
+        else:
+            symbols = list(shard.symbols.values())
+        return {
+            "component": COMPONENT,
+            "exchange": self.exchange,
+            "symbol": ",".join(symbols),
+            "conn": shard.name,
+        }
+
+
+class _Unsigned:
+    """The feed's REST client signs nothing (depth and exchangeInfo are public)."""
+
+    def sign(self, payload: str) -> str:
+        raise RuntimeError("the market feed sends no signed requests")
