@@ -86,13 +86,16 @@ async def _storm(urls: dict[str, str], symbols: int, storm_s: float, settle_s: f
     async with anyio.create_task_group() as tg:
         await tg.start(lambda task_status: feed.run(sink, sink_nowait=drop, task_status=task_status))
         await anyio.sleep(storm_s)
+        # on a loaded machine the first connect can eat into the storm: go on until it cut the
+        # feed twice and forced a resync (bounded by the caller's fail_after)
+        while feed.reconnects < 2 or feed.resyncs < 1:
+            await anyio.sleep(0.1)
         await _http(f"{urls['rest_url']}/fake/calm", "POST")
         with anyio.fail_after(settle_s):
             while feed.statistics().books_stale:
                 await anyio.sleep(0.05)
         stats = await _http(f"{urls['rest_url']}/fake/stats")
         tg.cancel_scope.cancel()
-    assert feed.reconnects >= 2 and feed.resyncs >= 1, "the storm did not happen"
     return stats
 
 

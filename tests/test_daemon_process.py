@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +20,13 @@ from tests.helpers import ROOT, free_port, make_config, unique_prefix, wait_for
 
 
 class Notify:
-    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET.
+
+    Like systemd it reads continuously (a thread): the kernel queues only
+    ``net.unix.max_dgram_qlen`` datagrams (10 on Debian), and the daemon's non-blocking sends
+    past that are dropped, so a reader that drains only when asked would lose STOPPING=1 behind
+    a queue of WATCHDOG=1 pings.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -27,13 +34,25 @@ class Notify:
         self.sock.bind(str(path))
         self.sock.settimeout(0.05)
         self.messages: list[str] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.messages.append(data.decode())
 
     def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return self.messages
+        with self._lock:
+            return list(self.messages)
 
     def seen(self, assignment: str) -> bool:
         return any(assignment in m.split("\n") for m in self.drain())
@@ -41,12 +60,17 @@ class Notify:
     def count(self, assignment: str) -> int:
         return sum(assignment in m.split("\n") for m in self.drain())
 
+    def close(self) -> None:
+        self._closed.set()
+        self._reader.join(timeout=2)
+        self.sock.close()
+
 
 @pytest.fixture
 def notify(tmp_path: Path) -> Iterator[Notify]:
     n = Notify(tmp_path / "notify.sock")
     yield n
-    n.sock.close()
+    n.close()
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
