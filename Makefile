@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
+	@mkdir -p .state && test -s .state/admin_token || \
+		(umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))' > .state/admin_token)
+	@echo "admin token for the paper demo: .state/admin_token (health.admin_token_file in config.toml);"
+	@echo "in another terminal: $(BIN)/tradingd status   (also: halt, resume, flatten, orders, balances; --help)"
 	$(BIN)/tradingd run --config config.toml
 
 services:

@@ -19,18 +19,22 @@ import msgspec
 
 from actors.channels import Tap
 from actors.messages import ConfigReloaded, Message, Stamp, stamp
-from daemon import telemetry
+from daemon import operator_view, telemetry
+from daemon.admin_token import file_warnings
 from daemon.config import Config, ConfigError, PaperAccount, load_config
-from daemon.halts import describe
+from daemon.flatten import flatten_scope
+from daemon.halts import describe, iso
 from daemon.health import open_health_server
 from daemon.journal import JournalError
 from daemon.logs import redact, register_url_password, setup_logging
 from daemon.metrics import METRICS, Metrics
 from daemon.mirror import RedisMirror
 from daemon.persistence import Persistence
+from daemon.scopes import parse_scope
 from daemon.sdnotify import SystemdNotifier
 from daemon.state_lock import StateDirLocked, StateLock
 from daemon.supervisor import Supervisor
+from daemon.version import tradingd_version
 
 log = logging.getLogger("tradingd.daemon")
 
@@ -63,6 +67,7 @@ class Daemon:
         durable = self.persistence.durable if self.persistence is not None else None
         self.supervisor = Supervisor(cfg, self._tap(), durable)
         telemetry.register(metrics, self.supervisor)
+        self._flatten_lock = anyio.Lock()
         metrics.describe("tradingd_config_reloads_total", "counter", "Config reloads by result")
 
     def _assets_for(self, key: tuple[str, str]) -> tuple[str, str]:
@@ -112,13 +117,58 @@ class Daemon:
             reasons += self.persistence.readiness()
         return reasons
 
-    def halt(self, reason: str) -> None:
-        log.warning("trading halted by admin: %s", reason, extra={"component": "admin"})
-        self.supervisor.halt(reason, by="admin API")
+    def halt(self, reason: str, scope: str = "daemon", target: str = "", by: str = "admin API") -> None:
+        """The kill switch for a scope; ScopeError (404) for an unknown scope, account or group."""
+        checked, target = parse_scope(self.supervisor, scope, target)
+        log.warning(
+            "trading halted by admin (%s %s): %s", checked, target, reason, extra={"component": "admin"}
+        )
+        self.supervisor.halt(reason, scope=checked, target=target, by=by)
 
-    def resume(self) -> None:
-        log.warning("trading resumed by admin", extra={"component": "admin"})
-        self.supervisor.resume(by="admin API")
+    def resume(self, scope: str = "daemon", target: str = "", by: str = "admin API") -> None:
+        checked, target = parse_scope(self.supervisor, scope, target)
+        log.warning("trading resumed by admin (%s %s)", checked, target, extra={"component": "admin"})
+        self.supervisor.resume(scope=checked, target=target, by=by)
+
+    async def flatten(self, scope: str, target: str, by: str, timeout_s: float) -> dict[str, object]:
+        """Cancel the scope's orders, close its positions, leave it halted (daemon.flatten)."""
+        checked, target = parse_scope(self.supervisor, scope, target)
+        async with self._flatten_lock:  # one flatten at a time: each order canceled once
+            report = await flatten_scope(self.supervisor, checked, target, by, timeout_s)
+        log.warning(
+            "flatten (%s %s) %s: %s",
+            checked,
+            target,
+            "done" if report.ok else "NOT complete",
+            "; ".join(
+                f"{g.group} position {g.position_after}, {g.open_orders_after} open" for g in report.groups
+            ),
+            extra={"component": "admin"},
+        )
+        out: dict[str, object] = msgspec.to_builtins(report)
+        return out
+
+    async def operator_status(self) -> dict[str, object]:
+        """Everything `tradingd status` shows, rounded for a person."""
+        reasons = self.readiness()
+        sup = self.supervisor
+        return {
+            "version": tradingd_version(),
+            "time": iso(time.time_ns()),
+            "started": iso(sup.started_ns),
+            "ready": not reasons,
+            "reasons": reasons,
+            "halts": [describe(h) for h in sup.halts.active.values()],
+            "groups": operator_view.groups(sup),
+            "orders": operator_view.open_orders(sup),
+            "balances": await operator_view.balances(sup),
+        }
+
+    def orders(self) -> list[dict[str, object]]:
+        return operator_view.open_orders(self.supervisor)
+
+    async def balances(self) -> list[dict[str, object]]:
+        return await operator_view.balances(self.supervisor)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -263,7 +313,7 @@ def run(config_path: str) -> int:
 
     for exported in export_postgres_credentials():
         log.info("%s", exported, extra={"component": "config"})
-    for warning in inline_passwords(cfg.redis.url, cfg.store.dsn):
+    for warning in inline_passwords(cfg.redis.url, cfg.store.dsn) + file_warnings(cfg.health):
         log.warning("%s", warning, extra={"component": "config"})
     from adapters.binance.credentials import credential_problems
 

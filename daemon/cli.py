@@ -1,4 +1,5 @@
-"""Command line: ``tradingd run | check-config | schema | migrate | backtest | optimize | journal``."""
+"""Command line: ``tradingd run | check-config | schema | migrate | backtest | optimize | journal``,
+and the operator's ``status | halt | resume | flatten | orders | balances`` (:mod:`daemon.admin_cli`)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,28 @@ def _check_config(path: str) -> int:
     enabled = [f"{g.exchange}:{g.symbol}" for g in cfg.groups if g.enabled]
     empty = " (daemon.allow_empty)" if not enabled else ""
     print(f"{path}: ok ({len(enabled)} groups: {', '.join(enabled) or 'none'}{empty})")
+    from daemon.admin_token import file_warnings
     from daemon.secrets import inline_passwords
 
-    for warning in inline_passwords(cfg.redis.url, cfg.store.dsn):
+    for warning in inline_passwords(cfg.redis.url, cfg.store.dsn) + file_warnings(cfg.health):
         print(f"warning: {path}: {warning}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tradingd", description="Actor-based trading daemon.")
+    from daemon.admin_cli import COMMANDS as ADMIN_COMMANDS
+    from daemon.admin_cli import add_parsers as add_admin_parsers
+    from daemon.admin_client import EXIT_CODES
+    from daemon.version import tradingd_version
+
+    parser = argparse.ArgumentParser(
+        prog="tradingd",
+        description="Actor-based trading daemon. `tradingd COMMAND --help` for each command.",
+        epilog="the operator's commands (status, halt, resume, flatten, orders, balances) talk to the "
+        "running daemon's admin API;\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tradingd {tradingd_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", default="config.toml", help="TOML config file (default: config.toml)")
@@ -44,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.notify.main import add_parser as add_notify_parser  # tradingd notify (its own process)
 
     add_notify_parser(sub)
+    add_admin_parsers(sub)
     args = parser.parse_args(argv)
+
+    if args.command in ADMIN_COMMANDS:
+        from daemon.admin_cli import main as admin_main
+
+        return admin_main(args)
 
     if args.command == "notify":
         from daemon.notify.main import notify_main

@@ -207,7 +207,11 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
                 else INSTALL_ROOT / fp
             )
         groups.append(msgspec.structs.replace(g, feed=msgspec.structs.replace(g.feed, path=str(fp))))
-    return msgspec.structs.replace(cfg, groups=groups)
+    health = cfg.health
+    if health.admin_token_file and not Path(health.admin_token_file).is_absolute():
+        token_file = str((base / health.admin_token_file).absolute())  # the token file: next to the config
+        health = msgspec.structs.replace(health, admin_token_file=token_file)
+    return msgspec.structs.replace(cfg, groups=groups, health=health)
 
 
 class ConfigDiff(msgspec.Struct, frozen=True):

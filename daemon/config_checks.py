@@ -29,6 +29,7 @@ from daemon.value_checks import (
     computable,
     directory,
     env_name,
+    file_path,
     host,
     numbers,
     postgres_dsn,
@@ -117,6 +118,8 @@ def _validate(cfg: Config) -> Problems:
         yield "health.port", f"expected a TCP port 0..65535 (0 picks a free one), got {cfg.health.port}"
     yield from host("health.bind", cfg.health.bind)
     yield from env_name("health.admin_token_env", cfg.health.admin_token_env)
+    if cfg.health.admin_token_file:
+        yield from file_path("health.admin_token_file", cfg.health.admin_token_file, "the admin token")
     for name, acct in cfg.accounts.items():
         yield from _validate_account(name, acct)
     real = sorted(name for name, acct in cfg.accounts.items() if isinstance(acct, BinanceAccount))

@@ -35,6 +35,9 @@ class HealthSection(Base, frozen=True, kw_only=True):
     bind: str = "127.0.0.1"
     port: int = 8787
     admin_token_env: str = "TRADINGD_ADMIN_TOKEN"
+    # A file holding the admin token (relative: to the config file); "" = none.  The environment
+    # variable and the systemd credential admin_token come first (daemon.admin_token).
+    admin_token_file: str = ""
 
 
 class RedisSection(Base, frozen=True, kw_only=True):

@@ -9,11 +9,9 @@ Endpoints:
   from :meth:`HealthProvider.readiness`.
 * ``GET /status`` -- :meth:`HealthProvider.status` encoded with msgspec (Decimals, Structs).
 * ``GET /metrics`` -- :meth:`daemon.metrics.Metrics.render` as Prometheus text 0.0.4.
-* ``POST /admin/halt`` / ``POST /admin/resume`` -- need ``Authorization: Bearer <token>``,
-  the token read from the environment variable named by ``HealthSection.admin_token_env``;
-  503 while that variable is unset.  ``/admin/halt`` takes an optional JSON body
-  ``{"reason": "..."}``; a halt lets only reduce-only orders through and (with
-  ``risk.halt_cancels_orders``, the default) cancels each group's open entry orders.
+* ``/admin/...`` -- the admin API (halt, resume, flatten, status, orders, balances), bearer
+  token and cross-origin refusal: :mod:`daemon.admin_api`.  A halt lets only reduce-only orders
+  through and (with ``risk.halt_cancels_orders``, the default) cancels each group's open entries.
 
 A failing provider gives a 500 with a JSON error and counts in
 ``tradingd_health_errors_total``; the server keeps serving.  Every response counts in
@@ -22,9 +20,7 @@ A failing provider gives a 500 with a JSON error and counts in
 
 from __future__ import annotations
 
-import hmac
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -37,8 +33,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from anyio.abc import TaskStatus
 
+from daemon.admin_api import ADMIN_DENIED, AdminEndpoints
+from daemon.admin_api import PATHS as ADMIN_PATHS
+from daemon.admin_token import TokenProblem, find_token, how_to_set
 from daemon.config import HealthSection
-from daemon.logs import redact, register_secret
+from daemon.logs import redact
 from daemon.metrics import Metrics, Sample
 
 __all__ = ["HealthProvider", "HealthServer", "LoopLagProbe", "open_health_server"]
@@ -48,10 +47,8 @@ log = logging.getLogger("tradingd.health")
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUESTS = "tradingd_http_requests_total"
 ERRORS = "tradingd_health_errors_total"
-ADMIN_DENIED = "tradingd_admin_denied_total"
 LOOP_LAG = "tradingd_event_loop_lag_seconds"
-KNOWN_PATHS = frozenset({"/livez", "/readyz", "/status", "/metrics", "/admin/halt", "/admin/resume"})
-DEFAULT_HALT_REASON = "halted by operator via /admin/halt"
+KNOWN_PATHS = frozenset({"/livez", "/readyz", "/status", "/metrics"}) | ADMIN_PATHS
 MAX_REASON_LEN = 500
 
 
@@ -66,17 +63,13 @@ class HealthProvider(Protocol):
         """Empty when ready; otherwise reasons like ``"feed paper:XRP/ETH stale for 130s"``."""
         ...
 
-    def halt(self, reason: str) -> None:
-        """Stop opening new positions everywhere (operator request)."""
+    def halt(self, reason: str, scope: str = "daemon", target: str = "", by: str = "") -> None:
+        """Stop opening new positions in the scope (operator request); AdminError for a bad scope."""
         ...
 
-    def resume(self) -> None:
-        """Undo :meth:`halt`."""
+    def resume(self, scope: str = "daemon", target: str = "", by: str = "") -> None:
+        """Undo :meth:`halt` for the scope."""
         ...
-
-
-class _HaltBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str = DEFAULT_HALT_REASON
 
 
 class LoopLagProbe:
@@ -150,6 +143,7 @@ class _Endpoints:
         self.metrics = metrics
         self.probe = probe
         self.max_lag = max_lag
+        self.admin = AdminEndpoints(cfg, provider, metrics)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -157,8 +151,7 @@ class _Endpoints:
             web.get("/readyz", self.readyz, allow_head=True),
             web.get("/status", self.status),
             web.get("/metrics", self.metrics_text),
-            web.post("/admin/halt", self.admin_halt),
-            web.post("/admin/resume", self.admin_resume),
+            *self.admin.routes(),
         ]
 
     @web.middleware
@@ -198,48 +191,6 @@ class _Endpoints:
     async def metrics_text(self, request: web.Request) -> web.Response:
         body = self.metrics.render().encode()
         return web.Response(body=body, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
-
-    async def admin_halt(self, request: web.Request) -> web.Response:
-        denied = self._authorize(request)
-        if denied is not None:
-            return denied
-        raw = await request.read()
-        try:
-            body = msgspec.json.decode(raw, type=_HaltBody) if raw.strip() else _HaltBody()
-        except msgspec.DecodeError as exc:
-            return _json({"error": f'expected a JSON body {{"reason": "..."}}: {exc}'}, 400)
-        reason = body.reason.strip()[:MAX_REASON_LEN] or DEFAULT_HALT_REASON
-        log.warning("admin halt from %s: %s", request.remote, reason, extra={"component": "health"})
-        self.provider.halt(reason)
-        return _json({"ok": True, "action": "halt", "reason": reason})
-
-    async def admin_resume(self, request: web.Request) -> web.Response:
-        denied = self._authorize(request)
-        if denied is not None:
-            return denied
-        log.warning("admin resume from %s", request.remote, extra={"component": "health"})
-        self.provider.resume()
-        return _json({"ok": True, "action": "resume"})
-
-    def _authorize(self, request: web.Request) -> web.Response | None:
-        """None when the bearer token matches; otherwise the 503/401 response to send."""
-        token = os.environ.get(self.cfg.admin_token_env, "")
-        if not token:
-            return _json({"error": f"admin disabled: {self.cfg.admin_token_env} is not set"}, 503)
-        register_secret(token)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-            return None
-        self.metrics.inc(ADMIN_DENIED, {"path": request.path})
-        log.warning(
-            "admin request to %s from %s denied", request.path, request.remote, extra={"component": "health"}
-        )
-        return web.Response(
-            body=msgspec.json.encode({"error": "unauthorized"}),
-            status=401,
-            content_type="application/json",
-            headers={"WWW-Authenticate": 'Bearer realm="tradingd"'},
-        )
 
 
 def _describe(metrics: Metrics) -> None:
@@ -289,9 +240,14 @@ async def open_health_server(
         return [(LOOP_LAG, (), probe.current())]
 
     _describe(metrics)
-    token = os.environ.get(cfg.admin_token_env, "")
-    if token:
-        register_secret(token)
+    try:
+        token = find_token(cfg)  # registers it with the log redactor
+        if token is None:
+            log.warning("%s", how_to_set(cfg), extra={"component": "health"})
+        else:
+            log.info("admin API token from %s", token.source, extra={"component": "health"})
+    except TokenProblem as exc:
+        log.warning("admin API disabled: %s", exc, extra={"component": "health"})
     await runner.setup()
     try:
         site = web.TCPSite(runner, cfg.bind, cfg.port)

@@ -32,7 +32,7 @@ from actors.portfolio import Portfolio
 from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
 from adapters.binance.account_stream import AccountUserStream
 from adapters.paper.account import PaperAccountState
-from daemon import venue_health
+from daemon import display, venue_health
 from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, PaperAccount, diff_configs
 from daemon.config_schema import BinanceAccount
 from daemon.group import SymbolGroup
@@ -315,9 +315,12 @@ class Supervisor:
 
     def _account_status(self, acct: AccountRuntime, now: int) -> dict[str, object]:
         pnl: dict[str, dict[str, Decimal]] = {}  # per quote asset: realized, unrealized, fees
+        ticks: dict[str, Decimal] = {}  # per quote asset: the finest tick of its groups (display)
         for g in self.groups.values():
             if g.cfg.account != acct.name:
                 continue
+            tick = g.cfg.instrument.tick_size
+            ticks[g.cfg.instrument.quote] = min(ticks.get(g.cfg.instrument.quote, tick), tick)
             row = pnl.setdefault(
                 g.cfg.instrument.quote, dict.fromkeys(("realized", "unrealized", "fees"), ZERO)
             )
@@ -327,7 +330,9 @@ class Supervisor:
         return {
             **acct.portfolio.snapshot(),
             "risk": acct.risk.status(),
-            "pnl_by_quote": {q: {k: str(v) for k, v in row.items()} for q, row in sorted(pnl.items())},
+            "pnl_by_quote": {
+                q: {k: display.money(v, ticks[q]) for k, v in row.items()} for q, row in sorted(pnl.items())
+            },
             "halted": acct.health.halted,
             "actor": _actor_status(acct.portfolio, now),
             "venue": venue_health.account_status(acct),
@@ -335,18 +340,21 @@ class Supervisor:
 
     def _group_status(self, group: SymbolGroup, now: int) -> dict[str, object]:
         st = group.state
+        tick, step = group.cfg.instrument.tick_size, group.cfg.instrument.step_size
+        pos = group.order.position
         return {
             "exchange": group.cfg.exchange,
             "symbol": group.cfg.symbol,
             "halted": group.health.halted,
             "halt_reason": group.health.reason,
-            "last_price": str(st.last_price) if st.last_price is not None else None,
-            "position": str(st.position),
-            "avg_price": str(st.avg_price),
-            "realized_pnl": str(st.realized_pnl),
-            "unrealized_pnl": str(_unrealized(group)),
-            "fees": str(group.order.position.fees),
-            "other_fees": {k: str(v) for k, v in group.order.position.other_fees.items()},
+            # rounded to the instrument for a person (the exact values are in the journal/PostgreSQL)
+            "last_price": display.price(st.last_price, tick),
+            "position": display.quantity(st.position, step),
+            "avg_price": display.price(st.avg_price, tick),
+            "realized_pnl": display.money(st.realized_pnl, tick),
+            "unrealized_pnl": display.money(_unrealized(group), tick),
+            "fees": display.money(pos.fees, tick),
+            "other_fees": {k: str(v.normalize()) for k, v in pos.other_fees.items()},
             "open_orders": st.open_orders,
             "risk_day": group.risk.day_status(),
             "recovery": group.recovery,

@@ -177,6 +177,14 @@ def directory(path: str, value: str) -> Problems:
         yield path, f"expected a directory path (printable, not empty), got {value!r}"
 
 
+def file_path(path: str, value: str, what: str) -> Problems:
+    """A path to a file holding ``what`` (printable, no surrounding spaces, not a directory)."""
+    if not value.strip() or value != value.strip() or not value.isprintable():
+        yield path, f"expected the path of a file holding {what} (printable, no spaces around), got {value!r}"
+    elif Path(value).is_dir():
+        yield path, f"expected the path of a file holding {what}, but {value} is a directory"
+
+
 def writable_directory(path: str, value: str, why: str) -> Problems:
     """``value`` is (or can be made as) a directory this user may write."""
     probe = Path(value).absolute()

@@ -49,10 +49,10 @@ class FakeProvider:
             raise self.fail
         return list(self.reasons)
 
-    def halt(self, reason: str) -> None:
+    def halt(self, reason: str, scope: str = "daemon", target: str = "", by: str = "") -> None:
         self.halted.append(reason)
 
-    def resume(self) -> None:
+    def resume(self, scope: str = "daemon", target: str = "", by: str = "") -> None:
         self.resumed += 1
 
 
@@ -215,7 +215,13 @@ async def test_admin_halt_and_resume_with_token(monkeypatch: pytest.MonkeyPatch)
     async with serve(provider, Metrics()) as (_, http):
         async with http.post("/admin/halt", headers=auth, json={"reason": "exchange maintenance"}) as r:
             assert r.status == 200
-            assert await r.json() == {"ok": True, "action": "halt", "reason": "exchange maintenance"}
+            daemon_wide = {"scope": "daemon", "target": ""}
+            assert await r.json() == {
+                "ok": True,
+                "action": "halt",
+                "reason": "exchange maintenance",
+                **daemon_wide,
+            }
         async with http.post("/admin/halt", headers=auth) as r:
             assert r.status == 200
             assert (await r.json())["reason"] == "halted by operator via /admin/halt"
@@ -223,7 +229,7 @@ async def test_admin_halt_and_resume_with_token(monkeypatch: pytest.MonkeyPatch)
             assert r.status == 400
         async with http.post("/admin/resume", headers=auth) as r:
             assert r.status == 200
-            assert json.loads(await r.text()) == {"ok": True, "action": "resume"}
+            assert json.loads(await r.text()) == {"ok": True, "action": "resume", **daemon_wide}
     assert provider.halted == ["exchange maintenance", "halted by operator via /admin/halt"]
     assert provider.resumed == 1
 

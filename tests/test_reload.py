@@ -142,9 +142,11 @@ async def test_status_shows_unrealized_pnl_per_group_and_per_account_quote(tmp_p
         status = daemon.status()
         tg.cancel_scope.cancel()
     (g,) = status["groups"]  # type: ignore[misc]
-    assert g["unrealized_pnl"] == "0.0050" and g["fees"] == "0.01"
+    # rounded to the instrument (tick 0.00000001 BTC): never a 30-digit decimal
+    assert g["unrealized_pnl"] == "0.00500000" and g["fees"] == "0.01000000"
+    assert (g["position"], g["last_price"]) == ("0.00", "0.00250000")  # step 0.01, tick 1e-8
     assert status["accounts"]["paper"]["pnl_by_quote"] == {  # type: ignore[index]
-        "BTC": {"realized": "0.5", "unrealized": "0.0050", "fees": "0.01"}
+        "BTC": {"realized": "0.50000000", "unrealized": "0.00500000", "fees": "0.01000000"}
     }
 
 
