@@ -27,7 +27,7 @@ from daemon.halts import describe, iso
 from daemon.health import open_health_server
 from daemon.journal import JournalError
 from daemon.logs import redact, register_url_password, setup_logging
-from daemon.metrics import METRICS, Metrics
+from daemon.metrics import Metrics
 from daemon.mirror import RedisMirror
 from daemon.persistence import Persistence
 from daemon.scopes import parse_scope
@@ -42,11 +42,12 @@ log = logging.getLogger("tradingd.daemon")
 class Daemon:
     """Everything one process runs, and the health provider for the HTTP server."""
 
-    def __init__(self, cfg: Config, config_path: Path, metrics: Metrics = METRICS) -> None:
+    def __init__(self, cfg: Config, config_path: Path, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         self.config_path = config_path
         _register_passwords(cfg)
-        self.metrics = metrics
+        # One registry per daemon: several daemons in one process (tests) never share series.
+        self.metrics = metrics = Metrics() if metrics is None else metrics
         self.notifier = SystemdNotifier.from_env()
         self.mirror: RedisMirror | None = None
         if cfg.redis.enabled:

@@ -60,6 +60,10 @@ HELP = {
         "counter",
         "Trades kept whose venue time was older than the previous trade's",
     ),
+    "tradingd_feed_loops_total": ("counter", "Completed passes of a replay feed over its file"),
+    "tradingd_feed_behind_seconds": ("gauge", "How late a replay batch went out against its schedule"),
+    "tradingd_feed_connected": ("gauge", "Venue connections a live feed has open"),
+    "tradingd_feed_books_stale": ("gauge", "Order books of a live feed not synced"),
     "tradingd_feed_book_synced": ("gauge", "1 while the symbol's order book is synced"),
     "tradingd_feed_book_state_seconds": ("gauge", "How long the book has been synced (or stale)"),
 }
@@ -87,7 +91,7 @@ FEED_COUNTERS = (
     "trade_time_clamped",
     "loops",
 )
-FEED_GAUGES = ("connected", "books_stale", "behind_ms")
+FEED_GAUGES = ("connected", "books_stale")
 
 
 def _feed_samples(stats: msgspec.Struct, ex: str, sym: str) -> Iterator[Sample]:
@@ -99,6 +103,9 @@ def _feed_samples(stats: msgspec.Struct, ex: str, sym: str) -> Iterator[Sample]:
     for name in FEED_GAUGES:
         if hasattr(stats, name):
             yield f"tradingd_feed_{name}", labels, float(getattr(stats, name))
+    behind_ms = getattr(stats, "behind_ms", None)
+    if behind_ms is not None:  # exposed in seconds, as Prometheus wants times
+        yield "tradingd_feed_behind_seconds", labels, float(behind_ms) / 1000
     for reason, n in getattr(stats, "rejected_by_reason", {}).items():
         yield "tradingd_feed_rejected_total", _l(exchange=ex, symbol=sym, reason=reason), float(n)
     for book_symbol, top in getattr(stats, "books", {}).items():

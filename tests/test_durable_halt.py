@@ -120,7 +120,7 @@ def test_halt_kill_9_restart_is_still_halted_until_resume(
         assert code == 503 and "operator test halt" in body and "by admin API" in body, body
         status = json.loads(_request(port, "/status")[1])
         assert all(g["halted"] for g in status["groups"])
-        assert 'tradingd_halted{scope="daemon",target=""} 1' in _request(port, "/metrics")[1]
+        assert 'tradingd_halted{scope="daemon",target=""} 1.0' in _request(port, "/metrics")[1]
         assert "trading halt restored from the journal" in log.read_text(errors="replace")
         new = [
             m

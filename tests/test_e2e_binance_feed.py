@@ -74,5 +74,5 @@ async def test_daemon_trades_paper_on_the_binance_stream_with_a_synced_book(tmp_
     assert g["symbol"] == "NKN/USDT" and not g["halted"]
     feed = g["feed"]
     assert (feed["connected"], feed["books_stale"], feed["rejected"]) == (1, 0, 0)
-    assert 'tradingd_feed_reconnects_total{exchange="binance",symbol="NKN/USDT"} 0' in metrics
+    assert 'tradingd_feed_reconnects_total{exchange="binance",symbol="NKN/USDT"} 0.0' in metrics
     assert 'tradingd_feed_emitted_total{exchange="binance",symbol="NKN/USDT"}' in metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,12 +14,22 @@ import aiohttp
 import anyio
 import msgspec
 import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.config import HealthSection
 from daemon.health import PROMETHEUS_CONTENT_TYPE, HealthServer, open_health_server
 from daemon.metrics import Metrics
+from daemon.version import tradingd_version
 
 pytestmark = pytest.mark.anyio
+
+
+def _family(families: dict[str, Metric], name: str) -> tuple[str, dict[tuple[tuple[str, str], ...], float]]:
+    """A parsed family's type and its samples by sorted labels."""
+    family = families[name]
+    return family.type, {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+
 
 TOKEN_ENV = "TRADINGD_TEST_ADMIN_TOKEN"
 TOKEN = "test-admin-token-5f1c2e"
@@ -108,7 +119,7 @@ async def test_status_encodes_decimals_and_structs() -> None:
         }
 
 
-async def test_metrics_prometheus_text_exactly() -> None:
+async def test_metrics_text_is_parsed_by_prometheus_client() -> None:
     metrics = Metrics()
     metrics.describe("tradingd_test_orders_total", "counter", "Orders in the test.")
     metrics.inc("tradingd_test_orders_total", {"exchange": "paper"}, 3)
@@ -121,19 +132,28 @@ async def test_metrics_prometheus_text_exactly() -> None:
             assert r.status == 200
             assert r.headers["Content-Type"] == PROMETHEUS_CONTENT_TYPE
             body = await r.text()
-    assert body == (
-        "# HELP tradingd_event_loop_lag_seconds Event-loop lag measured by the health server's probe task.\n"
-        "# TYPE tradingd_event_loop_lag_seconds gauge\n"
-        "tradingd_event_loop_lag_seconds 0\n"
-        "# HELP tradingd_http_requests_total HTTP requests to the health server by path and status code.\n"
-        "# TYPE tradingd_http_requests_total counter\n"
-        'tradingd_http_requests_total{code="200",path="/livez"} 1\n'
-        'tradingd_http_requests_total{code="200",path="/readyz"} 1\n'
-        'tradingd_http_requests_total{code="404",path="other"} 1\n'
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    assert _family(families, "tradingd_test_orders") == ("counter", {(("exchange", "paper"),): 3.0})
+    assert _family(families, "tradingd_event_loop_lag_seconds") == ("gauge", {(): 0.0})
+    assert _family(families, "tradingd_http_requests") == (
+        "counter",
+        {
+            (("code", "200"), ("path", "/livez")): 1.0,
+            (("code", "200"), ("path", "/readyz")): 1.0,
+            (("code", "404"), ("path", "other")): 1.0,
+        },
+    )
+    build = (("python", platform.python_version()), ("version", tradingd_version()))
+    assert _family(families, "tradingd_build_info") == ("gauge", {build: 1.0})
+    assert families["process_cpu_seconds"].type == "counter"
+    assert families["process_resident_memory_bytes"].samples[0].value > 0
+    assert families["process_start_time_seconds"].samples[0].value <= time.time()
+    # The names scrapers already use are unchanged; the text is the library's.
+    assert (
         "# HELP tradingd_test_orders_total Orders in the test.\n"
         "# TYPE tradingd_test_orders_total counter\n"
-        'tradingd_test_orders_total{exchange="paper"} 3\n'
-    )
+        'tradingd_test_orders_total{exchange="paper"} 3.0\n'
+    ) in body
     # The collector is removed when the server stops.
     assert "tradingd_event_loop_lag_seconds" not in metrics.render()
 

@@ -99,7 +99,7 @@ def test_damaged_journal_halts_until_recovered_and_sends_nothing_twice(tmp_path:
         assert status["store"]["journal_findings"]
         (group,) = status["groups"]
         assert group["halted"]
-        assert "tradingd_journal_findings 1" in _get(port, "/metrics")[1]
+        assert "tradingd_journal_findings 1.0" in _get(port, "/metrics")[1]
     finally:
         _stop(proc)
     assert "Traceback" not in log.read_text(errors="replace")

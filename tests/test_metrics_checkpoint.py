@@ -23,7 +23,8 @@ async def test_every_finite_sample_becomes_a_row_queryable_by_labels() -> None:
     with anyio.fail_after(30):
         async with temp_database() as db:
             await migrate(db)
-            assert await write_checkpoint(db, m, now_ns=1_000_000_000_000) == 3
+            # Three samples and tradingd_build_info (NaN skipped).
+            assert await write_checkpoint(db, m, now_ns=1_000_000_000_000) == 4
             assert await write_checkpoint(db, m, now_ns=1_000_000_000_000) == 0  # same instant: no doubles
             m.inc("tradingd_orders_total", {"status": "filled"})
             await write_checkpoint(db, m, now_ns=2_000_000_000_000)

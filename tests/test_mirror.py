@@ -182,8 +182,8 @@ async def test_every_kind_lands_in_its_stream_in_order(
     assert metrics.get(PUBLISHED, {"kind": "book"}) == 6
     assert metrics.total(PUBLISHED) == len(msgs) == mirror.statistics().published
     assert metrics.total(DROPPED) == metrics.total(ERRORS) == 0
-    assert "tradingd_mirror_pending 0" in metrics.render()
-    assert "tradingd_redis_up 1" in metrics.render()
+    assert "tradingd_mirror_pending 0.0" in metrics.render()
+    assert "tradingd_redis_up 1.0" in metrics.render()
 
 
 @pytest.mark.anyio

@@ -216,7 +216,7 @@ async def test_a_server_certificate_from_another_ca_is_an_outage_until_the_ca_fi
                 mirror.offer(fill(i))
                 mirror.offer(trade(i))
             await wait_until(lambda: mirror.redis_state == "down")
-            assert metrics.get(REDIS_UP) == 0 and "tradingd_redis_up 0" in metrics.render()
+            assert metrics.get(REDIS_UP) == 0 and "tradingd_redis_up 0.0" in metrics.render()
             await anyio.sleep(5 * cfg.retry_interval_s)  # a few more refused handshakes
             assert mirror.redis_state == "down"
             assert metrics.get(ERRORS, {"error": "tls"}) >= 2  # every refused handshake is counted
