@@ -140,6 +140,10 @@ class OrderIntent(Message, frozen=True):
     (an entry carrying it must also carry a ``stop_loss``).
     ``post_only`` (a GTC limit only): the order must rest; a venue refuses it instead of letting
     it take liquidity (Binance ``LIMIT_MAKER``; the paper venue the same way).
+    ``replaces`` (a client order id): the order takes the place of that open order in one venue
+    request (Binance ``order/cancelReplace``, STOP_ON_FAILURE): the old one is canceled and this
+    one placed, or, if the cancel fails, neither changes.  The stop-monitor moves its resting
+    native stop this way, so the position is never without one.
     """
 
     intent_id: str
@@ -160,6 +164,7 @@ class OrderIntent(Message, frozen=True):
     trailing_step: Decimal | None = None
     exit_at_ns: int | None = None
     post_only: bool = False
+    replaces: str = ""
 
 
 class CancelIntent(Message, frozen=True):
@@ -201,6 +206,7 @@ class SubmitOrder(Message, frozen=True):
     time_in_force: TimeInForce = "gtc"
     reduce_only: bool = False
     post_only: bool = False  # rest or be refused: never take liquidity
+    replaces: str = ""  # cancel this client order id and place this order in one request
 
 
 class CancelOrder(Message, frozen=True):
@@ -211,7 +217,8 @@ class CancelOrder(Message, frozen=True):
 
 
 class OrderSubmitted(Message, frozen=True):
-    """The order left the process (the outcome is not known yet)."""
+    """The order left the process (the outcome is not known yet); ``replaces``: the order it
+    cancel-replaces in the same request (a restart resolves both at the venue)."""
 
     intent_id: str
     client_order_id: str
@@ -220,6 +227,7 @@ class OrderSubmitted(Message, frozen=True):
     quantity: Decimal
     price: Decimal | None = None
     stop_price: Decimal | None = None
+    replaces: str = ""
 
 
 class OrderAccepted(Message, frozen=True):

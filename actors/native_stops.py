@@ -4,10 +4,16 @@ Stops are synthetic by default: the monitor watches trades (or bar high/low) its
 ``risk.native_stops = true`` and a venue that supports stop orders (``venue_stops``), the
 stop-loss rests at the venue as a reduce-only ``stop_market`` order instead:
 
-- it is placed (through risk, like any intent) when the stop arms, and cancel/replaced
-  (CancelOrder, then a new order once OrderCanceled arrives) when the trail moves the stop
-  by at least the step or the position size changes — never more than one replacement in
-  flight; the replacement takes the latest level and size;
+- it is placed (through risk, like any intent) when the stop arms, and replaced when the
+  trail moves the stop by at least the step or the position size changes: one reduce-only
+  stop_market intent with ``replaces`` = the resting order, which the venue cancel-replaces in
+  one request (Binance ``order/cancelReplace``, STOP_ON_FAILURE; the paper venue atomically),
+  so at no moment is the position without a resting stop — never more than one replacement in
+  flight; a move meanwhile is applied once the replacement is accepted, with the latest level
+  and size;
+- a replacement refused (by risk, or the venue's cancel half failed) leaves the old stop
+  resting and in force (a fill of it is the exit, as always); if the venue canceled the old
+  one but refused the new one (Binance -2021), a new stop is placed at once;
 - while it exists the monitor does not watch the stop level; take-profit and time exits are
   still watched, and first cancel the resting stop, sending their market exit only once the
   cancel is confirmed;
@@ -66,6 +72,7 @@ class NativeStops:
     venue_stops: bool
     stop: ArmedStop | None
     triggered: int
+    replacements: int
     _orphans: set[str]
     _native_seq: int
     _resume_native: tuple[OrderIntent, NativeState] | None
@@ -88,8 +95,10 @@ class NativeStops:
             stop.native = n
             self.log.info("native stop %s (%s at %s) taken back after the restart", n.cid, state, n.level)
 
-    async def _drop_native(self, n: NativeStop, cause: Message) -> None:
-        """The stop disarmed: cancel its native stop order."""
+    async def _drop_native(self, n: NativeStop | None, cause: Message) -> None:
+        """The stop disarmed: cancel its native stop order (and the one a replacement replaces)."""
+        if n is None:
+            return
         if n.state == "pending":
             self._orphans.add(n.cid)  # cancel it as soon as the venue has it
             if len(self._orphans) > 1000:
@@ -109,10 +118,17 @@ class NativeStops:
         if stop is None or n is None or n.cid != cid or n.state != "pending":
             return
         n.state = "working"
-        if n.after is not None or n.level != stop.stop_price or n.quantity != stop.quantity:
+        if n.replaces:
+            stop.native_prev = None  # the replace went through: the old stop is canceled
+        if n.after is not None:
             await self._cancel_native(n, msg)
+        elif n.level != stop.stop_price or n.quantity != stop.quantity:
+            await self._replace_native(stop, n, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))
 
     async def _on_native_refused(self, stop: ArmedStop, n: NativeStop, msg: RiskRejected) -> None:
+        if n.replaces:
+            await self._replacement_failed(stop, n, f"risk: {msg.reason}", msg)
+            return
         self.log.warning(
             "native stop for %s refused by risk (%s): watching prices instead", stop.stop_id, msg.reason
         )
@@ -142,6 +158,52 @@ class NativeStops:
         if msg.leaves_qty == 0:
             stop.exit_done = True
 
+    async def _on_prev_filled(self, stop: ArmedStop, prev: NativeStop, msg: OrderFilled) -> None:
+        """The stop being replaced fired first: it is the native stop again, its fills the exit."""
+        n = stop.native
+        stop.native, stop.native_prev = prev, None
+        if n is not None:
+            prev.after = prev.after or n.after
+            if n.state == "pending":
+                self._orphans.add(n.cid)  # refused by the venue (its cancel half failed), or canceled
+            elif n.state == "working":
+                await self._cancel(n.cid, msg)
+        await self._on_native_filled(stop, prev, msg)
+
+    def _on_prev_ended(
+        self, stop: ArmedStop, prev: NativeStop, msg: OrderCanceled | OrderExpired | OrderRejected
+    ) -> None:
+        """The stop being replaced ended: the replace's cancel half (the replacement follows)."""
+        stop.native_prev = None
+        self.log.info("native stop %s %s: replaced", prev.cid, type(msg).__name__)
+
+    async def _replacement_failed(self, stop: ArmedStop, n: NativeStop, why: str, cause: Message) -> None:
+        """A replacement did not happen: the old stop stands, or (canceled after all) a new one goes out."""
+        prev, stop.native_prev = stop.native_prev, None
+        fields = stamp(self.exchange, self.symbol, cause.ts_event, cause.ts_recv)
+        if prev is not None:
+            stop.native, prev.after = prev, n.after
+            self.log.warning(
+                "replacement %s of native stop %s refused (%s): it stays at %s",
+                n.cid,
+                prev.cid,
+                why,
+                prev.level,
+            )
+            if prev.after is not None and prev.state == "working":
+                await self._cancel_native(prev, fields)
+            return
+        stop.native = None
+        self.log.error(
+            "replacement %s refused (%s) after its old stop was canceled: placing a new stop at once",
+            n.cid,
+            why,
+        )
+        if n.after is not None:
+            await self._send_exit(stop, *n.after)
+        elif not stop.triggered:
+            await self._place_native(stop, fields)
+
     async def _on_native_ended(
         self,
         stop: ArmedStop,
@@ -149,6 +211,9 @@ class NativeStops:
         msg: OrderCanceled | OrderExpired | OrderRejected,
         request_reject: bool,
     ) -> None:
+        if n.replaces and n.state == "pending" and isinstance(msg, OrderRejected) and not request_reject:
+            await self._replacement_failed(stop, n, msg.reason, msg)
+            return
         if request_reject:
             if n.state == "canceling":
                 # Too late to cancel: the stop has filled (or is filling). Its fill is the exit.
@@ -215,8 +280,43 @@ class NativeStops:
         if n is None:
             await self._place_native(stop, fields)
         elif n.state == "working" and (n.level != stop.stop_price or n.quantity != stop.quantity):
-            await self._cancel_native(n, fields)
+            await self._replace_native(stop, n, fields)
         # pending: checked when accepted; canceling: the replacement takes the latest level and size
+
+    async def _replace_native(self, stop: ArmedStop, n: NativeStop, fields: Stamp) -> None:
+        """Move the resting stop ``n`` to the armed stop's level and size in one cancel-replace."""
+        level = stop.stop_price
+        if level is None:
+            await self._cancel_native(n, fields)
+            return
+        self._native_seq += 1
+        intent_id = f"{stop.stop_id}:native:{fields['ts_event']}:{self._native_seq}"
+        new = NativeStop(intent_id, level, stop.quantity, "trailing" if stop.trailed else "stop_loss", n.cid)
+        stop.native, stop.native_prev = new, n
+        self.replacements += 1
+        self.log.info(
+            "native stop %s replaces %s: %s %s stop_market at %s (was %s)",
+            new.cid,
+            n.cid,
+            stop.exit_side,
+            stop.quantity,
+            level,
+            n.level,
+        )
+        await self.router.publish(
+            OrderIntent(
+                intent_id=intent_id,
+                source="stop-monitor",
+                side=stop.exit_side,
+                order_type="stop_market",
+                quantity=stop.quantity,
+                stop_price=level,
+                reduce_only=True,
+                reason=f"native {new.trigger} at {level}, replacing {n.cid} at {n.level}",
+                replaces=n.cid,
+                **fields,
+            )
+        )
 
     async def _cancel_native(self, n: NativeStop, cause: Message | Stamp) -> None:
         n.state = "canceling"

@@ -11,6 +11,11 @@ resolves it by querying the venue by client order id and publishes what the venu
 Emits: OrderSubmitted (the order left), SubmitOrder (command to the adapter),
 PositionChanged (after every fill).
 
+An intent with ``replaces`` (a client order id) becomes a SubmitOrder with ``replaces``: the
+venue cancels that order and places this one in one request (the adapter publishes the old
+order's OrderCanceled and the new one's events); journaled like any order, so a restart resolves
+both at the venue.  If the order it replaces has ended meanwhile, it is rejected here, unsent.
+
 Client order ids are derived from intent ids (:mod:`actors.order_ids`): an intent seen
 twice is refused here, and a re-sent order is refused by the venue as a duplicate.
 Quantities are rounded down to the step size and prices to the tick before they leave.
@@ -273,6 +278,7 @@ class OrderActor(Actor):
             quantity=qty,
             price=price,
             stop_price=stop,
+            replaces=intent.replaces,
             exchange=ex,
             symbol=sym,
             ts_event=now,
@@ -289,6 +295,7 @@ class OrderActor(Actor):
             time_in_force=intent.time_in_force,
             reduce_only=intent.reduce_only,
             post_only=intent.post_only,
+            replaces=intent.replaces,
             exchange=ex,
             symbol=sym,
             ts_event=now,
@@ -307,7 +314,23 @@ class OrderActor(Actor):
         await self.router.publish(submitted)  # the journal tap appends it
         if self.durable is not None:
             await self._make_durable(cid)  # fsynced before the order may leave the process
+        old = self.orders.get(intent.replaces) if intent.replaces else None
+        if intent.replaces and (old is None or old.status in TERMINAL):
+            # Nothing to replace any more (it filled or ended meanwhile): not sent, as a venue
+            # refuses a cancel-replace whose cancel fails (STOP_ON_FAILURE).
+            state = "unknown here" if old is None else old.status
+            reason = f"replace refused: {intent.replaces} is {state}: not sent"
+            self.log.warning("order %s %s", cid, reason)
+            await self.router.publish(
+                OrderRejected(client_order_id=cid, reason=reason, **self.system_fields())
+            )
+            return
         await self.router.publish(command)
+
+    def signed_leaves(self, cid: str) -> Decimal:
+        """What the open order ``cid`` still reserves (buy +, sell -); 0 when it is not open."""
+        rec = self.orders.get(cid)
+        return rec.signed_leaves if rec is not None and rec.status not in TERMINAL else Decimal(0)
 
     async def _make_durable(self, cid: str) -> None:
         """Await the journal; if it fails or we are cancelled, the order ends here, unsent.

@@ -13,8 +13,9 @@ stream not subscribed, REST unreachable, the key refused, no exchange rules -- a
 ``book_stale``; exits pass, and nothing is halted or canceled), daily loss limit (entries
 only), intent sanity (positive
 finite quantity, prices where the order type needs them, a consistent exit plan),
-reduce-only really reduces, mandatory stop-loss on entries (always for entries with a
-time exit), a fresh last price exists, price band vs last trade, max order notional,
+reduce-only really reduces (a replacement, ``intent.replaces``, net of the order it
+replaces), mandatory stop-loss on entries (always for entries with a time exit), a fresh last
+price exists, price band vs last trade, max order notional,
 max position (including exposure of orders already approved), max open orders, order
 rate (entries only, in event time: a stop-loss exit is never throttled, and accelerated
 replays see the same rule as live trading), max trades per day, cooldown (``cooldown_s`` of
@@ -114,6 +115,9 @@ class RiskActor(Actor):
         self.last_exit_ns = 0  # market time of the last fill that shrank the position (cooldown_s)
         # Is the venue usable for entries now? None: it is (paper); else (rule, reason) when not.
         self.venue_check: Callable[[], Verdict] | None = None
+        # The signed leaves of an open order by client id (the order actor's, set by the group
+        # wiring): a replacement (``intent.replaces``) is checked net of the order it replaces.
+        self.leaves_of: Callable[[str], Decimal] | None = None
         # from the last PositionChanged (SymbolState has no fees)
         self._qty, self._avg, self._realized, self._fees = (
             state.position,
@@ -350,8 +354,11 @@ class RiskActor(Actor):
     def _check_reduce_only(self, intent: OrderIntent) -> Verdict:
         if not intent.reduce_only:
             return None
-        # Net of orders already working: an exit that is pending leaves nothing to reduce.
+        # Net of orders already working: an exit that is pending leaves nothing to reduce.  A
+        # replacement takes the place of its old order (canceled in the same venue request).
         pos = self.state.position + self.state.pending_exposure
+        if intent.replaces and self.leaves_of is not None:
+            pos -= self.leaves_of(intent.replaces)
         reduces = (pos > 0 and intent.side == "sell") or (pos < 0 and intent.side == "buy")
         if not reduces:
             return "reduce_only", f"reduce-only {intent.side} but position net of open orders is {pos}"

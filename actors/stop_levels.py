@@ -62,10 +62,13 @@ EMPTY_PLAN = ExitPlan()
 class NativeStop:
     """A stop_market order the monitor keeps at the venue for its armed stop."""
 
-    __slots__ = ("after", "cid", "intent_id", "level", "quantity", "state", "trigger")
+    __slots__ = ("after", "cid", "intent_id", "level", "quantity", "replaces", "state", "trigger")
 
-    def __init__(self, intent_id: str, level: Decimal, quantity: Decimal, trigger: Trigger) -> None:
+    def __init__(
+        self, intent_id: str, level: Decimal, quantity: Decimal, trigger: Trigger, replaces: str = ""
+    ) -> None:
         self.intent_id = intent_id
+        self.replaces = replaces  # the client id of the stop order this one cancel-replaces
         self.cid = client_order_id(intent_id)
         self.level = level
         self.quantity = quantity
@@ -85,6 +88,7 @@ class ArmedStop:
         "exit_side",
         "native",
         "native_off",
+        "native_prev",
         "plan",
         "plan_cid",
         "quantity",
@@ -103,6 +107,9 @@ class ArmedStop:
         self.exit_cid = ""  # client order id of the exit this stop sent, while it is working
         self.exit_done = False  # that exit filled completely (the position may still be open)
         self.native: NativeStop | None = None
+        # While a replacement (native, pending) is on its way: the stop order it replaces, which
+        # rests at the venue until the replace's cancel half is confirmed.
+        self.native_prev: NativeStop | None = None
         self.native_off = False  # the venue/risk refused a native stop: watch prices instead
         self.set_plan(plan, "")
 

@@ -112,6 +112,7 @@ class StopMonitor(NativeStops, Actor):
         self.stop: ArmedStop | None = None
         self.triggered = 0
         self.amendments = 0  # trailing moves published
+        self.replacements = 0  # native stops moved by a cancel-replace (tradingd_stop_replacements_total)
         self._last_exit_cid = ""  # the most recent approved reduce-only order (any source)
         self._entries: dict[str, OrderIntent] = {}  # entry orders approved and not ended, by client id
         self._orphans: set[str] = set()  # native stops of a disarmed stop, canceled once accepted
@@ -224,6 +225,10 @@ class StopMonitor(NativeStops, Actor):
         stop = self.stop
         if stop is None:
             return
+        prev = stop.native_prev
+        if prev is not None and msg.client_order_id == prev.cid:
+            await self._on_prev_filled(stop, prev, msg)
+            return
         n = stop.native
         if n is not None and msg.client_order_id == n.cid:
             await self._on_native_filled(stop, n, msg)
@@ -243,6 +248,11 @@ class StopMonitor(NativeStops, Actor):
             return
         stop = self.stop
         if stop is None:
+            return
+        prev = stop.native_prev
+        if prev is not None and cid == prev.cid:
+            if not request_reject:
+                self._on_prev_ended(stop, prev, msg)
             return
         n = stop.native
         if n is not None and cid == n.cid:
@@ -347,8 +357,8 @@ class StopMonitor(NativeStops, Actor):
     async def _disarm(self, reason: str, cause: Message) -> None:
         assert self.stop is not None
         stop, self.stop = self.stop, None
-        if stop.native is not None:
-            await self._drop_native(stop.native, cause)
+        await self._drop_native(stop.native, cause)
+        await self._drop_native(stop.native_prev, cause)
         await self.router.publish(StopCanceled(stop_id=stop.stop_id, reason=reason, **self.system_fields()))
 
     async def _publish_armed(self, stop: ArmedStop) -> None:

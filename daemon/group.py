@@ -262,6 +262,7 @@ class SymbolGroup:
         else:
             self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)
         self.risk.venue_check = venue_gate(self)  # entries refused while the venue is blind or the book stale
+        self.risk.leaves_of = self.order.signed_leaves  # a cancel-replace is netted against its old order
         self._wire()
         self.actors: list[Actor] = [
             self.feed,

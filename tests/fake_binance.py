@@ -7,7 +7,9 @@ It behaves like the venue where the adapter's correctness depends on it:
   (without ``signature``), HMAC-SHA256 or Ed25519 per API key; ``timestamp < serverTime + 1000``
   and ``serverTime - timestamp <= recvWindow`` else -1021; a bad signature is -1022 (HTTP 400);
 - keeps orders: MARKET fills at once at ``market_price``, the other types rest; query, cancel,
-  cancel-replace, open orders, account, my trades, depth from the resting orders;
+  cancel-replace (filters first, then -2022 / 409 -2021 with ``data`` as Binance answers a failed
+  half), open orders, account, my trades, depth from the resting orders; ``open_log`` records the
+  open orders after every request and market trade;
 - meters request weight per server-clock minute: over the limit -> 429 with Retry-After; a
   request before Retry-After has passed -> 418 and a ban of ``ban_s``;
 - injects faults on request (:meth:`FakeBinance.fail_next`): before the request is processed
@@ -155,6 +157,8 @@ class FakeBinance:
     skew_ms: int = 0
     time_lie_ms: int = 0  # /api/v3/time reports its clock off by this much (a resync cannot help)
     seen: list[Seen] = field(default_factory=list)
+    # after every request and market trade: (what, open orders as (symbol, cid, type, side, stopPrice))
+    open_log: list[tuple[str, list[tuple[str, str, str, str, str]]]] = field(default_factory=list)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     trades: list[dict[str, Any]] = field(default_factory=list)
     next_order_error: tuple[int, int, str] | None = None  # the next new order gets this (status, code, msg)
@@ -226,6 +230,15 @@ class FakeBinance:
     def statuses(self) -> list[int]:
         return [s.status for s in self.seen]
 
+    def _record_open(self, after: str) -> None:
+        """Note the open orders (every symbol) after a request or a market trade: ``open_log``."""
+        snapshot = [
+            (o["symbol"], o["clientOrderId"], o["type"], o["side"], o["stopPrice"])
+            for o in self.orders.values()
+            if o["status"] in OPEN
+        ]
+        self.open_log.append((after, snapshot))
+
     def price(self, symbol: str) -> Decimal:
         return self.last_prices.get(symbol, self.market_price)
 
@@ -253,6 +266,7 @@ class FakeBinance:
             self._execute(order, limit, take, maker=True)
             if left is not None:
                 left -= take
+        self._record_open(f"trade {symbol} {_d(price)}")
         await self.flush_events()
 
     async def go_down(self) -> None:
@@ -317,6 +331,7 @@ class FakeBinance:
         except Reply as r:
             status, payload, headers = r.status, r.body, r.headers
         self.seen.append(Seen(request.method, request.path, params, status))
+        self._record_open(f"{request.method} {request.path} {status}")
         await self.flush_events()
         if fault is not None and fault[0] not in PRE_FAULTS:
             return await self._post_fault(request, fault[0], status)
@@ -709,13 +724,41 @@ class FakeBinance:
         return order | {"origClientOrderId": cid, "clientOrderId": cancel_id}
 
     def _cancel_replace(self, p: dict[str, str]) -> dict[str, Any]:
+        """Binance's order/cancelReplace: filters first (-1013, nothing changes), then the cancel
+        (fails: 400 -2022, the new order NOT_ATTEMPTED under STOP_ON_FAILURE), then the new order
+        (fails: 409 -2021, the old one canceled all the same); ``data`` says which half did what."""
+        mode = p.get("cancelReplaceMode")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise Reply(
+                400,
+                -1102,
+                "Mandatory parameter 'cancelReplaceMode' was not sent, was empty/null, or malformed.",
+            )
+        order, rules = self._parse_order(p)
+        rejection = rules.check(order, self.price(order.symbol))
+        if rejection is not None:
+            raise Reply(400, -1013, f"Filter failure: {rejection.filter}")
+        canceled: dict[str, Any] | None = None
         try:
             canceled = self._cancel({"origClientOrderId": p.get("cancelOrigClientOrderId", "")})
         except Reply as r:
-            data = {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
-                    "cancelResponse": r.body, "newOrderResponse": None}  # fmt: skip
-            raise Reply(400, -2022, "Order cancel-replace failed.", data) from None
-        placed = self._new_order(p)
+            if mode == "STOP_ON_FAILURE":
+                data = {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                        "cancelResponse": r.body, "newOrderResponse": None}  # fmt: skip
+                raise Reply(400, -2022, "Order cancel-replace failed.", data) from None
+            cancel_error = r.body
+        try:
+            placed = self._new_order(p)
+        except Reply as r:
+            data = {"cancelResult": "SUCCESS" if canceled else "FAILURE", "newOrderResult": "FAILURE",
+                    "cancelResponse": canceled or cancel_error, "newOrderResponse": r.body}  # fmt: skip
+            if canceled is None:
+                raise Reply(400, -2022, "Order cancel-replace failed.", data) from None
+            raise Reply(409, -2021, "Order cancel-replace partially failed.", data) from None
+        if canceled is None:
+            data = {"cancelResult": "FAILURE", "newOrderResult": "SUCCESS",
+                    "cancelResponse": cancel_error, "newOrderResponse": placed}  # fmt: skip
+            raise Reply(409, -2021, "Order cancel-replace partially failed.", data)
         return {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS",
                 "cancelResponse": canceled, "newOrderResponse": placed}  # fmt: skip
 

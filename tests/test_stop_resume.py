@@ -202,9 +202,12 @@ async def test_the_resting_native_stop_is_taken_back_not_doubled() -> None:
     assert await after.arm(trailing_distance="3") == [("armed", D("95"), None, D("2"))]  # no second order
     cid = after.native_cid
     assert cid == native_cid(native)
-    # the trail amends the order taken back: cancel it, then the replacement at the new level
-    assert await after.send(trade(20, "100")) == [("armed", D("97"), None, D("2")), ("cancel", cid)]
-    assert await after.send(canceled(cid)) == [("native", "sell", D("2"), D("97"))]
+    # the trail amends the order taken back: one cancel-replace at the new level
+    assert await after.send(trade(20, "100")) == [
+        ("armed", D("97"), None, D("2")),
+        ("replace", cid, D("2"), D("97")),
+    ]
+    assert await after.send(canceled(cid)) == []
 
 
 async def test_without_taking_it_back_a_second_stop_order_would_go_out() -> None:
@@ -223,7 +226,10 @@ async def test_a_native_stop_behind_the_trail_is_replaced_at_once() -> None:
     after = Wired(native_stops=True)
     after.monitor.resume(last, native, "working")
     cid = native_cid(native)
-    assert await after.arm(trailing_distance="3") == [("armed", D("97"), None, D("2")), ("cancel", cid)]
+    assert await after.arm(trailing_distance="3") == [
+        ("armed", D("97"), None, D("2")),
+        ("replace", cid, D("2"), D("97")),
+    ]
 
 
 async def test_a_pending_native_stop_taken_back_waits_for_its_acknowledgement() -> None:
@@ -232,7 +238,7 @@ async def test_a_pending_native_stop_taken_back_waits_for_its_acknowledgement() 
     after.monitor.resume(last, native, "pending")
     cid = native_cid(native)
     assert await after.arm(trailing_distance="3") == [("armed", D("97"), None, D("2"))]
-    assert await after.send(accepted(cid)) == [("cancel", cid)]  # at 95, behind the trail
+    assert await after.send(accepted(cid)) == [("replace", cid, D("2"), D("97"))]  # 95 is behind the trail
 
 
 def native_cid(order: OrderIntent) -> str:

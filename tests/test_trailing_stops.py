@@ -126,6 +126,9 @@ def view(msg: Message) -> tuple[object, ...]:
             return ("canceled", msg.reason)
         case CancelOrder():
             return ("cancel", msg.client_order_id)
+        case OrderIntent() if msg.order_type == "stop_market" and msg.replaces:
+            assert msg.reduce_only and msg.source == "stop-monitor"
+            return ("replace", msg.replaces, msg.quantity, msg.stop_price)
         case OrderIntent() if msg.order_type == "stop_market":
             assert msg.reduce_only and msg.source == "stop-monitor"
             return ("native", msg.side, msg.quantity, msg.stop_price)
@@ -378,23 +381,66 @@ async def test_native_stops_need_a_venue_that_takes_them() -> None:
     assert (await w.send(trade(10, "94")))[0] == ("triggered", "stop_loss", D("95"))
 
 
-async def test_native_trailing_stop_is_canceled_and_replaced_one_at_a_time_with_the_latest_level() -> None:
+async def test_native_trailing_stop_is_cancel_replaced_one_at_a_time_with_the_latest_level() -> None:
     w = Wired(native_stops=True)
     await w.arm(trailing_distance="3")
     first = w.native_cid
     assert await w.send(accepted(first), trade(10, "100")) == [
         ("armed", D("97"), None, D("2")),
-        ("cancel", first),
+        ("replace", first, D("2"), D("97")),
     ]
-    # while the cancel is in flight the trail moves on: amendment, but no second cancel
-    assert await w.send(trade(11, "102")) == [("armed", D("99"), None, D("2"))]
-    assert await w.send(canceled(first)) == [("native", "sell", D("2"), D("99"))]
     second = w.native_cid
-    assert second != first
-    assert await w.send(accepted(second), trade(12, "102.5")) == [
+    assert second != first and w.monitor.stop is not None and w.monitor.stop.native_prev is not None
+    # while the replacement is in flight the trail moves on: amendment, but no second replace
+    assert await w.send(trade(11, "102")) == [("armed", D("99"), None, D("2"))]
+    assert await w.send(canceled(first)) == []  # the replace's cancel half: nothing to do
+    assert await w.send(accepted(second)) == [("replace", second, D("2"), D("99"))]
+    third = w.native_cid
+    assert await w.send(canceled(second), accepted(third), trade(12, "102.5")) == [
         ("armed", D("99.5"), None, D("2")),
-        ("cancel", second),
+        ("replace", third, D("2"), D("99.5")),
     ]
+    assert w.monitor.replacements == 3 and not [v for v in map(view, w.intents) if v[0] == "cancel"]
+
+
+async def test_a_replacement_refused_leaves_the_old_stop_in_force() -> None:
+    w = Wired(native_stops=True)
+    await w.arm(trailing_distance="3")
+    first = w.native_cid
+    await w.send(accepted(first), trade(10, "100"))
+    refused = OrderRejected(
+        exchange=EX,
+        symbol=SYM,
+        ts_event=7,
+        ts_recv=7,
+        client_order_id=w.native_cid,
+        reason="replace refused: cancel FAILURE, new order NOT_ATTEMPTED",
+    )
+    assert await w.send(refused) == []
+    stop = w.monitor.stop
+    assert stop is not None and stop.native is not None and stop.native_prev is None
+    assert (stop.native.cid, stop.native.state, stop.native.level) == (first, "working", D("95"))
+    assert await w.send(trade(11, "94")) == []  # the venue's stop at 95 still guards it
+    assert await w.send(trade(12, "101")) == [
+        ("armed", D("98"), None, D("2")),
+        ("replace", first, D("2"), D("98")),
+    ]
+
+
+async def test_old_stop_canceled_but_its_replacement_refused_places_a_new_stop_at_once() -> None:
+    w = Wired(native_stops=True)
+    await w.arm(trailing_distance="3")
+    first = w.native_cid
+    await w.send(accepted(first), trade(10, "100"))
+    refused = OrderRejected(
+        exchange=EX,
+        symbol=SYM,
+        ts_event=7,
+        ts_recv=7,
+        client_order_id=w.native_cid,
+        reason="replace refused: cancel SUCCESS, new order FAILURE",
+    )
+    assert await w.send(canceled(first), refused) == [("native", "sell", D("2"), D("97"))]
 
 
 async def test_native_replacement_respects_the_trail_step() -> None:
@@ -402,7 +448,11 @@ async def test_native_replacement_respects_the_trail_step() -> None:
     await w.arm(trailing_distance="3")
     await w.send(accepted(w.native_cid))
     assert await w.send(trade(10, "99"), trade(11, "99.5")) == []  # 96, 96.5: under the step
-    assert await w.send(trade(12, "100")) == [("armed", D("97"), None, D("2")), ("cancel", w.native_cid)]
+    resting = w.native_cid
+    assert await w.send(trade(12, "100")) == [
+        ("armed", D("97"), None, D("2")),
+        ("replace", resting, D("2"), D("97")),
+    ]
 
 
 async def test_move_before_the_venue_accepted_the_stop_replaces_it_once_accepted() -> None:
@@ -410,24 +460,37 @@ async def test_move_before_the_venue_accepted_the_stop_replaces_it_once_accepted
     await w.arm(trailing_distance="3")
     cid = w.native_cid
     assert await w.send(trade(10, "100")) == [("armed", D("97"), None, D("2"))]
-    assert await w.send(accepted(cid)) == [("cancel", cid)]
+    assert await w.send(accepted(cid)) == [("replace", cid, D("2"), D("97"))]
 
 
 @pytest.mark.parametrize("fill_first", [False, True], ids=["reject_then_fill", "fill_then_reject"])
 async def test_failed_cancel_of_a_filled_native_stop_is_its_fill_not_a_second_exit(fill_first: bool) -> None:
     w = Wired(native_stops=True)
     await w.arm(trailing_distance="3")
-    cid, intent_id = w.native_cid, w.last_intent_id()
+    cid = w.native_cid
     await w.send(accepted(cid))
-    assert await w.send(trade(10, "100")) == [("armed", D("97"), None, D("2")), ("cancel", cid)]
-    # the stop at 95 had already filled at the venue when our cancel arrived
-    events: list[Message] = [cancel_rejected(cid), fill(cid, "2", "0")]
+    assert await w.send(trade(10, "100")) == [
+        ("armed", D("97"), None, D("2")),
+        ("replace", cid, D("2"), D("97")),
+    ]
+    # the stop at 95 had already filled at the venue when our cancel-replace arrived: its cancel
+    # half failed (-2022) and the replacement was never placed
+    replacement = w.native_cid
+    refused = OrderRejected(
+        exchange=EX,
+        symbol=SYM,
+        ts_event=6,
+        ts_recv=6,
+        client_order_id=replacement,
+        reason="replace refused: cancel FAILURE, new order NOT_ATTEMPTED",
+    )
+    events: list[Message] = [refused, fill(cid, "2", "0")]
     out = await w.send(*(reversed(events) if fill_first else events))
     assert out == [("triggered", "stop_loss", D("95"))]
     assert w.monitor.stop is not None and w.monitor.stop.exit_cid == cid
     assert await w.send(trade(11, "90"), trade(12, "120")) == []
     assert await w.send(position("0", cid)) == [("canceled", "position closed")]  # nothing left to cancel
-    assert w.intents[-1].intent_id == intent_id  # no replacement, no market exit
+    assert all(i.order_type == "stop_market" for i in w.intents)  # no market exit
     assert w.monitor.triggered == 1
 
 
@@ -511,8 +574,8 @@ async def test_adding_to_the_position_replaces_the_native_stop_with_the_new_size
     await w.arm()
     cid = w.native_cid
     await w.send(accepted(cid))
-    assert await w.send(position("3", client_order_id("e2"))) == [("cancel", cid)]
-    assert await w.send(canceled(cid)) == [("native", "sell", D("3"), D("95"))]
+    assert await w.send(position("3", client_order_id("e2"))) == [("replace", cid, D("3"), D("95"))]
+    assert await w.send(canceled(cid)) == []
 
 
 async def test_closing_the_position_cancels_a_working_native_stop_and_a_pending_one_once_accepted() -> None:
@@ -560,6 +623,7 @@ async def test_native_trailing_stop_end_to_end_on_the_paper_venue() -> None:
         ),
     )
     router.subscribe(venue.inbox, PaperExchange.subscribes)
+    risk.leaves_of = order.signed_leaves
 
     async def until(what: str, pred: object) -> None:
         with anyio.fail_after(5):

@@ -15,6 +15,10 @@ Out (router): ``OrderAccepted``, ``OrderRejected``, ``OrderFilled``, ``OrderCanc
   -1100..-1199), -2010 (insufficient balance; "duplicate" for a client id the venue already has),
   rate limits and bans (not sent).  A refused cancel (-2011 ...) is OrderRejected with a reason
   starting ``cancel rejected:`` (a request rejection: the order's own state stands).
+- A SubmitOrder with ``replaces`` goes as ``POST /api/v3/order/cancelReplace``
+  (``cancelReplaceMode=STOP_ON_FAILURE``): the old order's OrderCanceled, then the new one's events;
+  -2022 (cancel failed) rejects the new one and queries the old; -2021 (cancel done, new order
+  failed) publishes both outcomes; an unknown outcome resolves both orders by query.
 - 5xx, -1000/-1001/-1006/-1007, timeouts, disconnects, unreadable replies: the order's fate is
   unknown.  OrderUnknown is published, then the order is queried by ``origClientOrderId`` (retried
   with backoff until the venue answers) and what the venue says is published: OrderAccepted, its
@@ -77,7 +81,13 @@ from actors.runtime import Actor, now_ns
 from adapters.binance import venue_health
 from adapters.binance.account_stream import AccountUserStream
 from adapters.binance.credentials import credentials_for
-from adapters.binance.errors import BinanceError, BinanceOrderRejected, BinanceRejected, OutcomeUnknown
+from adapters.binance.errors import (
+    BinanceCancelReplaceFailed,
+    BinanceError,
+    BinanceOrderRejected,
+    BinanceRejected,
+    OutcomeUnknown,
+)
 from adapters.binance.filters import BinanceNewOrder, Rejection, SymbolRules
 from adapters.binance.http import BinanceHttpClient
 from adapters.binance.order_reconciler import OrderReconciler
@@ -99,6 +109,16 @@ if TYPE_CHECKING:
 __all__ = ["BinanceExecution", "ExecutionStatistics"]
 
 ZERO = Decimal(0)
+
+
+def _reply_of(data: object) -> BinanceOrderReply | None:
+    """One half of a failed cancelReplace's ``data``: the order reply, or None (an error body)."""
+    if not isinstance(data, dict) or "orderId" not in data:
+        return None
+    try:
+        return msgspec.convert(data, BinanceOrderReply, strict=False)
+    except msgspec.ValidationError:
+        return None
 
 
 COMMANDS_IN_FLIGHT = 8
@@ -421,6 +441,9 @@ class BinanceExecution(Actor):
         order = tracker.track(TrackedOrder(cid, msg.side, msg.quantity))
         client = await self.client()
         self.n["sent"] += 1
+        if msg.replaces:
+            await self._replace(order, prepared, msg.replaces, client)
+            return
         try:
             reply = await client.new_order(prepared, "FULL")
         except OutcomeUnknown as exc:
@@ -440,6 +463,65 @@ class BinanceExecution(Actor):
             await self._unknown(order, str(exc), client.now_ms() + self.config.recv_window_ms)
             return
         await tracker.apply_reply(order, reply)
+
+    async def _replace(
+        self, order: TrackedOrder, prepared: BinanceNewOrder, old_cid: str, client: BinanceHttpClient
+    ) -> None:
+        """``POST /api/v3/order/cancelReplace`` (STOP_ON_FAILURE): cancel ``old_cid``, place ``order``.
+
+        Success: the old order's OrderCanceled, then the new one's events.  -2022 (the cancel
+        failed, nothing placed): the new order is rejected ("replace refused: ..."), the old one
+        stands -- it is queried, since a failed cancel usually means it filled.  -2021 (the cancel
+        went through, the new order failed): the old one's OrderCanceled, then the new one's
+        rejection.  Unknown outcome: both orders are resolved by query, never re-sent.
+        """
+        tracker = self.tracker
+        old = tracker.orders.get(old_cid)
+        self.n["replaces"] = self.n.get("replaces", 0) + 1
+        try:
+            reply = await client.cancel_replace(old_cid, prepared)
+        except OutcomeUnknown as exc:
+            await self._unknown(order, str(exc), exc.deadline_ms)
+            if old is not None and not old.done:
+                self._resolve_later(old, f"cancel-replace outcome unknown: {exc}", exc.deadline_ms)
+            return
+        except BinanceCancelReplaceFailed as exc:
+            data = exc.data or {}
+            halves = f"cancel {data.get('cancelResult', '?')}, new order {data.get('newOrderResult', '?')}"
+            canceled = (
+                _reply_of(data.get("cancelResponse")) if data.get("cancelResult") == "SUCCESS" else None
+            )
+            placed = (
+                _reply_of(data.get("newOrderResponse")) if data.get("newOrderResult") == "SUCCESS" else None
+            )
+            if old is not None and canceled is not None:
+                await tracker.apply_reply(old, canceled, query_trades=True)
+            elif old is not None and not old.done:  # the old one stands (or filled): ask
+                self._resolve_later(old, f"cancel-replace: {halves}", client.now_ms())
+            if placed is not None:
+                await tracker.apply_reply(order, placed)
+            else:
+                await tracker.venue_rejected(order, f"replace refused: {halves}: {exc}")
+            return
+        except BinanceRejected as exc:  # the request was refused as a whole: nothing changed
+            await tracker.venue_rejected(order, f"replace refused: {exc}")
+            return
+        except BinanceError as exc:  # not expected for an order call: unknown, never re-sent
+            deadline = client.now_ms() + self.config.recv_window_ms
+            await self._unknown(order, str(exc), deadline)
+            if old is not None and not old.done:
+                self._resolve_later(old, f"cancel-replace outcome unknown: {exc}", deadline)
+            return
+        if old is not None and reply.cancelResponse is not None:
+            await tracker.apply_reply(old, reply.cancelResponse, query_trades=True)
+        if reply.newOrderResponse is not None:
+            await tracker.apply_reply(order, reply.newOrderResponse)
+
+    def _resolve_later(self, order: TrackedOrder, reason: str, deadline_ms: int) -> None:
+        """Ask the venue what became of an accepted order (it stays open here until it answers)."""
+        if not order.unknown:
+            order.unknown, order.unknown_reason, order.deadline_ms = True, reason, deadline_ms
+            self._spawn_resolve(order)
 
     async def _unknown(self, order: TrackedOrder, reason: str, deadline_ms: int) -> None:
         """The submission's outcome is unknown: say so (unless the stream already told us), then ask."""

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
+
 from actors.bar_check import bar_ok
 from actors.messages import (
     Bar,
@@ -95,8 +97,22 @@ class PaperEngine:
 
     # -- commands --------------------------------------------------------------------------
     def submit(self, cmd: SubmitOrder, now: int | None = None) -> list[Message]:
-        """Validate and accept (or reject) an order. Nothing fills before the next market event."""
+        """Validate and accept (or reject) an order. Nothing fills before the next market event.
+
+        ``cmd.replaces``: one atomic cancel-replace, as Binance's STOP_ON_FAILURE: the old order
+        is canceled (its reservation freed), then the new one placed; an old order that is not
+        open refuses the whole request ("replace refused: ..."), nothing changes.
+        """
         ts = self.clock.time_ns() if now is None else now
+        if cmd.replaces:
+            old = self._open.get(cmd.replaces)
+            if old is None:
+                refused = f"replace refused: cancel failed: unknown order {cmd.replaces}"
+                return [OrderRejected(client_order_id=cmd.client_order_id, reason=refused, **self._hdr(ts))]
+            return [
+                self._close_canceled(old, "replaced", ts),
+                *self.submit(msgspec.structs.replace(cmd, replaces=""), ts),
+            ]
         reason = self._validate(cmd)
         if reason is None and cmd.post_only:
             reason = self._would_take(cmd)
