@@ -43,7 +43,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from actors.messages import STREAM_KIND, Message
+from actors.messages import ORDER_PATH_KINDS, STREAM_KIND, Message
 from daemon.config import RedisSection
 from daemon.metrics import Metrics, Sample
 from daemon.redis_wire import RespConnection, pack_xadd, tls_context, xadd_prefix, xinfo_dict
@@ -60,6 +60,10 @@ DUPLICATES = "tradingd_mirror_duplicates_total"
 ERRORS = "tradingd_mirror_errors_total"
 DEAD_LETTERS = "tradingd_mirror_dead_letters_total"
 REDIS_UP = "tradingd_redis_up"
+# Labels known up front, so these counters exist at 0 from the start (the README says to watch them).
+DROPPED_KINDS = tuple(sorted(set(STREAM_KIND.values()) - ORDER_PATH_KINDS))
+DROP_REASONS = ("redis_down", "queue_full", "refused", "shutdown")
+ERROR_LABELS = ("connection", "timeout", "tls", "oom", "config", "id_conflict", "response", "disk")
 _HELP = {
     PUBLISHED: ("counter", "Stream entries written to Redis, by stream kind"),
     DROPPED: ("counter", "Market/system messages not mirrored, by kind and reason"),
@@ -156,6 +160,10 @@ class RedisMirror:
         for name, (kind, text) in _HELP.items():
             metrics.describe(name, kind, text)
         metrics.set(REDIS_UP, 0)
+        metrics.zero(DROPPED, ({"kind": k, "reason": r} for k in DROPPED_KINDS for r in DROP_REASONS))
+        metrics.zero(ERRORS, ({"error": e} for e in ERROR_LABELS))
+        metrics.zero(DEAD_LETTERS, ({"kind": k} for k in sorted(ORDER_PATH_KINDS)))
+        metrics.zero("tradingd_mirror_spilled_total", [{}])
         metrics.add_collector(self._collect)
 
     # --- the tap --------------------------------------------------------------------------

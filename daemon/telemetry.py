@@ -69,6 +69,78 @@ HELP = {
 }
 
 
+# Every label a counter the README says to watch can take, so each series exists at 0 from the
+# start (an alert on ``increase()`` needs the 0 before the first 1). Labels outside these lists
+# still appear once counted; tests/test_metrics_zero.py checks the lists against the code.
+MARKET_REJECT_REASONS = ("bad_number", "crossed_quote", "inconsistent_bar", "out_of_order", "unknown_kind")
+ORDER_EVENTS = (
+    "submitted",
+    "accepted",
+    "filled",
+    "partially_filled",
+    "rejected",
+    "canceled",
+    "expired",
+    "unknown",
+    "cancel_requested",
+)
+ORDER_ANOMALIES = (
+    "bad_fill",
+    "duplicate_fill",
+    "duplicate_intent",
+    "fill_after_terminal",
+    "late_terminal",
+    "late_unknown",
+    "overfill",
+    "request_rejected",
+    "unexpected_kind",
+    "unknown_order",
+    "zero_quantity",
+)
+RISK_DECISIONS = (
+    "approved",
+    "halted",
+    "reducing",
+    "daily_loss_limit",
+    "invalid",
+    "reduce_only",
+    "stop_loss_required",
+    "no_price",
+    "price_band",
+    "max_notional",
+    "max_position",
+    "max_open_orders",
+    "order_rate",
+    "max_trades_per_day",
+    "cooldown",
+    "account_daily_loss_limit",
+    "account_max_open_orders",
+    "account_max_trades_per_day",
+    "account_order_rate",
+    "venue_blind",
+    "book_stale",
+)
+FEED_REJECT_REASONS = (
+    "bad_envelope",
+    "bad_payload",
+    "bad_value",
+    "malformed_json",
+    "symbol_mismatch",
+    "unknown_stream",
+    "unknown_symbol",
+    "venue_error",
+)
+
+
+def _known(counts: dict[str, int], known: tuple[str, ...]) -> Iterator[tuple[str, int]]:
+    """Every known label (0 when never counted), then any other the code counted."""
+    for key in known:
+        yield key, counts.get(key, 0)
+    for key, n in list(counts.items()):
+        if key not in known:
+            yield key, n
+
+
 def register(metrics: Metrics, supervisor: Supervisor) -> None:
     for name, (kind, text) in HELP.items():
         metrics.describe(name, kind, text)
@@ -106,8 +178,9 @@ def _feed_samples(stats: msgspec.Struct, ex: str, sym: str) -> Iterator[Sample]:
     behind_ms = getattr(stats, "behind_ms", None)
     if behind_ms is not None:  # exposed in seconds, as Prometheus wants times
         yield "tradingd_feed_behind_seconds", labels, float(behind_ms) / 1000
-    for reason, n in getattr(stats, "rejected_by_reason", {}).items():
-        yield "tradingd_feed_rejected_total", _l(exchange=ex, symbol=sym, reason=reason), float(n)
+    if hasattr(stats, "rejected_by_reason"):
+        for reason, n in _known(stats.rejected_by_reason, FEED_REJECT_REASONS):
+            yield "tradingd_feed_rejected_total", _l(exchange=ex, symbol=sym, reason=reason), float(n)
     for book_symbol, top in getattr(stats, "books", {}).items():
         book_labels = _l(exchange=ex, symbol=book_symbol)
         yield "tradingd_feed_book_synced", book_labels, 1.0 if top.synced else 0.0
@@ -140,13 +213,13 @@ def collect(sup: Supervisor) -> Iterator[Sample]:
                 yield "tradingd_queue_depth", labels, stats.depth
                 yield "tradingd_channel_conflated_total", labels, stats.conflated
                 yield "tradingd_channel_blocked_sends_total", labels, stats.blocked_sends
-        for reason, n in group.market_feed.rejected.items():
+        for reason, n in _known(group.market_feed.rejected, MARKET_REJECT_REASONS):
             yield "tradingd_market_rejected_total", _l(exchange=ex, symbol=sym, reason=reason), n
-        for event, n in group.order.counts.items():
+        for event, n in _known(group.order.counts, ORDER_EVENTS):
             yield "tradingd_orders_total", _l(exchange=ex, symbol=sym, event=event), n
-        for kind, n in group.order.anomalies.items():
+        for kind, n in _known(group.order.anomalies, ORDER_ANOMALIES):
             yield "tradingd_order_anomalies_total", _l(exchange=ex, symbol=sym, kind=kind), n
-        for rule, n in group.risk.decisions.items():
+        for rule, n in _known(group.risk.decisions, RISK_DECISIONS):
             yield "tradingd_risk_decisions_total", _l(exchange=ex, symbol=sym, decision=rule), n
         yield "tradingd_signals_total", _l(exchange=ex, symbol=sym), group.strategy.signals
         yield "tradingd_strategy_replayed_total", _l(exchange=ex, symbol=sym), group.strategy.replayed

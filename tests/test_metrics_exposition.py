@@ -1,0 +1,85 @@
+"""/metrics of a running paper daemon through prometheus_client's parser: counters the README says
+to watch exist at 0 from the start with every label known up front, and the label lists in
+daemon/telemetry.py and daemon/mirror.py hold every literal label the code counts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import anyio
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon import mirror, telemetry
+from daemon.app import Daemon
+from daemon.config import parse_config
+from daemon.metrics import Metrics
+from tests.helpers import make_config, unique_prefix
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _literals(path: str, pattern: str) -> set[str]:
+    return set(re.findall(pattern, (ROOT / path).read_text(), re.MULTILINE))
+
+
+def test_every_rule_and_reason_the_code_counts_is_known_up_front() -> None:
+    rules = set()
+    for path in ("actors/risk.py", "actors/account_risk.py", "daemon/entry_gate.py"):
+        rules |= _literals(path, r'return \(?\s*"([a-z_]+)",')
+        rules |= _literals(path, r'^\s+"([a-z_]+)",\n\s+f?"')  # a rule on its own line of a verdict tuple
+    rules |= _literals("actors/risk.py", r'_count\("([a-z_]+)"\)')
+    assert rules - {"limit", "stop_market", "stop_limit"} <= set(telemetry.RISK_DECISIONS)
+    market = _literals("actors/market_feed.py", r'_reject\(\s*"([a-z_]+)"')
+    assert market == set(telemetry.MARKET_REJECT_REASONS)
+    anomalies = _literals("actors/order.py", r'_anomaly\(\s*"([a-z_]+)"')
+    assert anomalies == set(telemetry.ORDER_ANOMALIES)
+    feed = _literals("adapters/binance/data.py", r'_reject\(\s*"([a-z_]+)"')
+    feed |= _literals("adapters/binance/data.py", r'^\s+return "(unknown_[a-z_]+)"$')
+    assert feed == set(telemetry.FEED_REJECT_REASONS)
+    drops = _literals("daemon/mirror.py", r'_drop\([^)]*"([a-z_]+)"')
+    drops |= _literals("daemon/mirror.py", r'market_reason="([a-z_]+)"')
+    assert drops == set(mirror.DROP_REASONS)
+    source = (ROOT / "daemon/mirror.py").read_text()
+    label_fn = source[source.index("def _error_label") :].split("\n\n\n", 1)[0]
+    errors = set(re.findall(r'"([a-z_]+)"', label_fn)) - {"TLS"}
+    errors |= _literals("daemon/spill.py", r'tradingd_mirror_errors_total", \{"error": "([a-z_]+)"\}')
+    assert errors <= set(mirror.ERROR_LABELS)
+
+
+def _series(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+async def test_counters_to_watch_exist_at_zero_from_the_start(tmp_path: Path) -> None:
+    text = make_config(tmp_path / "state", prefix=unique_prefix(), speed=1.0)
+    daemon = Daemon(parse_config(text), tmp_path / "config.toml", Metrics())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        with anyio.fail_after(10):
+            while ("paper", "UNITTEST/BTC") not in daemon.supervisor.groups:
+                await anyio.sleep(0.02)
+        series = _series(daemon.metrics.render())
+        tg.cancel_scope.cancel()
+    group = {"exchange": "paper", "symbol": "UNITTEST/BTC"}
+    for name, label, known in (
+        ("tradingd_market_rejected_total", "reason", telemetry.MARKET_REJECT_REASONS),
+        ("tradingd_risk_decisions_total", "decision", telemetry.RISK_DECISIONS),
+        ("tradingd_orders_total", "event", telemetry.ORDER_EVENTS),
+        ("tradingd_order_anomalies_total", "kind", telemetry.ORDER_ANOMALIES),
+    ):
+        labels = [dict(k) for k in series[name]]
+        present = {d[label] for d in labels if d["exchange"] == "paper" and d["symbol"] == "UNITTEST/BTC"}
+        assert set(known) <= present, name
+    dropped = {(dict(k)["kind"], dict(k)["reason"]) for k in series["tradingd_mirror_dropped_total"]}
+    assert {(k, r) for k in mirror.DROPPED_KINDS for r in mirror.DROP_REASONS} <= dropped
+    assert {dict(k)["error"] for k in series["tradingd_mirror_errors_total"]} >= set(mirror.ERROR_LABELS)
+    assert series["tradingd_mirror_spilled_total"] == {(): 0.0}
+    bad_number = tuple(sorted({**group, "reason": "bad_number"}.items()))
+    assert series["tradingd_market_rejected_total"][bad_number] == 0.0  # the real data has none
