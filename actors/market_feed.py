@@ -21,6 +21,7 @@ from actors.channels import Channel, Router
 from actors.messages import Bar, BookDelta, BookSnapshot, Message, Quote, Trade
 from actors.runtime import Actor
 from actors.state import SymbolState
+from actors.timefmt import iso_utc
 
 LOG_EVERY_S = 10.0
 ZERO = Decimal(0)
@@ -147,7 +148,11 @@ class MarketFeed(Actor):
         elif b.low > min(b.open, b.close) or b.high < max(b.open, b.close):
             self._reject("inconsistent_bar", b, f"bar high {b.high} / low {b.low} do not contain open/close")
         else:
-            self._reject("out_of_order", b, f"bar closing at {b.ts_event} is not after {self._last_bar_ts}")
+            self._reject(
+                "out_of_order",
+                b,
+                f"bar closing at {iso_utc(b.ts_event)} is not after {iso_utc(self._last_bar_ts)}",
+            )
         return False
 
     def mark_bar(self, b: Bar) -> None:

@@ -211,7 +211,7 @@ class OrderActor(Actor):
             last_client_order_id=cid,
             exchange=self.exchange,  # self.system_fields(), spelt out: no dict to unpack per fill
             symbol=self.symbol,
-            ts_event=now,
+            ts_event=self.event_ns(),
             ts_recv=now,
         )
 
@@ -269,6 +269,7 @@ class OrderActor(Actor):
             diff = intent.quantity - qty
             self.state.pending_exposure -= diff if intent.side == "buy" else -diff
         now = self.clock.time_ns()  # self.system_fields(), spelt out below: no dict to unpack
+        at = self.event_ns()
         ex, sym = self.exchange, self.symbol
         submitted = OrderSubmitted(
             intent_id=intent.intent_id,
@@ -281,7 +282,7 @@ class OrderActor(Actor):
             replaces=intent.replaces,
             exchange=ex,
             symbol=sym,
-            ts_event=now,
+            ts_event=at,
             ts_recv=now,
         )
         command = SubmitOrder(
@@ -298,7 +299,7 @@ class OrderActor(Actor):
             replaces=intent.replaces,
             exchange=ex,
             symbol=sym,
-            ts_event=now,
+            ts_event=at,
             ts_recv=now,
         )
         self.counts["submitted"] += 1

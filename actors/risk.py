@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -69,19 +68,12 @@ from actors.messages import (
 from actors.params import RiskLimits
 from actors.runtime import Actor, GroupState
 from actors.state import SymbolState
+from actors.timefmt import iso_utc, utc_date
 
 Verdict = tuple[str, str] | None  # (rule, reason) when rejected
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
 ZERO = Decimal(0)
-
-
-def utc_date(day: int) -> str:
-    return datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat()
-
-
-def iso_utc(ns: int) -> str:
-    return datetime.fromtimestamp(ns / NS, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class RiskActor(Actor):
@@ -248,7 +240,7 @@ class RiskActor(Actor):
             self._count("approved")
             now = self.clock.time_ns()  # self.system_fields(), spelt out: no dict to unpack
             approved = RiskApproved(
-                intent=msg, exchange=self.exchange, symbol=self.symbol, ts_event=now, ts_recv=now
+                intent=msg, exchange=self.exchange, symbol=self.symbol, ts_event=self.event_ns(), ts_recv=now
             )
             await self.router.publish(approved)
             return
@@ -347,7 +339,8 @@ class RiskActor(Actor):
         if intent.exit_at_ns is not None and intent.exit_at_ns <= intent.ts_event:
             return (
                 "invalid",
-                f"exit_at_ns {intent.exit_at_ns} must be after the intent's ts_event {intent.ts_event}",
+                f"exit_at_ns {iso_utc(intent.exit_at_ns, 'milliseconds')} must be after the intent's time "
+                f"{iso_utc(intent.ts_event, 'milliseconds')}",
             )
         return None
 

@@ -129,6 +129,10 @@ class Actor(ABC):
     kind: str = "actor"
     batch_size: int = 1024
     clock: Clock = WALL_CLOCK
+    # The time of the group's latest market event (set by the group's wiring): what the
+    # messages an actor makes on its own are stamped with as ``ts_event``, so that on a replay
+    # every message kind carries the replay's time; ``ts_recv`` keeps the clock's.
+    event_time: Callable[[], int] | None = None
 
     def __init__(self, exchange: str, symbol: str, router: Router, inbox: Channel[Message]) -> None:
         self.exchange = exchange
@@ -199,8 +203,14 @@ class Actor(ABC):
     async def on_start(self) -> None:
         """Hook run before :meth:`run` on every (re)start."""
 
+    def event_ns(self) -> int:
+        """The group's market time (the replay's on a replay); the clock's before any market event."""
+        at = self.event_time() if self.event_time is not None else 0
+        return at or self.clock.time_ns()
+
     def system_fields(self) -> Stamp:
-        return stamp(self.exchange, self.symbol, self.clock.time_ns())
+        """``ts_event``: the group's market time (:meth:`event_ns`); ``ts_recv``: the clock's."""
+        return stamp(self.exchange, self.symbol, self.event_ns(), self.clock.time_ns())
 
 
 class _FailureWindow:

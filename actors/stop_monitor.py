@@ -86,6 +86,7 @@ from actors.order_ids import client_order_id
 from actors.params import RiskLimits
 from actors.runtime import Actor
 from actors.stop_levels import EMPTY_PLAN, ArmedStop, ExitPlan, NativeState, NativeStop, Trigger
+from actors.timefmt import iso_utc
 
 __all__ = ["EMPTY_PLAN", "ArmedStop", "ExitPlan", "NativeState", "NativeStop", "StopMonitor", "Trigger"]
 
@@ -369,7 +370,7 @@ class StopMonitor(NativeStops, Actor):
             stop.quantity,
             stop.stop_price,
             stop.take_profit,
-            f" / exit at {stop.plan.exit_at_ns}" if stop.plan.exit_at_ns is not None else "",
+            f" / exit at {iso_utc(stop.plan.exit_at_ns)}" if stop.plan.exit_at_ns is not None else "",
         )
         await self.router.publish(
             StopArmed(

@@ -8,8 +8,9 @@ raw nanosecond count.  Rounding is half-even; zero is shown as ``0`` with the sa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from actors.timefmt import iso_utc
 
 NS = 1_000_000_000
 
@@ -44,4 +45,4 @@ def money(value: Decimal, tick: Decimal) -> str:
 
 def iso(ns: int) -> str:
     """Nanoseconds since the epoch as ISO 8601 UTC with milliseconds (``...T12:00:00.123Z``)."""
-    return datetime.fromtimestamp(ns / NS, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(ns, "milliseconds")

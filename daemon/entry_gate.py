@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from actors.timefmt import iso_utc
 from adapters.binance.execution import BinanceExecution
-from adapters.binance.venue_health import iso_utc
 from daemon import venue_health
 from daemon.config_schema import BinanceFeed
 

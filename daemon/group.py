@@ -273,6 +273,9 @@ class SymbolGroup:
             self.stop_monitor,
             self.venue,
         ]
+        state = self.state
+        for actor in self.actors:  # what they stamp on their own: the market's time, not the wall clock
+            actor.event_time = lambda: state.last_ts_event
         self.scope: anyio.CancelScope | None = None
         self.recovery: list[str] = []  # what restart recovery did (daemon.restore), for /status
         self._tg: TaskGroup | None = None

@@ -11,17 +11,17 @@ with each snapshot round so that releasing old segments never drops a halt).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Literal
 
 from actors.messages import HaltChanged
+from actors.timefmt import iso_utc
 
 Key = tuple[str, str]  # (scope, target)
 HaltScope = Literal["daemon", "account", "group"]
 
 
 def iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ns)
 
 
 def describe(msg: HaltChanged) -> str:

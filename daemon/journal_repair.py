@@ -34,6 +34,7 @@ from pathlib import Path
 import msgspec
 
 from actors.messages import ANY_DECODER_MSGPACK, Message
+from actors.timefmt import iso_utc
 from daemon.journal import DEFAULT_SEGMENT_BYTES, JournalError, JournalLocked
 from daemon.journal_scan import (
     SUFFIX,
@@ -92,7 +93,7 @@ def groups_seen(insp: Inspection) -> dict[str, GroupSeen]:
 
 
 def _iso(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9)) if ns else "-"
+    return iso_utc(ns) if ns else "-"
 
 
 def report(insp: Inspection) -> list[str]:

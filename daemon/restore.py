@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -56,6 +55,7 @@ from actors.order import OrderRecord
 from actors.order_fold import FoldedOrder, OrderFold
 from actors.order_ids import client_order_id
 from actors.stop_monitor import NativeState
+from actors.timefmt import iso_utc
 from adapters.binance.execution import BinanceExecution
 from adapters.paper.account import PaperAccountState
 from adapters.paper.actor import PaperExchange
@@ -204,7 +204,7 @@ async def _venue_used_ids(group: SymbolGroup, venue: BinanceExecution) -> tuple[
 
 
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(ns, "milliseconds")
 
 
 async def restore_group(

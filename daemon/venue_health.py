@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from actors.timefmt import iso_utc
 from adapters.binance.account_stream import AccountUserStream
 from adapters.binance.execution import BinanceExecution
-from adapters.binance.venue_health import iso_utc
 from daemon.metrics import Labels, Metrics, Sample
 
 if TYPE_CHECKING:

@@ -253,4 +253,4 @@ def test_an_actor_failure_ends_the_run_with_its_name(
     monkeypatch.setattr(EmaCrossStrategy, "on_bar", boom)
     code, out, err = run(capsys, "--config", str(write_config(tmp_path)), "--data", str(CANDLES), *DAY)
     assert code == 1 and out == ""
-    assert "strategy:paper:UNITTEST/BTC failed on Bar at ts_event" in err and "boom" in err
+    assert "strategy:paper:UNITTEST/BTC failed on Bar at 20" in err and "boom" in err

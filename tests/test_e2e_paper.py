@@ -19,6 +19,7 @@ from daemon.metrics import Metrics
 from tests.helpers import make_config, unique_prefix
 
 pytestmark = pytest.mark.anyio
+NS = 1_000_000_000
 
 
 async def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -57,6 +58,7 @@ async def test_replay_produces_round_trip_visible_to_a_redis_consumer_group(tmp_
     r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
     try:
         seen: dict[str, set[str]] = {}
+        times: dict[str, list[int]] = {}  # message type -> ts_event of each
         for kind, sym in (
             ("bar", "UNITTEST/BTC"),
             ("signal", "UNITTEST/BTC"),
@@ -76,6 +78,8 @@ async def test_replay_produces_round_trip_visible_to_a_redis_consumer_group(tmp_
                     msg = ANY_DECODER_MSGPACK.decode(fields[b"data"])
                     assert type(msg).__name__ == fields[b"type"].decode()
                     types.add(type(msg).__name__)
+                    if sym == "UNITTEST/BTC":
+                        times.setdefault(type(msg).__name__, []).append(msg.ts_event)
             seen[kind] = types
         assert "Trade" in seen["trade"]
         assert "Signal" in seen["signal"] and "OrderIntent" in seen["signal"]
@@ -83,6 +87,13 @@ async def test_replay_produces_round_trip_visible_to_a_redis_consumer_group(tmp_
         assert "OrderFilled" in seen["fill"]
         assert "RiskApproved" in seen["risk"]
         assert "PositionChanged" in seen["position"]
+        # ts_event is the event's time for every kind: the replay's (2024), not the wall clock,
+        # also for what risk, the order actor and the paper venue stamp on their own
+        first, last = min(times["Bar"]), max(times["Bar"])
+        wall = {
+            k: [t for t in ts if not first - 3600 * NS <= t <= last + 3600 * NS] for k, ts in times.items()
+        }
+        assert not any(wall.values()), {k: v[:3] for k, v in wall.items() if v}
     finally:
         keys = [k async for k in r.scan_iter(f"{prefix}:*")]
         if keys:

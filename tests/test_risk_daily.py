@@ -207,7 +207,10 @@ BAD_PLANS = {
         "trailing_activation needs trailing_distance or trailing_pct",
     ),
     "step_alone": ({"trailing_step": "1"}, "trailing_step needs trailing_distance or trailing_pct"),
-    "exit_in_the_past": ({"exit_at_ns": 5}, "exit_at_ns 5 must be after the intent's ts_event 10"),
+    "exit_in_the_past": (
+        {"exit_at_ns": 5},
+        "exit_at_ns 1970-01-01T00:00:00.000Z must be after the intent's time 1970-01-01T00:00:00.000Z",
+    ),
 }
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
+from actors.timefmt import iso_utc
 from adapters.binance.book import OrderBook
-from adapters.binance.venue_health import iso_utc
 
 __all__ = ["BookTop", "book_top"]
 

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from actors.timefmt import iso_utc
 from adapters.binance.errors import BinanceError
 from adapters.binance.filters import SymbolRules
 from adapters.binance.http import BinanceHttpClient
-from adapters.binance.venue_health import iso_utc
 
 __all__ = ["SymbolRulesLoader"]
 

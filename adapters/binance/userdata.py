@@ -44,6 +44,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from actors.timefmt import iso_utc
 from adapters.binance.errors import BinanceError, BinanceRejected
 from adapters.binance.signing import Signer
 from adapters.binance.userdata_schemas import (
@@ -56,7 +57,6 @@ from adapters.binance.userdata_schemas import (
     UserEvent,
     check_event,
 )
-from adapters.binance.venue_health import iso_utc
 from daemon.logs import register_secret
 
 log = logging.getLogger("tradingd.binance.userdata")

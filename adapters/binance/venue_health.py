@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 
 import msgspec
+
+from actors.timefmt import iso_utc
 
 __all__ = [
     "PROBE_CHECK_S",
@@ -46,11 +47,6 @@ REST_FAILURE_REASONS = ("timeout", "connection", "server_error", "bad_reply", "r
 PROBE_CHECK_S = 1.0  # how often an execution actor looks whether a probe is due
 PROBE_FAILING_S = 2.0  # while REST fails: a ping this long after the last attempt
 PROBE_IDLE_S = 15.0  # while REST works: a ping after this long without any reply
-
-
-def iso_utc(ns: int) -> str:
-    """``2024-05-01T12:00:00Z``: a wall-clock time in nanoseconds, ISO 8601, UTC, to the second."""
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class RestHealthStatistics(msgspec.Struct, frozen=True):

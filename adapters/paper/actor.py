@@ -70,9 +70,9 @@ class PaperExchange(Actor):
         if isinstance(msg, Quote):
             return engine.on_quote(msg)
         if isinstance(msg, SubmitOrder):
-            return engine.submit(msg, self.clock.time_ns())
+            return engine.submit(msg, msg.ts_event)  # the venue acts at the request's (market) time
         if isinstance(msg, CancelOrder):
-            return engine.cancel(msg, self.clock.time_ns())
+            return engine.cancel(msg, msg.ts_event)
         self.ignored += 1
         return []
 

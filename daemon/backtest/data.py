@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from actors.messages import Bar, Trade
+from actors.timefmt import iso_utc
 from adapters.replay.feed import NS_PER_MS, NS_PER_S, load_candles, load_trades
 
 DataFormat = Literal["candles", "trades"]
@@ -55,7 +56,7 @@ def parse_time(value: str, option: str) -> int:
 
 def iso(ts_ns: int) -> str:
     """``2017-11-05T12:30:00Z`` for a time in ns since the epoch."""
-    return datetime.fromtimestamp(ts_ns // NS_PER_S, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(ts_ns)
 
 
 def _head(path: Path) -> bytes:

@@ -56,6 +56,7 @@ from actors.channels import Router
 from actors.messages import Bar, Message, OrderFilled
 from actors.portfolio import Portfolio
 from actors.runtime import Actor, RestartPolicy
+from actors.timefmt import iso_utc
 from adapters.paper.account import PaperAccountState
 from adapters.paper.actor import PaperExchange
 from daemon.backtest.channel import LockstepChannel
@@ -92,7 +93,7 @@ def _failure(actor: Actor, batch: Sequence[Message], msg: MarketMessage, exc: Ex
     if isinstance(exc, BacktestError):
         return exc
     where = batch[actor._progress] if actor._progress < len(batch) else batch[-1]
-    return BacktestError(f"{actor.name} failed on {type(where).__name__} at ts_event {msg.ts_event}: {exc!r}")
+    return BacktestError(f"{actor.name} failed on {type(where).__name__} at {iso_utc(msg.ts_event)}: {exc!r}")
 
 
 def _drive(coro: Coroutine[Any, Any, None]) -> None:
@@ -267,7 +268,7 @@ class Lockstep:
                     actor.handled += quiet_n
                 if self._queued() != queued:
                     raise BacktestError(
-                        f"an actor acted on a bar it had called quiet (bars up to ts_event {last.ts_event})"
+                        f"an actor acted on a bar it had called quiet (bars up to {iso_utc(last.ts_event)})"
                     )
                 quote_f, base_f = ledger.quote_f, ledger.base_f
                 for bar in pending[i:j]:
