@@ -48,6 +48,7 @@ MAX_COOLDOWN_S = 7 * 86_400
 MIN_TIMEOUT_S = 0.001  # a timeout, backoff or watchdog shorter than 1 ms is a busy loop
 MIN_PERIODIC_S = 0.1  # periodic writes (snapshots, checkpoints, reloads of venue rules)
 BUSY = "shorter would spin the loop"
+LISTEN_KEY_VALID_S = 3600.0  # Binance: a listenKey lives 60 min after its creation or last keep-alive
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -173,6 +174,14 @@ def _validate_binance_account(p: str, acct: BinanceAccount) -> Problems:
     for key in ("timeout_s", "connect_timeout_s", "resolve_backoff_max_s"):
         yield from at_least(f"{p}.{key}", getattr(acct, key), MIN_TIMEOUT_S, BUSY)
     yield from at_least(f"{p}.exchange_info_refresh_s", acct.exchange_info_refresh_s, MIN_PERIODIC_S, BUSY)
+    yield from _positive(f"{p}.listen_key_keepalive_s", acct.listen_key_keepalive_s)
+    yield from at_least(f"{p}.listen_key_keepalive_s", acct.listen_key_keepalive_s, MIN_PERIODIC_S, BUSY)
+    if acct.listen_key_keepalive_s >= LISTEN_KEY_VALID_S:
+        yield (
+            f"{p}.listen_key_keepalive_s",
+            f"expected less than {LISTEN_KEY_VALID_S:g} s (Binance expires a listenKey 60 min after its"
+            f" last keep-alive), got {acct.listen_key_keepalive_s:g}",
+        )
 
 
 def _validate_account_risk(p: str, lim: AccountRiskLimits) -> Problems:

@@ -112,6 +112,7 @@ class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag=
     key_type: Literal["hmac", "ed25519"] = "hmac"
     recv_window_ms: int = 5000
     user_stream: Literal["ws_api", "listen_key"] = "ws_api"
+    listen_key_keepalive_s: float = 1800.0  # listen_key only: PUT this often (Binance: valid 60 min)
     timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
     resolve_backoff_max_s: float = 10.0

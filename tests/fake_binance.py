@@ -23,7 +23,10 @@ It behaves like the venue where the adapter's correctness depends on it:
   checked over the sorted parameters, like REST), ``session.logon`` + ``userDataStream.subscribe``,
   ``userDataStream.unsubscribe``; every order change is pushed as an ``executionReport``, every fill also
   as ``outboundAccountPosition``; the deprecated listenKey stream (``POST /api/v3/userDataStream``,
-  ``/ws/<listenKey>``) pushes the same bare events.  Knobs: :meth:`FakeBinance.drop_user_sockets`,
+  ``/ws/<listenKey>``) pushes the same bare events; a POST with a key active returns that key
+  (:meth:`FakeBinance.expire_listen_keys`: every key expires, ``listenKeyExpired`` on its sockets
+  or silently, then -1125 on a keep-alive; :meth:`FakeBinance.keepalives` counts the PUTs,
+  ``keepalive_times`` dates them).  Knobs: :meth:`FakeBinance.drop_user_sockets`,
   :meth:`FakeBinance.terminate_user_streams`, ``mute_user_stream`` (events are lost), ``refuse_subscribe``,
   :meth:`FakeBinance.send_user_raw` (hostile frames).
 - an outage (:meth:`FakeBinance.go_down` / :meth:`FakeBinance.come_back`, or ``unreachable=True`` from
@@ -176,6 +179,8 @@ class FakeBinance:
     user_requests: list[dict[str, Any]] = field(default_factory=list)
     user_events: list[dict[str, Any]] = field(default_factory=list)  # every event delivered
     listen_keys: set[str] = field(default_factory=set)
+    listen_key_sockets: list[tuple[web.WebSocketResponse, str]] = field(default_factory=list)
+    keepalive_times: list[float] = field(default_factory=list)  # time.monotonic() of each accepted PUT
     unreachable: bool = False  # an outage: connections are closed unanswered, handshakes refused
     unanswered: int = 0  # requests dropped by the outage
     _outbox: list[dict[str, Any]] = field(default_factory=list)
@@ -277,6 +282,27 @@ class FakeBinance:
     def come_back(self) -> None:
         """The outage ends: requests and handshakes are answered again."""
         self.unreachable = False
+
+    async def expire_listen_keys(self, *, announce: bool = True) -> list[str]:
+        """Every listenKey expires, as when it was not kept alive for 60 min: ``listenKeyExpired`` on
+        its sockets (``announce``; without it the key is gone silently and only the next keep-alive
+        finds out), which get no event after it; a keep-alive of it is -1125.  Returns the keys."""
+        expired = sorted(self.listen_keys)
+        self.listen_keys.clear()
+        for ws, key in self.listen_key_sockets:
+            self.user_subscribers = [(w, s) for w, s in self.user_subscribers if w is not ws]
+            if not announce:
+                continue
+            try:
+                await ws.send_str(json.dumps({"e": "listenKeyExpired", "E": self.now_ms(), "listenKey": key}))
+            except ConnectionResetError:
+                continue
+        return expired
+
+    def keepalives(self) -> int:
+        """How many listenKey keep-alives (``PUT /api/v3/userDataStream``) were answered 200."""
+        put = ("PUT", "/api/v3/userDataStream", 200)
+        return sum(1 for s in self.seen if (s.method, s.path, s.status) == put)
 
     async def drop_user_sockets(self) -> None:
         """Cut every user data stream socket (no close frame)."""
@@ -606,13 +632,15 @@ class FakeBinance:
         return out[: int(q.get("limit", "500"))]
 
     def _new_listen_key(self, p: dict[str, str]) -> dict[str, str]:
-        key = f"listen-key-{next(self._ids)}"
+        """Binance: a POST on an account with an active listenKey returns that key (extended)."""
+        key = min(self.listen_keys) if self.listen_keys else f"listen-key-{next(self._ids)}"
         self.listen_keys.add(key)
         return {"listenKey": key}
 
     def _keepalive_listen_key(self, p: dict[str, str]) -> dict[str, str]:
         if p.get("listenKey") not in self.listen_keys:
             raise Reply(400, -1125, "This listenKey does not exist.")
+        self.keepalive_times.append(time.monotonic())
         return {}
 
     # --- the WebSocket API and the listenKey stream -------------------------------------------------
@@ -644,11 +672,13 @@ class FakeBinance:
             return ws
         self.user_connections += 1
         self.user_subscribers.append((ws, None))
+        self.listen_key_sockets.append((ws, request.match_info["key"]))
         try:
             async for _ in ws:
                 pass
         finally:
             self.user_subscribers = [(w, s) for w, s in self.user_subscribers if w is not ws]
+            self.listen_key_sockets = [(w, k) for w, k in self.listen_key_sockets if w is not ws]
         return ws
 
     def _ws_request(self, ws: web.WebSocketResponse, session: dict[str, Any], text: str) -> dict[str, Any]:

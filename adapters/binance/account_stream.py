@@ -77,6 +77,7 @@ class AccountUserStream:
             mode=config.user_stream,
             stream_url=config.stream_url,
             listen_key_api=self._listen_key if config.user_stream == "listen_key" else None,
+            keepalive_s=config.listen_key_keepalive_s,
             recv_window_ms=config.recv_window_ms,
             connect_timeout_s=config.connect_timeout_s,
             backoff_initial_s=backoff_initial_s,

@@ -17,9 +17,10 @@ nothing that happened while it was away is missed.
   being down, leaves the last estimate in use: the WebSocket API may still answer).
 - listenKey (``user_stream = "listen_key"``, deprecated by Binance, kept as a fallback):
   ``POST /api/v3/userDataStream`` for a key, connect to ``{stream_url}/ws/<key>``, keep it alive
-  with ``PUT`` every ``keepalive_s`` (30 min; Binance expires a key 60 min after its last
-  keep-alive).  ``listenKeyExpired``, or a keep-alive the venue refuses (``-1125``: the key does
-  not exist), ends the connection: the next one asks for a new key and catches up over REST.
+  with ``PUT`` every ``keepalive_s`` (:data:`LISTEN_KEY_KEEPALIVE_S`, 30 min; Binance expires a
+  key 60 min after its last keep-alive).  ``listenKeyExpired``, or a keep-alive the venue refuses
+  (``-1125``: the key does not exist), ends the connection: the next one asks for a new key and
+  catches up over REST.
 - Reconnects: forever, exponential backoff with jitter and a cap; on connection errors, a refused
   subscription, ``eventStreamTerminated``, ``listenKeyExpired``, a silent peer, and before the
   venue's 24 h cut (``max_session_s``).
@@ -68,6 +69,7 @@ EventHandler = Callable[[UserEvent], Awaitable[None]]
 CatchUp = Callable[[], Awaitable[None]]
 SyncClock = Callable[[bool], Awaitable[None]]  # measure the venue's clock: when due, or now (True)
 TIMESTAMP_REFUSED = -1021  # timestamp outside recvWindow
+LISTEN_KEY_KEEPALIVE_S = 30 * 60.0  # Binance: keep a listenKey alive about every 30 minutes
 ListenKeyApi = Callable[[Literal["POST", "PUT"], str], Awaitable[str]]
 UserStreamMode = Literal["ws_api", "listen_key"]
 
@@ -123,7 +125,7 @@ class BinanceUserStream:
         connect_timeout_s: float = 10.0,
         silence_timeout_s: float | None = None,
         max_session_s: float = 23.5 * 3600,
-        keepalive_s: float = 30 * 60,
+        keepalive_s: float | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         exchange: str = "binance",
@@ -142,7 +144,8 @@ class BinanceUserStream:
             raise ValueError("the listen_key user stream needs a listen_key_api (the REST client)")
         self.recv_window_ms, self.heartbeat_s = recv_window_ms, heartbeat_s
         self.connect_timeout_s, self.silence_timeout_s = connect_timeout_s, silence_timeout_s
-        self.max_session_s, self.keepalive_s = max_session_s, keepalive_s
+        self.max_session_s = max_session_s
+        self.keepalive_s = LISTEN_KEY_KEEPALIVE_S if keepalive_s is None else keepalive_s
         self.backoff = (backoff_initial_s, backoff_max_s)
         self.exchange = exchange
         self.connects = self.reconnects = self.terminated = self.keepalives = 0
