@@ -164,9 +164,11 @@ class RiskLimits(Base, frozen=True, kw_only=True):
     # Seconds (event time) after an exit (a fill that shrank the position) during which entries
     # are refused (rule ``cooldown``); 0 = off.  Any strategy; survives a restart.
     cooldown_s: float = 0.0
-    # Stop-monitor: smallest move (price units) of a trailing stop that amends it; an entry's
-    # own trailing_step overrides it.  0 = every improvement moves the stop.
-    trail_step: Decimal = Decimal("0")
+    # Stop-monitor: smallest move (price units) of a trailing stop that amends it (and replaces a
+    # native stop at the venue); an entry's own trailing_step overrides it.  Unset (None): the
+    # larger of 10 ticks and 0.1 % of the stop (actors.stop_levels.auto_trail_step); 0 = every
+    # improvement moves the stop.
+    trail_step: Decimal | None = None
     # Stop-monitor: rest stop-losses at the venue as reduce-only stop_market orders (when the
     # venue supports them) instead of watching prices.
     native_stops: bool = False

@@ -20,11 +20,20 @@ import msgspec
 from actors.messages import OrderIntent, Side, Stamp
 from actors.order_ids import client_order_id
 
-__all__ = ["EMPTY_PLAN", "ArmedStop", "ExitPlan", "NativeState", "NativeStop", "Trigger"]
+__all__ = ["EMPTY_PLAN", "ArmedStop", "ExitPlan", "NativeState", "NativeStop", "Trigger", "auto_trail_step"]
 
 Trigger = Literal["stop_loss", "take_profit", "trailing", "time"]
 NativeState = Literal["pending", "working", "canceling", "cancel_failed", "filled"]
 HUNDRED = Decimal(100)
+AUTO_TRAIL_TICKS = 10  # risk.trail_step unset: a trailing stop moves by at least 10 ticks ...
+AUTO_TRAIL_PCT = Decimal("0.1")  # ... and at least 0.1 % of its level
+
+
+def auto_trail_step(tick: Decimal | None, level: Decimal | None) -> Decimal:
+    """The trail step when ``risk.trail_step`` is unset: max(10 ticks, 0.1 % of the stop level)."""
+    ticks = tick * AUTO_TRAIL_TICKS if tick is not None and tick > 0 else Decimal(0)
+    pct = level * AUTO_TRAIL_PCT / HUNDRED if level is not None and level > 0 else Decimal(0)
+    return max(ticks, pct)
 
 
 class ExitPlan(msgspec.Struct, frozen=True):

@@ -25,7 +25,8 @@ one-cancels-other — the first to trigger sends the only exit):
   ``best - distance`` (``best * (1 - pct/100)``; short: ``+``), rounded to the tick away
   from the market.  The stop only ever moves in the favourable direction, and only when the
   candidate beats the current stop by at least the step (the entry's ``trailing_step``, else
-  ``risk.trail_step``; 0 = any improvement): each such move publishes one StopArmed
+  ``risk.trail_step``, unset: max(10 ticks, 0.1 % of the stop); 0 = any improvement): each
+  such move publishes one StopArmed (and replaces a native stop once: ``replacements``)
   amendment — no churn below the step.  A trade is checked against the stop before it moves
   the trail; a bar is checked with the stop as it stood before the bar and only then moves
   the trail with its high/low (its intra-bar order is unknown), so the new level applies
@@ -85,7 +86,15 @@ from actors.order import REQUEST_REJECTS
 from actors.order_ids import client_order_id
 from actors.params import RiskLimits
 from actors.runtime import Actor
-from actors.stop_levels import EMPTY_PLAN, ArmedStop, ExitPlan, NativeState, NativeStop, Trigger
+from actors.stop_levels import (
+    EMPTY_PLAN,
+    ArmedStop,
+    ExitPlan,
+    NativeState,
+    NativeStop,
+    Trigger,
+    auto_trail_step,
+)
 from actors.timefmt import iso_utc
 
 __all__ = ["EMPTY_PLAN", "ArmedStop", "ExitPlan", "NativeState", "NativeStop", "StopMonitor", "Trigger"]
@@ -399,8 +408,12 @@ class StopMonitor(NativeStops, Actor):
             await self._fire(stop, hit[0], hit[1], fields)
             return
         if plan.trails:
-            step = plan.trailing_step
-            if stop.trail(low, high, self.limits.trail_step if step is None else step, self.tick_size):
+            step = plan.trailing_step if plan.trailing_step is not None else self.limits.trail_step
+            if step is None:
+                step = auto_trail_step(
+                    self.tick_size, stop.stop_price if stop.stop_price is not None else stop.best
+                )
+            if stop.trail(low, high, step, self.tick_size):
                 self.amendments += 1
                 await self._publish_armed(stop)
                 await self._amend_native(stop, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))

@@ -276,7 +276,7 @@ def _validate_risk(p: str, r: RiskLimits) -> Problems:
             f"{p}.cooldown_s",
             f"expected seconds after an exit in [0, {MAX_COOLDOWN_S}] (0 = off), got {r.cooldown_s}",
         )
-    if _bad(r.trail_step) or r.trail_step < 0:
+    if r.trail_step is not None and (_bad(r.trail_step) or r.trail_step < 0):
         yield (
             f"{p}.trail_step",
             f"expected a trailing-stop step in price units >= 0 (0 = every improvement), got {r.trail_step}",

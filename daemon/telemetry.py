@@ -34,6 +34,10 @@ HELP = {
     ),
     "tradingd_risk_decisions_total": ("counter", "Risk decisions by outcome or rule that rejected"),
     "tradingd_signals_total": ("counter", "Strategy signals"),
+    "tradingd_stop_replacements_total": (
+        "counter",
+        "Native stops moved at the venue by one cancel-replace (a trail move >= trail_step, a resize)",
+    ),
     "tradingd_strategy_replayed_total": (
         "counter",
         "Strategy outputs dropped after a restart: decided before it (up to the recovered decision floor)",
@@ -222,6 +226,7 @@ def collect(sup: Supervisor) -> Iterator[Sample]:
         for rule, n in _known(group.risk.decisions, RISK_DECISIONS):
             yield "tradingd_risk_decisions_total", _l(exchange=ex, symbol=sym, decision=rule), n
         yield "tradingd_signals_total", _l(exchange=ex, symbol=sym), group.strategy.signals
+        yield "tradingd_stop_replacements_total", _l(exchange=ex, symbol=sym), group.stop_monitor.replacements
         yield "tradingd_strategy_replayed_total", _l(exchange=ex, symbol=sym), group.strategy.replayed
         yield from _feed_samples(group.feed.feed.statistics(), ex, sym)
         yield "tradingd_group_halted", _l(exchange=ex, symbol=sym), 1.0 if group.health.halted else 0.0

@@ -309,7 +309,7 @@ def test_config_accepts_the_new_risk_keys() -> None:
     defaults = RiskLimits()
     assert (defaults.max_trades_per_day, defaults.daily_loss_limit) == (0, D(0))
     assert defaults.halt_cancels_orders is True
-    assert (defaults.trail_step, defaults.native_stops) == (D(0), False)
+    assert (defaults.trail_step, defaults.native_stops) == (None, False)  # unset: max(10 ticks, 0.1 %)
 
 
 def test_risk_day_survives_a_restart_through_its_snapshot() -> None:

@@ -36,6 +36,7 @@ from actors.params import RiskLimits
 from actors.risk import RiskActor
 from actors.runtime import GroupState
 from actors.state import SymbolState
+from actors.stop_levels import auto_trail_step
 from actors.stop_monitor import StopMonitor
 from adapters.paper import PaperExchange
 from tests.test_paper_engine import EX as PEX
@@ -141,6 +142,7 @@ def view(msg: Message) -> tuple[object, ...]:
 
 class Wired:
     def __init__(self, venue_stops: bool = True, tick: str | None = None, **limits: object) -> None:
+        limits.setdefault("trail_step", D(0))  # every improvement moves the stop, unless a test says
         self.router = Router()
         self.out: Channel[Message] = Channel("out", 1024)
         self.router.subscribe(self.out, (StopArmed, StopTriggered, StopCanceled, OrderIntent, CancelOrder))
@@ -215,6 +217,18 @@ async def test_trail_step_suppresses_amendments_smaller_than_the_step() -> None:
     # the un-amended candidate (97.99) does not protect: the published stop (98) does
     assert await w.send(trade(14, "98.01")) == []
     assert (await w.send(trade(15, "98")))[0] == ("triggered", "trailing", D("98"))
+
+
+async def test_unset_trail_step_moves_by_at_least_ten_ticks_or_a_tenth_of_a_percent() -> None:
+    assert auto_trail_step(D("0.01"), D("100")) == D("0.1")  # 10 ticks = 0.1 % of 100
+    assert auto_trail_step(D("0.01"), D("1000")) == D("1")  # 0.1 % is larger
+    assert auto_trail_step(D("0.01"), None) == D("0.1") and auto_trail_step(None, None) == 0
+    w = Wired(tick="0.01", trail_step=None)
+    await w.arm(trailing_distance="3")
+    assert await w.send(trade(10, "100")) == [("armed", D("97"), None, D("2"))]
+    assert await w.send(trade(11, "100.05"), trade(12, "100.09")) == []  # +0.05, +0.09: under 0.1
+    assert await w.send(trade(13, "100.2")) == [("armed", D("97.2"), None, D("2"))]
+    assert w.monitor.amendments == 2
 
 
 async def test_entry_trailing_step_overrides_the_configured_one() -> None:
