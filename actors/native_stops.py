@@ -53,7 +53,7 @@ from actors.messages import (
     stamp,
 )
 from actors.params import RiskLimits
-from actors.stop_levels import ArmedStop, NativeState, NativeStop, Trigger
+from actors.stop_levels import ArmedStop, NativeKind, NativeState, NativeStop, Trigger
 
 __all__ = ["NativeStops"]
 
@@ -80,7 +80,39 @@ class NativeStops:
 
     @property
     def native_enabled(self) -> bool:
-        return self.limits.native_stops and self.venue_stops
+        return (self.limits.native_stops or self.limits.native_take_profit) and self.venue_stops
+
+    def _native_target(self, stop: ArmedStop) -> tuple[NativeKind, Decimal] | None:
+        """What rests at the venue for ``stop``: its stop-loss (``native_stops``), else its
+        take-profit (``native_take_profit``), else nothing."""
+        if self.limits.native_stops and stop.stop_price is not None:
+            return "stop", stop.stop_price
+        if self.limits.native_take_profit and stop.take_profit is not None:
+            return "take_profit", stop.take_profit
+        return None
+
+    @staticmethod
+    def _level_of(stop: ArmedStop, n: NativeStop) -> Decimal | None:
+        """The level the native order ``n`` should rest at now."""
+        return stop.stop_price if n.kind == "stop" else stop.take_profit
+
+    def _native_intent(self, stop: ArmedStop, n: NativeStop, fields: Stamp, reason: str) -> OrderIntent:
+        """The reduce-only order for ``n``: a stop_market at the stop, or a stop_limit at the take-profit
+        (Binance TAKE_PROFIT_LIMIT: it triggers at the level and sells no lower / buys no higher)."""
+        take_profit = n.kind == "take_profit"
+        return OrderIntent(
+            intent_id=n.intent_id,
+            source="stop-monitor",
+            side=stop.exit_side,
+            order_type="stop_limit" if take_profit else "stop_market",
+            quantity=n.quantity,
+            stop_price=n.level,
+            price=n.level if take_profit else None,
+            reduce_only=True,
+            reason=reason,
+            replaces=n.replaces,
+            **fields,
+        )
 
     def _take_back_native(self, stop: ArmedStop) -> None:
         """After a restart: the stop order still open at the venue becomes the new stop's native stop."""
@@ -88,9 +120,17 @@ class NativeStops:
         if native is not None and native[0].side == stop.exit_side and native[0].stop_price is not None:
             order, state = native
             assert order.stop_price is not None
-            n = NativeStop(
-                order.intent_id, order.stop_price, order.quantity, "trailing" if stop.trailed else "stop_loss"
-            )
+            if order.order_type == "stop_limit":
+                n = NativeStop(
+                    order.intent_id, order.stop_price, order.quantity, "take_profit", kind="take_profit"
+                )
+            else:
+                n = NativeStop(
+                    order.intent_id,
+                    order.stop_price,
+                    order.quantity,
+                    "trailing" if stop.trailed else "stop_loss",
+                )
             n.state = state
             stop.native = n
             self.log.info("native stop %s (%s at %s) taken back after the restart", n.cid, state, n.level)
@@ -122,7 +162,7 @@ class NativeStops:
             stop.native_prev = None  # the replace went through: the old stop is canceled
         if n.after is not None:
             await self._cancel_native(n, msg)
-        elif n.level != stop.stop_price or n.quantity != stop.quantity:
+        elif n.level != self._level_of(stop, n) or n.quantity != stop.quantity:
             await self._replace_native(stop, n, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))
 
     async def _on_native_refused(self, stop: ArmedStop, n: NativeStop, msg: RiskRejected) -> None:
@@ -247,30 +287,22 @@ class NativeStops:
     # --- native stop orders -----------------------------------------------------------------
 
     async def _place_native(self, stop: ArmedStop, fields: Stamp) -> None:
-        """Rest the stop at the venue (native mode only, and only when it has a level)."""
-        level = stop.stop_price
-        if level is None or stop.native is not None or stop.native_off or stop.triggered:
+        """Rest the stop (or the take-profit) at the venue: native mode only, with a level."""
+        if stop.native is not None or stop.native_off or stop.triggered or not self.native_enabled:
             return
-        if not self.native_enabled:
+        target = self._native_target(stop)
+        if target is None:
             return
+        kind, level = target
         self._native_seq += 1
         intent_id = f"{stop.stop_id}:native:{fields['ts_event']}:{self._native_seq}"
-        n = NativeStop(intent_id, level, stop.quantity, "trailing" if stop.trailed else "stop_loss")
-        stop.native = n
-        self.log.info("native stop %s: %s %s stop_market at %s", n.cid, stop.exit_side, stop.quantity, level)
-        await self.router.publish(
-            OrderIntent(
-                intent_id=intent_id,
-                source="stop-monitor",
-                side=stop.exit_side,
-                order_type="stop_market",
-                quantity=stop.quantity,
-                stop_price=level,
-                reduce_only=True,
-                reason=f"native {n.trigger} at {level}",
-                **fields,
-            )
+        trigger: Trigger = (
+            "take_profit" if kind == "take_profit" else "trailing" if stop.trailed else "stop_loss"
         )
+        n = NativeStop(intent_id, level, stop.quantity, trigger, kind=kind)
+        stop.native = n
+        self.log.info("native %s %s: %s %s at %s", trigger, n.cid, stop.exit_side, stop.quantity, level)
+        await self.router.publish(self._native_intent(stop, n, fields, f"native {n.trigger} at {level}"))
 
     async def _amend_native(self, stop: ArmedStop, fields: Stamp) -> None:
         """Bring the venue's stop in line with the armed stop's level and size."""
@@ -279,19 +311,22 @@ class NativeStops:
         n = stop.native
         if n is None:
             await self._place_native(stop, fields)
-        elif n.state == "working" and (n.level != stop.stop_price or n.quantity != stop.quantity):
+        elif n.state == "working" and (n.level != self._level_of(stop, n) or n.quantity != stop.quantity):
             await self._replace_native(stop, n, fields)
         # pending: checked when accepted; canceling: the replacement takes the latest level and size
 
     async def _replace_native(self, stop: ArmedStop, n: NativeStop, fields: Stamp) -> None:
         """Move the resting stop ``n`` to the armed stop's level and size in one cancel-replace."""
-        level = stop.stop_price
+        level = self._level_of(stop, n)
         if level is None:
             await self._cancel_native(n, fields)
             return
         self._native_seq += 1
         intent_id = f"{stop.stop_id}:native:{fields['ts_event']}:{self._native_seq}"
-        new = NativeStop(intent_id, level, stop.quantity, "trailing" if stop.trailed else "stop_loss", n.cid)
+        trigger: Trigger = (
+            n.trigger if n.kind == "take_profit" else "trailing" if stop.trailed else "stop_loss"
+        )
+        new = NativeStop(intent_id, level, stop.quantity, trigger, n.cid, n.kind)
         stop.native, stop.native_prev = new, n
         self.replacements += 1
         self.log.info(
@@ -303,20 +338,8 @@ class NativeStops:
             level,
             n.level,
         )
-        await self.router.publish(
-            OrderIntent(
-                intent_id=intent_id,
-                source="stop-monitor",
-                side=stop.exit_side,
-                order_type="stop_market",
-                quantity=stop.quantity,
-                stop_price=level,
-                reduce_only=True,
-                reason=f"native {new.trigger} at {level}, replacing {n.cid} at {n.level}",
-                replaces=n.cid,
-                **fields,
-            )
-        )
+        reason = f"native {new.trigger} at {level}, replacing {n.cid} at {n.level}"
+        await self.router.publish(self._native_intent(stop, new, fields, reason))
 
     async def _cancel_native(self, n: NativeStop, cause: Message | Stamp) -> None:
         n.state = "canceling"

@@ -20,10 +20,20 @@ import msgspec
 from actors.messages import OrderIntent, Side, Stamp
 from actors.order_ids import client_order_id
 
-__all__ = ["EMPTY_PLAN", "ArmedStop", "ExitPlan", "NativeState", "NativeStop", "Trigger", "auto_trail_step"]
+__all__ = [
+    "EMPTY_PLAN",
+    "ArmedStop",
+    "ExitPlan",
+    "NativeKind",
+    "NativeState",
+    "NativeStop",
+    "Trigger",
+    "auto_trail_step",
+]
 
 Trigger = Literal["stop_loss", "take_profit", "trailing", "time"]
 NativeState = Literal["pending", "working", "canceling", "cancel_failed", "filled"]
+NativeKind = Literal["stop", "take_profit"]
 HUNDRED = Decimal(100)
 AUTO_TRAIL_TICKS = 10  # risk.trail_step unset: a trailing stop moves by at least 10 ticks ...
 AUTO_TRAIL_PCT = Decimal("0.1")  # ... and at least 0.1 % of its level
@@ -71,12 +81,20 @@ EMPTY_PLAN = ExitPlan()
 class NativeStop:
     """A stop_market order the monitor keeps at the venue for its armed stop."""
 
-    __slots__ = ("after", "cid", "intent_id", "level", "quantity", "replaces", "state", "trigger")
+    __slots__ = ("after", "cid", "intent_id", "kind", "level", "quantity", "replaces", "state", "trigger")
 
     def __init__(
-        self, intent_id: str, level: Decimal, quantity: Decimal, trigger: Trigger, replaces: str = ""
+        self,
+        intent_id: str,
+        level: Decimal,
+        quantity: Decimal,
+        trigger: Trigger,
+        replaces: str = "",
+        kind: NativeKind = "stop",
     ) -> None:
         self.intent_id = intent_id
+        # "stop": a stop_market at the stop-loss; "take_profit": a stop_limit at the take-profit
+        self.kind: NativeKind = kind
         self.replaces = replaces  # the client id of the stop order this one cancel-replaces
         self.cid = client_order_id(intent_id)
         self.level = level
@@ -134,9 +152,12 @@ class ArmedStop:
     def long(self) -> bool:
         return self.exit_side == "sell"
 
-    def check(self, low: Decimal, high: Decimal, watch_stop: bool = True) -> tuple[Trigger, Decimal] | None:
-        """Which level a price range [low, high] touches; stop-loss first."""
-        sl, tp = (self.stop_price if watch_stop else None), self.take_profit
+    def check(
+        self, low: Decimal, high: Decimal, watch_stop: bool = True, watch_tp: bool = True
+    ) -> tuple[Trigger, Decimal] | None:
+        """Which level a price range [low, high] touches; stop-loss first (a level resting at the
+        venue as a native order is not watched: ``watch_stop`` / ``watch_tp`` False)."""
+        sl, tp = (self.stop_price if watch_stop else None), (self.take_profit if watch_tp else None)
         stop_trigger: Trigger = "trailing" if self.trailed else "stop_loss"
         if self.long:
             if sl is not None and low <= sl:

@@ -398,7 +398,10 @@ class StopMonitor(NativeStops, Actor):
         stop = self.stop
         if stop is None or stop.triggered:
             return
-        hit = stop.check(low, high, watch_stop=stop.native is None)
+        n = stop.native
+        hit = stop.check(
+            low, high, watch_stop=n is None or n.kind != "stop", watch_tp=n is None or n.kind != "take_profit"
+        )
         plan = stop.plan
         exit_at = plan.exit_at_ns
         if hit is None and exit_at is not None and msg.ts_event >= exit_at:

@@ -165,8 +165,9 @@ async def reconcile_with_retry(
 
 
 def open_native_stop(fold: OrderFold, events: list[Message]) -> tuple[FoldedOrder | None, NativeState]:
-    """The stop-monitor's stop_market order the journal left open and the venue did not end
-    meanwhile (the newest, if several), and whether the venue has acknowledged it."""
+    """The stop-monitor's stop order (stop_market; stop_limit: a take-profit) the journal left open
+    and the venue did not end meanwhile (the newest, if several), and whether the venue has
+    acknowledged it."""
     ended, acked = set(), set()
     for e in events:
         if isinstance(e, OrderCanceled | OrderExpired | OrderRejected) or (
@@ -178,7 +179,8 @@ def open_native_stop(fold: OrderFold, events: list[Message]) -> tuple[FoldedOrde
     found = None
     for order in fold.open.values():
         it = order.intent
-        stop_order = it.source == "stop-monitor" and it.order_type == "stop_market" and it.reduce_only
+        kinds = ("stop_market", "stop_limit")  # a native stop, or a native take-profit
+        stop_order = it.source == "stop-monitor" and it.order_type in kinds and it.reduce_only
         if stop_order and order.cid not in ended:
             found = order
     if found is None:

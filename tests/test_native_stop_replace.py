@@ -120,7 +120,12 @@ async def until(what: str, pred: Callable[[], object], timeout: float = 10) -> N
 
 
 @asynccontextmanager
-async def wired(trail_step: str = "0.000020", **fake_options: Any) -> AsyncIterator[Wired]:
+async def wired(
+    trail_step: str = "0.000020",
+    native_stops: bool = True,
+    native_take_profit: bool = False,
+    **fake_options: Any,
+) -> AsyncIterator[Wired]:
     async with open_fake_binance(
         order_types_extra=frozenset({"STOP_LOSS", "TAKE_PROFIT"}), **fake_options
     ) as fake:
@@ -128,7 +133,12 @@ async def wired(trail_step: str = "0.000020", **fake_options: Any) -> AsyncItera
         router = Router(seen.append)
         state = SymbolState(EX, SYM, "main")
         state.last_price = fake.market_price
-        limits = RiskLimits(native_stops=True, trail_step=D(trail_step), max_order_notional=D("10"))
+        limits = RiskLimits(
+            native_stops=native_stops,
+            native_take_profit=native_take_profit,
+            trail_step=D(trail_step),
+            max_order_notional=D("10"),
+        )
         risk = RiskActor(EX, SYM, router, Channel("risk", 256), state, GroupState(EX, SYM), limits)
         order = OrderActor(EX, SYM, router, Channel("order", 256), state, LTC.tick_size, LTC.step_size)
         risk.leaves_of = order.signed_leaves
