@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import msgspec
 import pytest
 
 from actors.messages import (
@@ -400,3 +401,44 @@ def test_quotes_move_the_reference_price_but_never_fill() -> None:
     assert balances(e)["USDT"][1] == D("2006.004")
     assert e.on_quote(quote) == []
     assert list(e.open_orders) == ["a"]
+
+
+# --- cancel-replace (a native stop moved) -------------------------------------------------------
+
+
+def test_replace_cancels_the_old_order_and_places_the_new_one_in_one_step() -> None:
+    e = engine()
+    total, _ = balances(e)["ETH"]  # (total, locked)
+    everything = str(total)
+    accept(e, order("a", "sell", "stop_market", everything, stop="2900"))
+    out = e.submit(
+        msgspec.structs.replace(order("b", "sell", "stop_market", everything, stop="2950"), replaces="a"),
+        now=6,
+    )
+    assert [(type(m).__name__, m.client_order_id) for m in out] == [
+        ("OrderCanceled", "a"),
+        ("OrderAccepted", "b"),
+    ]
+    assert list(e.open_orders) == ["b"] and balances(e)["ETH"] == (total, total)
+
+
+def test_replace_of_an_order_that_is_not_open_changes_nothing() -> None:
+    e = engine()
+    accept(e, order("a", "sell", "stop_market", "1", stop="2900"))
+    out = e.submit(
+        msgspec.structs.replace(order("b", "sell", "stop_market", "1", stop="2950"), replaces="gone"), now=6
+    )
+    assert reject_reason(out).startswith("replace refused: cancel failed")
+    assert list(e.open_orders) == ["a"]
+
+
+def test_replace_whose_new_order_fails_still_cancels_the_old_one_like_binance_2021() -> None:
+    e = engine()
+    total, _ = balances(e)["ETH"]
+    accept(e, order("a", "sell", "stop_market", "1", stop="2900"))
+    too_much = str(total + 1)
+    out = e.submit(
+        msgspec.structs.replace(order("b", "sell", "stop_market", too_much, stop="2950"), replaces="a"), now=6
+    )
+    assert [type(m).__name__ for m in out] == ["OrderCanceled", "OrderRejected"]
+    assert not e.open_orders
