@@ -24,6 +24,7 @@ import anyio
 import msgspec
 from anyio import WouldBlock
 
+from actors.histogram import OrderLatency
 from actors.messages import Message, Quote
 
 T = TypeVar("T")
@@ -192,6 +193,7 @@ class Router:
         self._routes: dict[type[Message], tuple[Channel[Message], ...]] = {}
         self.tap = tap
         self.counts: dict[type[Message], int] = {}
+        self.latency = OrderLatency()  # frame received -> order on the wire, for this group
 
     def subscribe(self, channel: Channel[Message], types: Iterable[type[Message]]) -> None:
         for t in types:

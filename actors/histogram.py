@@ -4,12 +4,20 @@ No messages. Owners (actors, adapters, the journal, the mirror) keep one :class:
 per series and observe into it on their own paths; ``daemon.metrics`` renders them as
 Prometheus histograms only when ``/metrics`` is scraped, so scraping costs the hot path nothing.
 Buckets are upper bounds in seconds (Prometheus ``le``), ``+Inf`` implied.
+
+:class:`OrderLatency` is a group's frame-received -> order-on-the-wire clock (one per
+:class:`actors.channels.Router`): the strategy and the stop-monitor note the ``ts_recv`` of the
+market message behind each ``OrderIntent``; the execution adapter calls :meth:`OrderLatency.sent`
+when it hands the order to the venue (paper: the engine takes it; Binance: through
+:data:`ON_WIRE`, right before the signed request is written to the connection).
 """
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 
 # Frame received -> order bytes handed to the socket, a risk decision: microseconds matter.
 FAST_BUCKETS: tuple[float, ...] = (
@@ -26,6 +34,8 @@ FAST_BUCKETS: tuple[float, ...] = (
     10e-3,
     25e-3,
     100e-3,
+    250e-3,
+    1.0,
 )
 # fsync, Redis round trips, REST round trips: milliseconds to seconds.
 IO_BUCKETS: tuple[float, ...] = (
@@ -89,3 +99,35 @@ class Histogram:
             if running >= rank:
                 return le
         return float("inf")
+
+
+# Set by an execution adapter around its order request; the REST client calls it (once) right
+# before the request goes to the connection, so the latency ends where the bytes leave.
+ON_WIRE: ContextVar[Callable[[], None] | None] = ContextVar("tradingd_on_wire", default=None)
+MAX_PENDING = 4096  # intents noted and not sent yet (rejected by risk, say): the oldest are forgotten
+MAX_LATENCY_NS = 60 * 1_000_000_000  # past this, ts_recv is not our receive time (backtests: event time)
+
+
+class OrderLatency:
+    """Frame received (a market message's ``ts_recv``, wall clock ns) to the order on the wire."""
+
+    __slots__ = ("_origin", "histogram", "unmatched")
+
+    def __init__(self) -> None:
+        self.histogram = Histogram(FAST_BUCKETS)
+        self._origin: dict[str, int] = {}
+        self.unmatched = 0  # orders sent with no frame noted (restored, operator flatten, backtest)
+
+    def note(self, intent_id: str, frame_recv_ns: int) -> None:
+        origin = self._origin
+        if len(origin) >= MAX_PENDING:
+            del origin[next(iter(origin))]
+        origin[intent_id] = frame_recv_ns
+
+    def sent(self, intent_id: str, now_ns: int | None = None) -> None:
+        frame = self._origin.pop(intent_id, None)
+        elapsed = (time.time_ns() if now_ns is None else now_ns) - frame if frame is not None else -1
+        if 0 <= elapsed <= MAX_LATENCY_NS:
+            self.histogram.observe(elapsed / 1e9)
+        else:
+            self.unmatched += 1

@@ -47,6 +47,7 @@ Limits are replaced in place on config reload (``apply_limits``).
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
@@ -54,6 +55,7 @@ from typing import Literal
 
 from actors.account_risk import AccountRisk
 from actors.channels import Channel, Router
+from actors.histogram import Histogram
 from actors.messages import (
     Bar,
     Message,
@@ -98,6 +100,7 @@ class RiskActor(Actor):
         self.group = group
         self.limits = limits
         self.decisions: dict[str, int] = {}
+        self.decision_time = Histogram()  # an intent in, the verdict known (seconds)
         self._recent_orders: deque[int] = deque()  # event times (ns) of recent entries
         # the UTC day (event time) the daily counters are for; -1 before the first event
         self.day = -1
@@ -232,9 +235,11 @@ class RiskActor(Actor):
         if not isinstance(msg, OrderIntent):
             self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
             return
+        started = time.perf_counter()
         self._roll_day(msg.ts_event)
         self._check_daily_loss_now()
         verdict = self.check(msg)
+        self.decision_time.observe(time.perf_counter() - started)
         if verdict is None:
             self._reserve(msg)
             self._count("approved")

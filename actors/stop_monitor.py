@@ -464,6 +464,7 @@ class StopMonitor(NativeStops, Actor):
         await self._withdraw_entries(stop, trigger, fields)
         intent_id = f"{stop.stop_id}:{trigger}:{fields['ts_event']}"
         stop.exit_cid = client_order_id(intent_id)
+        self.router.latency.note(intent_id, fields["ts_recv"])
         self.log.info(
             "%s hit for %s at %s: exit %s %s", trigger, stop.stop_id, level, stop.exit_side, stop.quantity
         )

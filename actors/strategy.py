@@ -128,7 +128,7 @@ class StrategyActor(Actor):
             self.strategy_state, out = on_bar(self.strategy_state, bar, context(bar.ts_event))
             i += 1
             if out:
-                await self._emit(out, bar.ts_event)
+                await self._emit(out, bar.ts_event, bar.ts_recv)
                 return i - start, True
         return i - start, False
 
@@ -141,7 +141,7 @@ class StrategyActor(Actor):
                     self.strategy_state, msg, self._context(msg.ts_event)
                 )
                 if out:
-                    await self._emit(out, msg.ts_event)
+                    await self._emit(out, msg.ts_event, msg.ts_recv)
             else:
                 await handle(msg)
 
@@ -172,9 +172,9 @@ class StrategyActor(Actor):
                 self.log.warning("ignored unexpected message kind %s", type(msg).__name__)
                 return
         if out:
-            await self._emit(out, msg.ts_event)
+            await self._emit(out, msg.ts_event, msg.ts_recv)
 
-    async def _emit(self, out: list[Output], event_ns: int) -> None:
+    async def _emit(self, out: list[Output], event_ns: int, frame_recv_ns: int) -> None:
         floor = self.decision_floor_ns
         if floor and out[0].ts_event <= floor:  # decided before the restart (the journal has it)
             self.replayed += len(out)
@@ -188,6 +188,7 @@ class StrategyActor(Actor):
             elif isinstance(item, OrderIntent):
                 self.intents += 1
                 self._undecided[item.intent_id] = self.clock.monotonic()
+                self.router.latency.note(item.intent_id, frame_recv_ns)
                 self.log.info(
                     "intent %s %s %s %s (sl %s, tp %s) %s",
                     item.intent_id,

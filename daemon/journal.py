@@ -34,6 +34,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 import uuid
 import zlib
 from array import array
@@ -45,6 +46,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
+from actors.histogram import IO_BUCKETS
 from actors.messages import ANY_DECODER_MSGPACK, Message
 from daemon.journal_scan import (
     SUFFIX,
@@ -127,6 +129,9 @@ class Journal:
         self._metrics = metrics
         for name, (kind, text) in _HELP.items():
             metrics.describe(name, kind, text)
+        self._fsync_time = metrics.histogram(
+            "tradingd_journal_fsync_seconds", "Journal fdatasync of one segment write", bounds=IO_BUCKETS
+        )
         self._lock_fd: int | None = lock_fd
         self._lock = threading.Lock()  # the segment table; taken by the flush and reader threads
         self._segments: list[_Segment] = []
@@ -344,7 +349,9 @@ class Journal:
                 while data:
                     n = os.pwrite(self._fd, data, at)
                     data, at = data[n:], at + n
+                synced = time.perf_counter()
                 os.fdatasync(self._fd)
+                self._fsync_time.observe(time.perf_counter() - synced)
             except OSError:
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, start)  # no torn tail of ours; the next write goes here

@@ -43,6 +43,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from actors.histogram import IO_BUCKETS
 from actors.messages import ORDER_PATH_KINDS, STREAM_KIND, Message
 from daemon.config import RedisSection
 from daemon.metrics import Metrics, Sample
@@ -60,6 +61,8 @@ DUPLICATES = "tradingd_mirror_duplicates_total"
 ERRORS = "tradingd_mirror_errors_total"
 DEAD_LETTERS = "tradingd_mirror_dead_letters_total"
 REDIS_UP = "tradingd_redis_up"
+DELAY = "tradingd_mirror_delay_seconds"
+_DELAY_HELP = "A message offered to the mirror to Redis having it (entry id time to the reply; ms resolution)"
 # Labels known up front, so these counters exist at 0 from the start (the README says to watch them).
 DROPPED_KINDS = tuple(sorted(set(STREAM_KIND.values()) - ORDER_PATH_KINDS))
 DROP_REASONS = ("redis_down", "queue_full", "refused", "shutdown")
@@ -146,6 +149,7 @@ class RedisMirror:
         enc = msgspec.json.Encoder() if config.encoding == "json" else msgspec.msgpack.Encoder()
         self._encode = enc.encode
         self._backlog = Backlog(state_dir, config.order_path_memory, self._encode, metrics)
+        self._delay = metrics.histogram(DELAY, _DELAY_HELP, bounds=IO_BUCKETS)
         self._streams = self._backlog.streams
         self._op_new = self._backlog.new
         self._routes: dict[tuple[type[Message], str, str], StreamState] = {}
@@ -405,10 +409,12 @@ class RedisMirror:
         retry: list[Entry] = []
         published: dict[str, int] = {}
         last: dict[int, Entry] = {}  # per stream, the last entry Redis now has
+        now_ms, observe = time.time() * 1000, self._delay.observe
         for e, res in zip(batch, results, strict=True):
             if not isinstance(res, Exception):
                 kind = e.stream.kind
                 published[kind] = published.get(kind, 0) + 1
+                observe(max(0.0, now_ms - e.ms) / 1000)
             elif e.maybe_sent and _is_dup(res):
                 self._metrics.inc(DUPLICATES)
             else:

@@ -12,7 +12,7 @@ import msgspec
 
 from actors.runtime import Actor
 from daemon import venue_health
-from daemon.metrics import Labels, Metrics, Sample
+from daemon.metrics import Collected, Labels, Metrics, Sample
 from daemon.supervisor import Supervisor
 
 HELP = {
@@ -42,6 +42,15 @@ HELP = {
         "counter",
         "Strategy outputs dropped after a restart: decided before it (up to the recovered decision floor)",
     ),
+    "tradingd_order_latency_seconds": (
+        "histogram",
+        "Market frame received to its order handed to the venue (paper: the engine; Binance: the socket)",
+    ),
+    "tradingd_order_latency_unmatched_total": (
+        "counter",
+        "Orders sent with no market frame noted behind them",
+    ),
+    "tradingd_risk_decision_seconds": ("histogram", "Risk actor: an intent in to its verdict"),
     "tradingd_group_halted": ("gauge", "1 when a symbol group is halted"),
     "tradingd_halted": (
         "gauge",
@@ -197,7 +206,7 @@ def _actor_samples(actor: Actor, labels: Labels) -> Iterator[Sample]:
     yield "tradingd_actor_up", labels, 1.0 if actor.status == "running" else 0.0
 
 
-def collect(sup: Supervisor) -> Iterator[Sample]:
+def collect(sup: Supervisor) -> Iterator[Collected]:
     for scope, target in list(sup.halts.active):
         yield "tradingd_halted", _l(scope=scope, target=target), 1.0
     for acct in list(sup.accounts.values()):
@@ -227,6 +236,10 @@ def collect(sup: Supervisor) -> Iterator[Sample]:
             yield "tradingd_risk_decisions_total", _l(exchange=ex, symbol=sym, decision=rule), n
         yield "tradingd_signals_total", _l(exchange=ex, symbol=sym), group.strategy.signals
         yield "tradingd_stop_replacements_total", _l(exchange=ex, symbol=sym), group.stop_monitor.replacements
+        latency = group.router.latency
+        yield "tradingd_order_latency_seconds", _l(exchange=ex, symbol=sym), latency.histogram
+        yield "tradingd_order_latency_unmatched_total", _l(exchange=ex, symbol=sym), latency.unmatched
+        yield "tradingd_risk_decision_seconds", _l(exchange=ex, symbol=sym), group.risk.decision_time
         yield "tradingd_strategy_replayed_total", _l(exchange=ex, symbol=sym), group.strategy.replayed
         yield from _feed_samples(group.feed.feed.statistics(), ex, sym)
         yield "tradingd_group_halted", _l(exchange=ex, symbol=sym), 1.0 if group.health.halted else 0.0

@@ -27,7 +27,7 @@ import msgspec
 from actors.timefmt import iso_utc
 from adapters.binance.account_stream import AccountUserStream
 from adapters.binance.execution import BinanceExecution
-from daemon.metrics import Labels, Metrics, Sample
+from daemon.metrics import Collected, Labels, Metrics
 
 if TYPE_CHECKING:
     from daemon.group import SymbolGroup
@@ -38,6 +38,7 @@ __all__ = ["VENUE_GRACE_S", "account_status", "collect", "group_status", "readin
 VENUE_GRACE_S = 5.0  # how long venue trouble may last before readiness reports it
 
 HELP = {
+    "tradingd_venue_rest_seconds": ("histogram", "REST round trip per endpoint: request sent to reply read"),
     "tradingd_venue_rest_up": ("gauge", "1 when the account's last REST request got a reply from the venue"),
     "tradingd_venue_rest_failures_total": ("counter", "REST requests that got no usable reply, by reason"),
     "tradingd_venue_rest_failing_seconds": (
@@ -128,10 +129,12 @@ def _l(**labels: str) -> Labels:
     return tuple(sorted(labels.items()))
 
 
-def _account_samples(name: str, stream: AccountUserStream, now: int) -> Iterator[Sample]:
+def _account_samples(name: str, stream: AccountUserStream, now: int) -> Iterator[Collected]:
     rest, user = stream.rest, stream.stream
     labels = _l(account=name)
     yield "tradingd_venue_rest_up", labels, 1.0 if rest.up else 0.0
+    for (method, path), h in list(rest.round_trips.items()):
+        yield "tradingd_venue_rest_seconds", _l(account=name, method=method, endpoint=path), h
     for reason, n in rest.failures.items():
         yield "tradingd_venue_rest_failures_total", _l(account=name, reason=reason), float(n)
     yield "tradingd_venue_rest_failing_seconds", labels, rest.failing_for_s(now)
@@ -145,7 +148,7 @@ def _account_samples(name: str, stream: AccountUserStream, now: int) -> Iterator
     yield "tradingd_user_stream_catchup_errors_total", labels, float(user.catchup_errors)
 
 
-def collect(accounts: Iterable[AccountRuntime], groups: Iterable[SymbolGroup]) -> Iterator[Sample]:
+def collect(accounts: Iterable[AccountRuntime], groups: Iterable[SymbolGroup]) -> Iterator[Collected]:
     now = time.time_ns()
     for acct in list(accounts):
         stream = _stream(acct)

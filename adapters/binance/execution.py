@@ -66,6 +66,7 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from actors.channels import Channel, Router
+from actors.histogram import ON_WIRE
 from actors.messages import (
     BalancesChanged,
     CancelOrder,
@@ -390,10 +391,13 @@ class BinanceExecution(Actor):
     async def _command(self, msg: SubmitOrder | CancelOrder) -> None:
         cid = msg.client_order_id
         if isinstance(msg, SubmitOrder):
+            latency, intent_id = self.router.latency, msg.intent_id
+            on_wire = ON_WIRE.set(lambda: latency.sent(intent_id))  # called by the REST client
             try:
                 async with self._commands:
                     await self._submit(msg)
             finally:
+                ON_WIRE.reset(on_wire)
                 done = self._submitting.pop(cid, None)
                 if done is not None:
                     done.set()

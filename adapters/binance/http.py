@@ -47,6 +47,7 @@ import anyio
 import msgspec
 from yarl import URL
 
+from actors.histogram import ON_WIRE
 from adapters.binance.errors import (
     UNKNOWN_CODES,
     BinanceBadReply,
@@ -417,10 +418,16 @@ class BinanceHttpClient:
         assert self._session is not None, "use the client as `async with BinanceHttpClient(...)`"
         self._n["requests"] += 1
         token = self.health.sent() if self.health is not None else 0
+        if call.order_id and (on_wire := ON_WIRE.get()) is not None:
+            ON_WIRE.set(None)  # once: a retry of this order is not another frame's latency
+            on_wire()
+        started = time.perf_counter()
         try:
             with anyio.fail_after(self._timeout_s):
                 async with self._session.request(call.method, url, headers=headers) as resp:
                     status, reply_headers, body = resp.status, resp.headers, await resp.read()
+            if self.health is not None:
+                self.health.round_trip(call.method, call.path, time.perf_counter() - started)
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
             if self.health is not None:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connection"

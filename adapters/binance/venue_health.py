@@ -29,6 +29,7 @@ import time
 
 import msgspec
 
+from actors.histogram import IO_BUCKETS, Histogram
 from actors.timefmt import iso_utc
 
 __all__ = [
@@ -84,6 +85,7 @@ class RestHealth:
         self.banned_until_ms = 0
         self.probing = False
         self._waiting: dict[int, int] = {}  # requests on the wire: token -> sent at
+        self.round_trips: dict[tuple[str, str], Histogram] = {}  # (method, path): request to reply read
         self._tokens = 0
 
     # --- what the REST clients record ----------------------------------------------------------
@@ -114,6 +116,13 @@ class RestHealth:
         self.up, self.last_attempt_ns = False, now
         self.consecutive_failures += 1
         self.last_error = f"{reason}: {detail}"[:300]
+
+    def round_trip(self, method: str, path: str, seconds: float) -> None:
+        """A reply (any status) was read ``seconds`` after its request left."""
+        h = self.round_trips.get((method, path))
+        if h is None:
+            h = self.round_trips[(method, path)] = Histogram(IO_BUCKETS)
+        h.observe(seconds)
 
     def refused_key(self, detail: str) -> None:
         """A signed request was refused for its key or signature (-2015, -1022)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from actors.channels import Channel, Router
 from actors.messages import Bar, CancelOrder, Message, Quote, SubmitOrder, Trade
-from actors.runtime import Actor, Clock
+from actors.runtime import WALL_CLOCK, Actor, Clock
 from adapters.paper.account import PaperAccountState
 from adapters.paper.engine import PaperEngine
 from daemon.config import Instrument, PaperAccount
@@ -70,6 +70,8 @@ class PaperExchange(Actor):
         if isinstance(msg, Quote):
             return engine.on_quote(msg)
         if isinstance(msg, SubmitOrder):
+            if self.clock is WALL_CLOCK:  # the paper venue's wire (a backtest's event time measures nothing)
+                self.router.latency.sent(msg.intent_id)
             return engine.submit(msg, msg.ts_event)  # the venue acts at the request's (market) time
         if isinstance(msg, CancelOrder):
             return engine.cancel(msg, msg.ts_event)
