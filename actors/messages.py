@@ -15,7 +15,8 @@ Groups:
 - decision: Signal, OrderIntent, CancelIntent, RiskApproved, RiskRejected
 - order: SubmitOrder, CancelOrder (commands); OrderSubmitted, OrderAccepted,
   OrderRejected, OrderFilled, OrderCanceled, OrderExpired, OrderUnknown (events)
-- state: PositionChanged, BalancesChanged, GroupSnapshot, StopArmed, StopTriggered, StopCanceled
+- state: PositionChanged, BalancesChanged, LedgerAdjusted, GroupSnapshot, StopArmed, StopTriggered,
+  StopCanceled
 - system: ActorStarted, ActorStopped, ActorFailed, ConfigReloaded, Heartbeat
 """
 
@@ -288,6 +289,22 @@ class BalancesChanged(Message, frozen=True):
     locked: dict[str, Decimal] = {}
 
 
+class LedgerAdjusted(Message, frozen=True):
+    """An account's balance ledger moved by something other than its own fills (``symbol`` "*").
+
+    ``baseline``: the venue's balances taken as the start (first start, or an asset not in the
+    ledger yet); ``drift``: the balance check found the venue off the ledger (a deposit, a trade
+    made elsewhere) and re-based on it.  Both add ``adjust`` per asset.  ``snapshot``: the whole
+    ledger (``balances``) journaled again with each snapshot round, so releasing old journal
+    segments never loses it.  Journaled (kind ``position``): the ledger survives a restart.
+    """
+
+    account: str
+    reason: Literal["baseline", "drift", "snapshot"]
+    adjust: dict[str, Decimal] = {}
+    balances: dict[str, Decimal] = {}
+
+
 # --- state ----------------------------------------------------------------------------------
 
 
@@ -468,6 +485,7 @@ OrderMessage = (
 StateMessage = (
     PositionChanged
     | BalancesChanged
+    | LedgerAdjusted
     | GroupSnapshot
     | StrategyCheckpoint
     | StopArmed
@@ -498,6 +516,7 @@ ALL_TYPES: tuple[type[Message], ...] = (
     OrderUnknown,
     PositionChanged,
     BalancesChanged,
+    LedgerAdjusted,
     GroupSnapshot,
     StrategyCheckpoint,
     StopArmed,
@@ -535,6 +554,7 @@ STREAM_KIND: dict[type[Message], str] = {
     OrderFilled: "fill",
     PositionChanged: "position",
     BalancesChanged: "position",
+    LedgerAdjusted: "position",
     GroupSnapshot: "snapshot",
     StrategyCheckpoint: "snapshot",
     StopArmed: "position",

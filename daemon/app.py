@@ -65,6 +65,7 @@ class Daemon:
         if store.enabled:
             self.persistence = Persistence(store, Path(cfg.daemon.state_dir), metrics)
             self.persistence.assets_for = self._assets_for
+            self.persistence.account_for = self._account_for
         durable = self.persistence.durable if self.persistence is not None else None
         self.supervisor = Supervisor(cfg, self._tap(), durable)
         telemetry.register(metrics, self.supervisor)
@@ -77,6 +78,10 @@ class Daemon:
             if g.key == key:
                 return g.instrument.base, g.instrument.quote
         return "", ""
+
+    def _account_for(self, key: tuple[str, str]) -> str:
+        """The account of the group ``key`` in the running config, "" if there is none."""
+        return next((g.account for g in self.cfg.groups if g.key == key), "")
 
     def _real_venue_groups(self) -> list[tuple[str, str]]:
         """Groups trading on a venue that outlives the daemon (not paper): their ids can collide."""
@@ -190,6 +195,7 @@ class Daemon:
                 # go back into their groups (reconciled with the venue) as the supervisor starts them.
                 await self.persistence.check_store(self._real_venue_groups())
                 self.supervisor.recovered = await anyio.to_thread.run_sync(self.persistence.recover)
+                self.supervisor.recovered_ledgers = self.persistence.ledgers  # copied by each account
                 self.persistence.strategies = self.supervisor.strategy_states
                 self.supervisor.journal_sink = self.persistence.offer
                 for halt in self.persistence.halts.active.values():  # before any group starts

@@ -45,6 +45,8 @@ from daemon.value_checks import url as _url
 MAX_PERIOD = 10_000  # indicator windows hold a multiple of this many bars
 MAX_BAR_INTERVAL_S = 86_400  # bars (and replayed candles) of at most a day: bars align to UTC days
 MAX_COOLDOWN_S = 7 * 86_400
+MIN_BALANCE_CHECK_S = 1.0  # each check is a GET /api/v3/account (request weight 20 on Binance)
+MAX_BALANCE_CHECK_S = 86_400.0
 MIN_TIMEOUT_S = 0.001  # a timeout, backoff or watchdog shorter than 1 ms is a busy loop
 MIN_PERIODIC_S = 0.1  # periodic writes (snapshots, checkpoints, reloads of venue rules)
 BUSY = "shorter would spin the loop"
@@ -191,8 +193,23 @@ def _validate_account_risk(p: str, lim: AccountRiskLimits) -> Problems:
         yield from _positive(f"{p}.daily_loss_limit.{quote}", amount, allow_zero=True)
 
 
+def _validate_balance_check(p: str, acct: AccountConfig) -> Problems:
+    yield from _positive(f"{p}.balance_check_s", acct.balance_check_s, allow_zero=True)
+    yield from at_least(
+        f"{p}.balance_check_s", acct.balance_check_s, MIN_BALANCE_CHECK_S, "each check asks the venue", True
+    )
+    if acct.balance_check_s > MAX_BALANCE_CHECK_S:
+        yield (
+            f"{p}.balance_check_s",
+            f"expected at most {MAX_BALANCE_CHECK_S:g} s (a day), got {acct.balance_check_s}",
+        )
+    if acct.balance_tolerance is not None:
+        yield from _positive(f"{p}.balance_tolerance", acct.balance_tolerance, allow_zero=True)
+
+
 def _validate_account(name: str, acct: AccountConfig) -> Problems:
     yield from _validate_account_risk(f"accounts.{name}.risk", acct.risk)
+    yield from _validate_balance_check(f"accounts.{name}", acct)
     if not NAME_RE.match(name):
         yield f"accounts.{name}", "expected an account name of lowercase letters, digits, '-' or '_'"
     if isinstance(acct, BinanceAccount):

@@ -94,6 +94,9 @@ class PaperAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag="p
     participation: Decimal = Decimal("1")
     latency_ms: int = 0
     risk: AccountRiskLimits = AccountRiskLimits()
+    balance_check_s: float = 300.0  # venue balances vs the ledger this often (0: only at start)
+    on_balance_drift: Literal["alert", "halt"] = "alert"
+    balance_tolerance: Decimal | None = None  # per asset; unset: the asset's step (base) or tick (quote)
 
 
 class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag="binance"):
@@ -120,6 +123,9 @@ class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag=
     risk: AccountRiskLimits = AccountRiskLimits()
     exchange_info_refresh_s: float = 3600.0  # filters and order types are reloaded this often
     foreign_orders: Literal["flag", "cancel", "adopt"] = "flag"
+    balance_check_s: float = 300.0  # venue balances vs the ledger this often (0: only at start)
+    on_balance_drift: Literal["alert", "halt"] = "alert"
+    balance_tolerance: Decimal | None = None  # per asset; unset: the asset's step (base) or tick (quote)
     """At start, open orders of a traded symbol that the journal does not know: log and report
     them (flag), cancel them, or take them over (adopt: their fills move the group's position)."""
 

@@ -138,7 +138,7 @@ async def balances(sup: Supervisor) -> list[dict[str, object]]:
     for name, acct in sup.accounts.items():
         venue, error = await _venue_balances(acct, sup)
         units = _units(sup, name)
-        ledger = acct.portfolio.balances
+        ledger = acct.portfolio.ledger.balances or acct.portfolio.balances  # before its first check
         rows = []
         for asset in sorted(ledger.keys() | venue.keys()):
             unit = units.get(asset, Decimal("0.00000001"))

@@ -17,6 +17,10 @@ and every ``store.snapshot_interval_s`` (and at shutdown) each group's fold and 
 strategy's state are journaled as a ``GroupSnapshot``.  At start :meth:`recover` reads
 the retained journal: the newest snapshot per group plus everything after it.  Segments
 are released once both the store has committed them and a newer snapshot round covers them.
+
+Each account's balance ledger (:class:`actors.balance_ledger.BalanceLedger`) is folded the same
+way (LedgerAdjusted baselines and re-bases, the account's fills) and journaled whole with every
+snapshot round; a restart's balance check starts from it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from typing import NamedTuple
 import anyio
 from anyio.abc import TaskStatus
 
-from actors.messages import HaltChanged, Message, RiskDay, is_order_path, stamp
+from actors.balance_ledger import BalanceLedger
+from actors.messages import HaltChanged, LedgerAdjusted, Message, OrderFilled, RiskDay, is_order_path, stamp
 from actors.order_fold import OrderFold
 from daemon.config import StoreSection
 from daemon.halts import HaltBook
@@ -82,6 +87,8 @@ class Persistence:
         self.recovered_records = 0
         self.store_view = StoreView()
         self.halts = HaltBook()  # the operator's halts in force, as journaled
+        self.ledgers: dict[str, BalanceLedger] = {}  # per account: its balance ledger, as journaled
+        self.account_for: Callable[[tuple[str, str]], str] = lambda key: ""  # a group's account
 
     def offer(self, msg: Message) -> None:
         """The bus tap: order-path messages go to the journal (buffered; flushed by the loop)."""
@@ -95,6 +102,10 @@ class Persistence:
             assert isinstance(msg, HaltChanged)
             self.halts.apply(msg)
             return
+        if type(msg) is LedgerAdjusted:
+            assert isinstance(msg, LedgerAdjusted)
+            self.ledgers.setdefault(msg.account, BalanceLedger()).apply(msg)
+            return
         key = (msg.exchange, msg.symbol)
         fold = self.folds.get(key)
         if fold is None:
@@ -105,6 +116,12 @@ class Persistence:
                 msg.exchange, msg.symbol, getattr(msg, "account", ""), base, quote
             )
         fold.apply(msg)
+        if type(msg) is OrderFilled:
+            assert isinstance(msg, OrderFilled)
+            ledger = self.ledgers.get(self.account_for(key) or fold.account)
+            base, quote = self.assets_for(key)
+            if ledger is not None and base:
+                ledger.apply_fill(msg, base, quote)
 
     async def check_store(self, real_venue_groups: list[tuple[str, str]]) -> None:
         """Before :meth:`recover`: what PostgreSQL knows that the journal may have lost. PostgreSQL
@@ -173,6 +190,16 @@ class Persistence:
             self.snapshots += 1
         for halt in self.halts.active.values():  # again in every round: a release never drops one
             self.journal.append(halt)
+        for account, ledger in sorted(self.ledgers.items()):  # the same for the balance ledgers
+            if ledger.based:
+                self.journal.append(
+                    LedgerAdjusted(
+                        **stamp("*", "*", now),
+                        account=account,
+                        reason="snapshot",
+                        balances=dict(ledger.balances),
+                    )
+                )
         self.snapshot_offset = first
         return first
 

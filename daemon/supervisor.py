@@ -9,7 +9,8 @@ their queues keep flowing, so no market message is lost.
 
 It is also the health server's provider: ``status()``, ``readiness()``, ``halt()``,
 ``resume()``; the venue's part of readiness and status (exchange rules, REST, user data stream)
-is :mod:`daemon.venue_health`.
+is :mod:`daemon.venue_health`.  Each account's balance check (:mod:`daemon.balance_check`) runs
+once before ``run`` reports started (so before READY), then every ``balance_check_s``.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from actors.account_risk import AccountRisk
+from actors.balance_ledger import BalanceLedger
 from actors.channels import Channel, Router, Tap
-from actors.messages import HaltChanged, Message, stamp
+from actors.messages import HaltChanged, LedgerAdjusted, Message, stamp
 from actors.order_fold import OrderFold
 from actors.portfolio import Portfolio
 from actors.runtime import Actor, GroupState, RestartPolicy, run_supervised
 from adapters.binance.account_stream import AccountUserStream
 from adapters.paper.account import PaperAccountState
 from daemon import display, venue_health
+from daemon.balance_check import BalanceChecker
 from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, PaperAccount, diff_configs
 from daemon.config_schema import BinanceAccount
 from daemon.group import SymbolGroup
@@ -55,6 +58,8 @@ class AccountRuntime:
         # The portfolio publishes nothing: its router only carries the tap for its system messages.
         balances = dict(acct.balances) if isinstance(acct, PaperAccount) else {}
         self.portfolio = Portfolio(name, Router(tap), inbox, balances, assets)
+        self.portfolio.router.subscribe(inbox, (LedgerAdjusted,))  # from the balance check, journaled
+        self.balance: BalanceChecker | None = None  # set by the supervisor, which knows the groups
         self.health = GroupState("*", f"portfolio:{name}")
         self.risk = AccountRisk(name, acct.risk)  # [accounts.X.risk]: limits over all its groups
         # A Binance account's user data stream: one subscription shared by all its symbols.
@@ -82,6 +87,8 @@ class Supervisor:
         self.journal_sink: Callable[[Message], None] | None = None  # strategy checkpoints
         self._tg: TaskGroup | None = None
         self.recovered: dict[tuple[str, str], OrderFold] = {}  # journal state per group, used at its start
+        self.recovered_ledgers: dict[str, BalanceLedger] = {}  # journaled balance ledger per account
+        self._checking = False  # True once the start-up balance checks ran: a new account checks alone
 
     @property
     def policy(self) -> RestartPolicy:
@@ -100,6 +107,11 @@ class Supervisor:
             for group_cfg in self.cfg.groups:
                 if group_cfg.enabled:
                     await self._start_group(group_cfg)
+            for acct in list(self.accounts.values()):  # before READY: what changed while we were down
+                assert acct.balance is not None
+                await acct.balance.check(at_start=True)
+                tg.start_soon(acct.balance.run, name=f"balance-check:{acct.name}")
+            self._checking = True
             task_status.started()
             await anyio.sleep_forever()
 
@@ -108,13 +120,60 @@ class Supervisor:
         if acct is None:
             acct = AccountRuntime(name, self.cfg, self.tap)
             self.accounts[name] = acct
+            acct.balance = self._balance_checker(acct)
             assert self._tg is not None
             self._tg.start_soon(
                 run_supervised, acct.portfolio, self.policy, acct.health, name=acct.portfolio.name
             )
             if acct.user_stream is not None:
                 self._tg.start_soon(acct.user_stream.run, name=f"user-stream:{name}")
+            if self._checking:  # an account added by a reload: its first check once its groups run
+                self._tg.start_soon(self._check_new_account, acct.balance, name=f"balance-check:{name}")
         return acct
+
+    def _balance_checker(self, acct: AccountRuntime) -> BalanceChecker:
+        """The account's balance check; a Binance account's ledger continues the journal's."""
+        acct_cfg = self.cfg.accounts[acct.name]
+        recovered = self.recovered_ledgers.get(acct.name)
+        if recovered is not None and not isinstance(acct_cfg, PaperAccount):
+            acct.portfolio.ledger = recovered.copy()  # a paper venue restarts: its ledger does too
+
+        async def fetch() -> dict[str, Decimal]:
+            venue = next((g.venue for g in self.groups.values() if g.cfg.account == acct.name), None)
+            ask = getattr(venue, "balances", None)
+            if ask is None:  # a paper account: its book is the venue
+                return {a: total for a, (total, _) in acct.paper.snapshot().items()}
+            got = await ask()
+            return {
+                a: got.free.get(a, ZERO) + got.locked.get(a, ZERO)
+                for a in got.free.keys() | got.locked.keys()
+            }
+
+        def halt(reason: str) -> None:
+            self.halt(reason, scope="account", target=acct.name, by="balance check")
+
+        return BalanceChecker(
+            acct.name, acct_cfg, acct.portfolio, fetch, lambda: self.asset_units(acct.name), halt
+        )
+
+    async def _check_new_account(self, checker: BalanceChecker | None) -> None:
+        assert checker is not None
+        await checker.check(at_start=True)
+        await checker.run()
+
+    def asset_units(self, account: str) -> dict[str, Decimal]:
+        """Per asset of the account's groups its unit: the base asset's step, the quote's tick (<= 0.01)."""
+        units: dict[str, Decimal] = {}
+        for g in self.groups.values():
+            if g.cfg.account != account:
+                continue
+            inst = g.cfg.instrument
+            for asset, unit in (
+                (inst.base, inst.step_size),
+                (inst.quote, min(inst.tick_size, Decimal("0.01"))),
+            ):
+                units[asset] = min(units.get(asset, unit), unit)
+        return units
 
     async def _start_group(self, cfg: GroupConfig) -> None:
         assert self._tg is not None
@@ -212,6 +271,8 @@ class Supervisor:
         for name, acct_cfg in new.accounts.items():
             if name in self.accounts:
                 self.accounts[name].risk.update(acct_cfg.risk)
+                if (checker := self.accounts[name].balance) is not None:
+                    checker.update(acct_cfg)
             if name in self.accounts and isinstance(acct_cfg, PaperAccount):
                 self.accounts[name].paper.update_config(acct_cfg)
         by_key = {g.key: g for g in new.groups if g.enabled}
@@ -336,6 +397,7 @@ class Supervisor:
             "halted": acct.health.halted,
             "actor": _actor_status(acct.portfolio, now),
             "venue": venue_health.account_status(acct),
+            "balance_check": acct.balance.status() if acct.balance is not None else None,
         }
 
     def _group_status(self, group: SymbolGroup, now: int) -> dict[str, object]:

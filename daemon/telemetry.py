@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import msgspec
 
 from actors.runtime import Actor
-from daemon import venue_health
+from daemon import balance_check, venue_health
 from daemon.metrics import Collected, Labels, Metrics, Sample
 from daemon.supervisor import Supervisor
 
@@ -155,7 +155,7 @@ def _known(counts: dict[str, int], known: tuple[str, ...]) -> Iterator[tuple[str
 
 
 def register(metrics: Metrics, supervisor: Supervisor) -> None:
-    for name, (kind, text) in HELP.items():
+    for name, (kind, text) in (HELP | balance_check.HELP).items():
         metrics.describe(name, kind, text)
     metrics.add_collector(lambda: list(collect(supervisor)))
     venue_health.register(metrics, supervisor)  # REST, user data stream, exchange rules
@@ -214,6 +214,8 @@ def collect(sup: Supervisor) -> Iterator[Collected]:
         labels = _l(exchange="*", symbol=f"account:{acct.name}", actor=p.kind)
         yield from _actor_samples(p, labels)
         yield "tradingd_queue_depth", labels, p.inbox.depth()
+        if acct.balance is not None:
+            yield from acct.balance.samples()
     for group in list(sup.groups.values()):
         ex, sym = group.cfg.exchange, group.cfg.symbol
         for t, n in group.router.counts.items():

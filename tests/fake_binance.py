@@ -32,7 +32,11 @@ It behaves like the venue where the adapter's correctness depends on it:
 - an outage (:meth:`FakeBinance.go_down` / :meth:`FakeBinance.come_back`, or ``unreachable=True`` from
   the start): every REST request's connection is closed without a reply, every WebSocket handshake
   is refused (HTTP 503) and the user sockets are cut, as when the venue or the route to it is down;
-- ``GET /api/v3/ping`` (weight 1, ``{}``), as Binance's connectivity test.
+- ``GET /api/v3/ping`` (weight 1, ``{}``), as Binance's connectivity test;
+- money moved by others (:meth:`FakeBinance.deposit`: a deposit or withdrawal, pushed as
+  ``balanceUpdate`` then ``outboundAccountPosition`` like Binance; :meth:`FakeBinance.manual_trade`:
+  a market order sent by another client of the account, e.g. the web app, whose
+  ``executionReport`` carries a client order id the daemon never made).
 
 Its clock is the wall clock plus ``skew_ms``, which tests move to provoke -1021.
 """
@@ -282,6 +286,24 @@ class FakeBinance:
     def come_back(self) -> None:
         """The outage ends: requests and handshakes are answered again."""
         self.unreachable = False
+
+    async def deposit(self, asset: str, amount: Decimal) -> None:
+        """A deposit (a withdrawal if negative) made outside the daemon: the balance moves with no order."""
+        now = self.now_ms()
+        self.balances[asset] = self.balances.get(asset, Decimal(0)) + amount
+        self._outbox.append({"e": "balanceUpdate", "E": now, "a": asset, "d": _d(amount), "T": now})
+        position = [{"a": asset, "f": _d(self.balances[asset]), "l": "0.00000000"}]
+        self._outbox.append({"e": "outboundAccountPosition", "E": now, "u": now, "B": position})
+        await self.flush_events()
+
+    async def manual_trade(self, symbol: str, side: Literal["BUY", "SELL"], qty: Decimal) -> str:
+        """A market order by another client of the account (the web app): it fills at the market
+        price and moves the balances; returns its client order id (``web_...``, not the daemon's)."""
+        cid = f"web_{next(self._ids)}"
+        order = BinanceNewOrder(symbol=symbol, side=side, type="MARKET", quantity=qty, newClientOrderId=cid)
+        self._place(order)
+        await self.flush_events()
+        return cid
 
     async def expire_listen_keys(self, *, announce: bool = True) -> list[str]:
         """Every listenKey expires, as when it was not kept alive for 60 min: ``listenKeyExpired`` on

@@ -9,7 +9,13 @@
   whose resting orders are filled by the same trades: every 50 ms a market trade at the wave's
   price goes through its book;
 - a control port: ``GET /state`` (every order, trade, balance, and how many order-creating
-  requests each client order id came with) and ``POST /freeze`` (no more trades: nothing fills).
+  requests each client order id came with), ``POST /freeze`` (no more trades: nothing fills),
+  ``POST /deposit?asset=USDT&amount=100`` (money moved outside the daemon) and
+  ``POST /manual_trade?side=BUY&qty=100`` (a market order of NKNUSDT by another client; answers its
+  client order id).
+
+``FAKE_VENUE_COMMISSION="0.001 USDT"`` in the environment charges that rate of each fill's notional
+in that asset (default: none).
 
 It writes ``{"ws_url", "rest_url", "venue_url", "ws_api_url", "control_url"}`` as JSON to PORTFILE
 once everything listens, and runs until killed.
@@ -19,10 +25,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import anyio
 from aiohttp import web
@@ -75,13 +83,18 @@ def state(venue: FakeBinance, frozen: bool) -> dict[str, object]:
     }
 
 
+def _commission() -> dict[str, object]:
+    rate, _, asset = os.environ.get("FAKE_VENUE_COMMISSION", "").partition(" ")
+    return {"commission_rate": Decimal(rate), "commission_asset": asset} if rate else {}
+
+
 async def main(portfile: Path) -> None:
     frozen = anyio.Event()
     async with (
         open_fake_binance_ws(
             live=True, replay_s=3600.0, trades_every_s=TRADE_EVERY_S, trade_price=wave_price
         ) as market,
-        open_fake_binance(balances=dict(START_BALANCES), market_price=BASE_PRICE) as venue,
+        open_fake_binance(balances=dict(START_BALANCES), market_price=BASE_PRICE, **_commission()) as venue,
     ):
         venue.last_prices[SYMBOL] = BASE_PRICE
 
@@ -92,9 +105,20 @@ async def main(portfile: Path) -> None:
             frozen.set()
             return web.json_response({"frozen": True})
 
+        async def deposit(request: web.Request) -> web.Response:
+            await venue.deposit(request.query["asset"], Decimal(request.query["amount"]))
+            return web.json_response({"balances": {k: str(v) for k, v in venue.balances.items()}})
+
+        async def manual_trade(request: web.Request) -> web.Response:
+            side: Literal["BUY", "SELL"] = "BUY" if request.query["side"] == "BUY" else "SELL"
+            cid = await venue.manual_trade(SYMBOL, side, Decimal(request.query["qty"]))
+            return web.json_response({"clientOrderId": cid})
+
         app = web.Application()
         app.router.add_get("/state", get_state)
         app.router.add_post("/freeze", freeze)
+        app.router.add_post("/deposit", deposit)
+        app.router.add_post("/manual_trade", manual_trade)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
