@@ -6,9 +6,9 @@ trades every 50 ms, a 0.1 % commission charged in USDT) with ``balance_check_s =
 - normal trading with fills and fees raises no drift, check after check;
 - a deposit and a trade made by another client of the account (the web app) while the daemon
   runs are each reported once (log, counter, /status), within a few checks;
-- a deposit made while the daemon is down is reported at start, before READY;
-- with ``on_balance_drift = "halt"``, a manual trade made while it is down halts the account at
-  start (on /readyz, by "balance check"; the halt is journaled like an operator's, see
+- a withdrawal and a manual trade made while the daemon is down are both in the drift reported
+  at start, before READY (to the unit), and with ``on_balance_drift = "halt"`` the account is
+  halted (on /readyz, by "balance check"; journaled like an operator's halt, see
   tests/test_durable_halt.py for a halt outliving a restart).
 
 The daemon's own fills made by the venue while it is down are reconciled at start and are no drift.
@@ -24,6 +24,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -220,34 +221,29 @@ def test_deposits_and_manual_trades_are_found_while_running_and_while_down(
     assert len(drift_lines) == 2, drift_lines
     assert "USDT venue" in drift_lines[0] and "(+250.0000)" in drift_lines[0]
 
-    # A deposit while the daemon is down: found at start, before READY.
+    # While the daemon is down: a withdrawal and a manual trade; on_balance_drift = "halt". Both are
+    # in the drift found at start, before READY (to the unit), and the account is halted.
     _get(f"{venue['control_url']}/deposit?asset=USDT&amount=-40", data=b"")
-    proc = _start(_config(tmp_path, venue, port, "alert"), log)
+    cid = _get(f"{venue['control_url']}/manual_trade?side=SELL&qty=120", data=b"")["clientOrderId"]
+    (trade,) = [t for t in _get(f"{venue['control_url']}/state")["trades"] if t["clientOrderId"] == cid]
+    usdt = Decimal(-40) + Decimal(trade["quoteQty"]) - Decimal(trade["commission"])
+    proc = _start(_config(tmp_path, venue, port, "halt"), log)
     try:
         wait_for(lambda: sum("tradingd ready" in m for m in _lines(log)) >= 2, 60, "the second life")
         second = _life(log, 1)
         ready_at = next(i for i, m in enumerate(second) if "tradingd ready" in m)
         found = [i for i, m in enumerate(second) if DRIFT in m]
-        assert found and found[0] < ready_at, "the deposit made while down was not found before READY"
-        assert "at start" in second[found[0]] and "(-40.0000)" in second[found[0]]
-        assert _check(port)["drifts"] == {"USDT": 1}
-    finally:
-        _stop(proc)
-
-    # A manual trade while down, on_balance_drift = "halt": the account is halted at start.
-    _get(f"{venue['control_url']}/manual_trade?side=SELL&qty=120", data=b"")
-    cfg = _config(tmp_path, venue, port, "halt")
-    proc = _start(cfg, log)
-    try:
-        wait_for(lambda: sum("tradingd ready" in m for m in _lines(log)) >= 3, 60, "the third life")
+        assert found and found[0] < ready_at, "what changed while down was not found before READY"
+        line = second[found[0]]
+        assert "at start" in line and "NKN venue" in line and "(-120)" in line, line
+        assert f"({'+' if usdt > 0 else ''}{usdt.quantize(Decimal('0.0001'))})" in line, (line, usdt)
         reasons = _get(f"http://127.0.0.1:{port}/readyz")["reasons"]
         halted = [r for r in reasons if "balance drift" in r]
         assert halted and "account live" in halted[0] and "by balance check" in halted[0], reasons
-        assert "NKN venue" in halted[0], halted
-        assert set(_check(port)["drifts"]) == {"NKN", "USDT"}
-        target = _checks_after(port, 1)  # re-based: the next check finds nothing
+        assert _check(port)["drifts"] == {"NKN": 1, "USDT": 1}
+        target = _checks_after(port, 1)  # re-based: the next check finds nothing more
         wait_for(lambda: _check(port).get("checks", 0) >= target, 20, "one more balance check")
-        assert set(_check(port)["drifts"]) == {"NKN", "USDT"}
+        assert _check(port)["drifts"] == {"NKN": 1, "USDT": 1}
     finally:
         _stop(proc)
     assert "Traceback" not in log.read_text(errors="replace")
