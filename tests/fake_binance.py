@@ -8,8 +8,10 @@ It behaves like the venue where the adapter's correctness depends on it:
   and ``serverTime - timestamp <= recvWindow`` else -1021; a bad signature is -1022 (HTTP 400);
 - keeps orders: MARKET fills at once at ``market_price``, the other types rest; query, cancel,
   cancel-replace (filters first, then -2022 / 409 -2021 with ``data`` as Binance answers a failed
-  half), open orders, account, my trades, depth from the resting orders; ``open_log`` records the
-  open orders after every request and market trade;
+  half), OCO order lists (``POST /api/v3/orderList/oco`` where exchangeInfo says ``ocoAllowed``,
+  knob ``oco_allowed``; one leg filling or triggering expires the other, canceling one leg or
+  ``DELETE /api/v3/orderList`` cancels both), open orders, account, my trades, depth from the
+  resting orders; ``open_log`` records the open orders after every request and market trade;
 - meters request weight per server-clock minute: over the limit -> 429 with Retry-After; a
   request before Retry-After has passed -> 418 and a ban of ``ban_s``;
 - injects faults on request (:meth:`FakeBinance.fail_next`): before the request is processed
@@ -84,6 +86,8 @@ WEIGHTS = {
     ("DELETE", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
     ("POST", "/api/v3/order/cancelReplace"): 1,
+    ("POST", "/api/v3/orderList/oco"): 1,
+    ("DELETE", "/api/v3/orderList"): 1,
     ("GET", "/api/v3/openOrders"): 6,
     ("GET", "/api/v3/account"): 20,
     ("GET", "/api/v3/myTrades"): 20,
@@ -97,7 +101,11 @@ SIGNED = frozenset(
     not in ("/api/v3/ping", "/api/v3/time", "/api/v3/exchangeInfo", "/api/v3/depth", "/api/v3/userDataStream")
 )
 KEYED = frozenset({("POST", "/api/v3/userDataStream"), ("PUT", "/api/v3/userDataStream")})
-ORDER_CREATING = frozenset({("POST", "/api/v3/order"), ("POST", "/api/v3/order/cancelReplace")})
+ORDER_CREATING = frozenset(
+    {("POST", "/api/v3/order"), ("POST", "/api/v3/order/cancelReplace"), ("POST", "/api/v3/orderList/oco")}
+)
+OCO_LIMITS = frozenset({"LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})  # a sell's above leg
+OCO_STOPS = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT"})  # a sell's below leg
 OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
 EXTRA_FIELDS = {"someFieldBinanceAddsLater": {"nested": [1, 2, 3]}, "anotherNewField": None}
 
@@ -170,6 +178,8 @@ class FakeBinance:
     trades: list[dict[str, Any]] = field(default_factory=list)
     next_order_error: tuple[int, int, str] | None = None  # the next new order gets this (status, code, msg)
     order_types_extra: frozenset[str] = frozenset()  # e.g. STOP_LOSS, TAKE_PROFIT on every symbol
+    oco_allowed: bool = True  # False: exchangeInfo says ocoAllowed false for every symbol (-1013 on an OCO)
+    order_lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # OCOs by listClientOrderId
     balances: dict[str, Decimal] = field(
         default_factory=lambda: {"BTC": Decimal("1.00000000"), "LTC": Decimal("10.00000000")}
     )
@@ -212,6 +222,9 @@ class FakeBinance:
                 k: dataclasses.replace(r, order_types=r.order_types | self.order_types_extra)
                 for k, r in self.rules.items()
             }
+        if not self.oco_allowed:
+            self._info |= {"symbols": [sym | {"ocoAllowed": False} for sym in self._info["symbols"]]}
+            self.rules = {k: dataclasses.replace(r, oco_allowed=False) for k, r in self.rules.items()}
         self.limit = next(r["limit"] for r in limits if r["rateLimitType"] == "REQUEST_WEIGHT")
 
     # --- what tests use ----------------------------------------------------------------------
@@ -262,6 +275,7 @@ class FakeBinance:
                 if not _triggered(order, price):
                     continue
                 order["isWorking"] = True
+                self._other_leg_ends(order, "EXPIRED")  # an OCO leg triggered: the other one goes
                 if order["type"] in ("STOP_LOSS", "TAKE_PROFIT"):
                     self._execute(order, price, Decimal(order["origQty"]), maker=False)
                     continue
@@ -493,6 +507,8 @@ class FakeBinance:
             ("POST", "/api/v3/userDataStream"): self._new_listen_key,
             ("PUT", "/api/v3/userDataStream"): self._keepalive_listen_key,
             ("POST", "/api/v3/order/cancelReplace"): self._cancel_replace,
+            ("POST", "/api/v3/orderList/oco"): self._new_oco,
+            ("DELETE", "/api/v3/orderList"): self._cancel_list,
             ("GET", "/api/v3/openOrders"): lambda q: [
                 o
                 for o in self.orders.values()
@@ -576,6 +592,7 @@ class FakeBinance:
             isWorking=not done,
         )
         self._report(order, "TRADE", trade)
+        self._other_leg_ends(order, "EXPIRED")
         rules = self.rules[order["symbol"]]
         sign = 1 if order["side"] == "BUY" else -1
         base, quote = rules.base_asset, rules.quote_asset
@@ -617,7 +634,7 @@ class FakeBinance:
                 "p": order["price"],
                 "P": order["stopPrice"],
                 "F": "0.00000000",
-                "g": -1,
+                "g": order.get("orderListId", -1),
                 "C": order["clientOrderId"] if cancel_id else "",
                 "x": x,
                 "X": order["status"],
@@ -773,7 +790,118 @@ class FakeBinance:
             raise Reply(400, -2011, "Unknown order sent.")
         cancel_id = f"cancel-{next(self._ids)}"
         self._end(order, "CANCELED", cancel_id)
+        self._other_leg_ends(order, "CANCELED")  # canceling one leg of an OCO cancels the list
         return order | {"origClientOrderId": cid, "clientOrderId": cancel_id}
+
+    # --- OCO order lists ---------------------------------------------------------------------
+
+    def _new_oco(self, p: dict[str, str]) -> dict[str, Any]:
+        """``POST /api/v3/orderList/oco``: two legs of the same side and quantity, one above the
+        market, one below (a sell: LIMIT_MAKER / TAKE_PROFIT(_LIMIT) above, STOP_LOSS(_LIMIT)
+        below); refused unless the symbol's exchangeInfo says ``ocoAllowed``."""
+        symbol, side = p.get("symbol", ""), p.get("side", "")
+        rules = self.rules.get(symbol)
+        if rules is None:
+            raise Reply(400, -1121, "Invalid symbol.")
+        if not rules.oco_allowed:
+            raise Reply(400, -1013, "OCO orders are not supported for this symbol.")
+        above, below = p.get("aboveType", ""), p.get("belowType", "")
+        limit_leg, stop_leg = (above, below) if side == "SELL" else (below, above)
+        if side not in ("BUY", "SELL") or limit_leg not in OCO_LIMITS or stop_leg not in OCO_STOPS:
+            raise Reply(400, -1130, "Invalid data sent for a parameter: aboveType/belowType.")
+        list_cid = p.get("listClientOrderId") or f"list-{next(self._ids)}"
+        if list_cid in self.order_lists and self.order_lists[list_cid]["listOrderStatus"] == "EXECUTING":
+            raise Reply(400, -2010, "Order list's listClientOrderId is already in use.")
+        legs = [self._oco_leg(p, "above", symbol, side), self._oco_leg(p, "below", symbol, side)]
+        market = self.price(symbol)
+        levels = [leg.price if leg.type == "LIMIT_MAKER" else leg.stopPrice for leg in legs]
+        if levels[0] is None or levels[1] is None or not levels[0] > market > levels[1]:
+            raise Reply(400, -2010, "The relationship of the prices for the orders is not correct.")
+        for leg in legs:
+            rejection = rules.check(leg, market)
+            if rejection is not None:
+                raise Reply(400, -1013, f"Filter failure: {rejection.filter}")
+            if leg.newClientOrderId in self.orders:
+                raise Reply(400, -2010, "Duplicate order sent.")
+        list_id = next(self._ids)
+        reports = []
+        for leg in legs:
+            record = self._place(leg)
+            self.orders[leg.newClientOrderId]["orderListId"] = list_id
+            reports.append(record | {"orderListId": list_id})
+        self.order_lists[list_cid] = {
+            "orderListId": list_id, "symbol": symbol, "legs": [leg.newClientOrderId for leg in legs],
+            "listStatusType": "EXEC_STARTED", "listOrderStatus": "EXECUTING",
+            "transactionTime": self.now_ms(),
+        }  # fmt: skip
+        return self._list_reply(list_cid, reports)
+
+    def _oco_leg(self, p: dict[str, str], where: str, symbol: str, side: str) -> BinanceNewOrder:
+        fields = {
+            "symbol": symbol,
+            "side": side,
+            "quantity": p.get("quantity"),
+            "type": p.get(f"{where}Type"),
+        }
+        fields["newClientOrderId"] = p.get(f"{where}ClientOrderId") or f"fake-{next(self._ids)}"
+        for ours, theirs in (("price", "Price"), ("stopPrice", "StopPrice"), ("timeInForce", "TimeInForce")):
+            if f"{where}{theirs}" in p:
+                fields[ours] = p[f"{where}{theirs}"]
+        try:
+            return msgspec.convert(fields, BinanceNewOrder, strict=False)
+        except msgspec.ValidationError as exc:
+            raise Reply(400, -1102, f"Mandatory parameter malformed: {exc}") from None
+
+    def _other_leg_ends(self, order: dict[str, Any], status: str) -> None:
+        """One leg of an OCO filled, triggered or was canceled: the other one ends (EXPIRED / CANCELED)."""
+        list_id = order.get("orderListId", -1)
+        if list_id == -1:
+            return
+        for list_cid, lst in self.order_lists.items():
+            if lst["orderListId"] != list_id:
+                continue
+            for cid in lst["legs"]:
+                leg = self.orders[cid]
+                if cid != order["clientOrderId"] and leg["status"] in OPEN:
+                    self._end(leg, status)
+            lst.update(listStatusType="ALL_DONE", listOrderStatus="ALL_DONE", transactionTime=self.now_ms())
+            self._outbox.append(
+                {
+                    "e": "listStatus", "E": self.now_ms(), "s": lst["symbol"], "g": list_id, "c": "OCO",
+                    "l": "ALL_DONE", "L": "ALL_DONE", "r": "NONE", "C": list_cid, "T": self.now_ms(),
+                    "O": [{"s": lst["symbol"], "i": self.orders[c]["orderId"], "c": c} for c in lst["legs"]],
+                }
+            )  # fmt: skip
+
+    def _cancel_list(self, p: dict[str, str]) -> dict[str, Any]:
+        """``DELETE /api/v3/orderList`` by ``listClientOrderId`` (or ``orderListId``): both legs canceled."""
+        list_cid = p.get("listClientOrderId", "")
+        if "orderListId" in p:
+            list_cid = next(
+                (c for c, lst in self.order_lists.items() if str(lst["orderListId"]) == p["orderListId"]), ""
+            )
+        lst = self.order_lists.get(list_cid)
+        if lst is None or lst["symbol"] != p.get("symbol") or lst["listOrderStatus"] != "EXECUTING":
+            raise Reply(400, -2011, "Unknown order list sent.")
+        first = self.orders[lst["legs"][0]]
+        self._end(first, "CANCELED")
+        self._other_leg_ends(first, "CANCELED")
+        return self._list_reply(list_cid, [dict(self.orders[c]) for c in lst["legs"]])
+
+    def _list_reply(self, list_cid: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
+        lst = self.order_lists[list_cid]
+        orders = [
+            {"symbol": lst["symbol"], "orderId": self.orders[c]["orderId"], "clientOrderId": c}
+            for c in lst["legs"]
+        ]
+        hidden = ("isWorking", "fills", "time")
+        return {
+            "orderListId": lst["orderListId"], "contingencyType": "OCO",
+            "listStatusType": lst["listStatusType"], "listOrderStatus": lst["listOrderStatus"],
+            "listClientOrderId": list_cid, "transactionTime": lst["transactionTime"], "symbol": lst["symbol"],
+            "orders": orders,
+            "orderReports": [{k: v for k, v in r.items() if k not in hidden} for r in reports],
+        }  # fmt: skip
 
     def _cancel_replace(self, p: dict[str, str]) -> dict[str, Any]:
         """Binance's order/cancelReplace: filters first (-1013, nothing changes), then the cancel

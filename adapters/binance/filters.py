@@ -204,6 +204,8 @@ class SymbolRules:
     market_lot_size: BinanceMarketLotSizeFilter | None = None
     min_notional: BinanceMinNotionalFilter | None = None
     notional: BinanceNotionalFilter | None = None
+    oco_allowed: bool = False  # exchangeInfo ocoAllowed: POST /api/v3/orderList/oco is accepted
+    oto_allowed: bool = False
 
     @classmethod
     def from_symbol(cls, sym: BinanceSymbolInfo) -> SymbolRules:
@@ -219,7 +221,16 @@ class SymbolRules:
                             f"exchangeInfo {sym.symbol}: {type(f).__name__}.{field.name} = {value}"
                         )
                 found[name] = f
-        return cls(sym.symbol, sym.status, sym.baseAsset, sym.quoteAsset, frozenset(sym.orderTypes), **found)
+        return cls(
+            sym.symbol,
+            sym.status,
+            sym.baseAsset,
+            sym.quoteAsset,
+            frozenset(sym.orderTypes),
+            oco_allowed=sym.ocoAllowed,
+            oto_allowed=sym.otoAllowed,
+            **found,
+        )
 
     @property
     def tick_size(self) -> Decimal:

@@ -67,6 +67,7 @@ from adapters.binance.errors import (
     error_for,
 )
 from adapters.binance.filters import BinanceNewOrder
+from adapters.binance.orders import BinanceNewOco
 from adapters.binance.ratelimit import DEFAULT_LIMITS, RateLimiter, shared_limiter
 from adapters.binance.replies import (
     BinanceAccount,
@@ -75,6 +76,7 @@ from adapters.binance.replies import (
     BinanceCancelReplaceReply,
     BinanceErrorBody,
     BinanceFill,
+    BinanceOrderListReply,
     BinanceOrderReply,
     BinanceServerTime,
 )
@@ -303,6 +305,23 @@ class BinanceHttpClient:
         path = "/api/v3/order/cancelReplace"
         call = _Call("POST", path, params, 1, True, 1, order.symbol, order.newClientOrderId)
         return await self._get(call, BinanceCancelReplaceReply)
+
+    async def new_oco(self, oco: BinanceNewOco) -> BinanceOrderListReply:
+        """``POST /api/v3/orderList/oco`` (weight 1, two orders): an OCO pair; like new_order, an
+        unknown outcome raises OutcomeUnknown (for ``listClientOrderId``).  Only on a symbol whose
+        exchangeInfo says ``ocoAllowed`` (:attr:`~adapters.binance.filters.SymbolRules.oco_allowed`)."""
+        fields = msgspec.structs.asdict(oco)
+        params: dict[str, ParamValue] = {k: v for k, v in fields.items() if v is not None}
+        params["newOrderRespType"] = "FULL"
+        path = "/api/v3/orderList/oco"
+        call = _Call("POST", path, params, 1, True, 2, oco.symbol, oco.listClientOrderId)
+        return await self._get(call, BinanceOrderListReply)
+
+    async def cancel_order_list(self, symbol: str, list_client_order_id: str) -> BinanceOrderListReply:
+        """``DELETE /api/v3/orderList``: cancel both legs of an OCO."""
+        params: dict[str, ParamValue] = {"symbol": symbol, "listClientOrderId": list_client_order_id}
+        call = _Call("DELETE", "/api/v3/orderList", params, 1, True, symbol=symbol)
+        return await self._get(call, BinanceOrderListReply)
 
     async def query_order(
         self, symbol: str, client_order_id: str = "", *, order_id: int | None = None

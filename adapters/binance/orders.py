@@ -65,6 +65,27 @@ def _is_stop_loss(side: Side, stop: Decimal | None, last: Decimal | None) -> boo
     return stop <= last if side == "sell" else stop >= last
 
 
+class BinanceNewOco(msgspec.Struct, frozen=True, kw_only=True):
+    """A one-cancels-the-other pair for ``POST /api/v3/orderList/oco``: the leg above the market and
+    the leg below it (a sell: take-profit above -- LIMIT_MAKER, TAKE_PROFIT(_LIMIT) --, stop-loss
+    below -- STOP_LOSS(_LIMIT); a buy the other way round), the same quantity each."""
+
+    symbol: str
+    side: BinanceSide
+    quantity: Decimal
+    listClientOrderId: str
+    aboveType: str
+    belowType: str
+    aboveClientOrderId: str | None = None
+    abovePrice: Decimal | None = None
+    aboveStopPrice: Decimal | None = None
+    aboveTimeInForce: BinanceTimeInForce | None = None
+    belowClientOrderId: str | None = None
+    belowPrice: Decimal | None = None
+    belowStopPrice: Decimal | None = None
+    belowTimeInForce: BinanceTimeInForce | None = None
+
+
 class VenueOrder(msgspec.Struct, frozen=True):
     """One order as the venue reports it (reconciliation)."""
 

@@ -51,6 +51,26 @@ class BinanceCancelReplaceReply(msgspec.Struct, frozen=True):
     newOrderResponse: BinanceOrderReply | None = None
 
 
+class BinanceOrderListOrder(msgspec.Struct, frozen=True):
+    symbol: str
+    orderId: int
+    clientOrderId: str
+
+
+class BinanceOrderListReply(msgspec.Struct, frozen=True):
+    """``POST /api/v3/orderList/oco`` and ``DELETE /api/v3/orderList``: the list and one report per leg."""
+
+    orderListId: int
+    contingencyType: str
+    listStatusType: str
+    listOrderStatus: str
+    listClientOrderId: str
+    symbol: str
+    transactionTime: int = 0
+    orders: list[BinanceOrderListOrder] = []
+    orderReports: list[BinanceOrderReply] = []
+
+
 class BinanceBalance(msgspec.Struct, frozen=True):
     asset: str
     free: Decimal

@@ -398,6 +398,8 @@ class BinanceSymbolInfo(msgspec.Struct, frozen=True):
     quoteAssetPrecision: int = 8
     orderTypes: list[str] = []
     permissions: list[str] = []
+    ocoAllowed: bool = False  # orderList/oco allowed on this symbol
+    otoAllowed: bool = False
 
     def parse_filters(self) -> list[BinanceSymbolFilter]:
         return [decode_filter(raw) for raw in self.filters]
