@@ -17,7 +17,7 @@ Groups:
   OrderRejected, OrderFilled, OrderCanceled, OrderExpired, OrderUnknown (events)
 - state: PositionChanged, BalancesChanged, LedgerAdjusted, GroupSnapshot, StopArmed, StopTriggered,
   StopCanceled
-- system: ActorStarted, ActorStopped, ActorFailed, ConfigReloaded, Heartbeat
+- system: ActorStarted, ActorStopped, ActorFailed, ConfigReloaded, Heartbeat, ServiceChanged
 """
 
 from __future__ import annotations
@@ -462,6 +462,25 @@ class ConfigReloaded(Message, frozen=True):
     error: str = ""
 
 
+class ServiceChanged(Message, frozen=True):
+    """The daemon's news for its operator (``tradingd notify``): something it depends on changed.
+
+    ``service``/``state``: ``redis`` or ``postgres`` ``down``/``up`` (an outage and its end),
+    ``feed`` ``stale``/``recovered`` (a group's market data, ``exchange``/``symbol`` the group's),
+    ``balance`` ``drift`` (the venue's balances off the ledger), ``daemon`` ``started``/``stopping``.
+    ``detail`` is for a person (rounded, ISO 8601 UTC); ``since_ns`` is when the trouble began
+    (on ``up``/``recovered``: so the outage's length is known).  ``ts_event`` is the wall clock:
+    these happen in the real world, also on a replay.  Stream kind ``event``: the mirror never
+    drops one (an outage of Redis is told once Redis is back); not journaled.
+    """
+
+    service: Literal["daemon", "redis", "postgres", "feed", "balance"]
+    state: Literal["started", "stopping", "down", "up", "stale", "recovered", "drift"]
+    severity: Literal["info", "warning", "critical"] = "info"
+    detail: str = ""
+    since_ns: int = 0
+
+
 class Heartbeat(Message, frozen=True):
     actor: str
     seq: int
@@ -492,7 +511,7 @@ StateMessage = (
     | StopTriggered
     | StopCanceled
 )
-SystemMessage = ActorStarted | ActorStopped | ActorFailed | ConfigReloaded | Heartbeat
+SystemMessage = ActorStarted | ActorStopped | ActorFailed | ConfigReloaded | Heartbeat | ServiceChanged
 AnyMessage = MarketMessage | DecisionMessage | OrderMessage | StateMessage | SystemMessage
 
 MARKET_TYPES: tuple[type[Message], ...] = (Trade, Quote, BookDelta, BookSnapshot, Bar)
@@ -526,6 +545,7 @@ ALL_TYPES: tuple[type[Message], ...] = (
     ActorStopped,
     ActorFailed,
     ConfigReloaded,
+    ServiceChanged,
     Heartbeat,
 )
 
@@ -564,11 +584,15 @@ STREAM_KIND: dict[type[Message], str] = {
     ActorStopped: "system",
     ActorFailed: "system",
     ConfigReloaded: "system",
+    ServiceChanged: "event",
     Heartbeat: "system",
 }
 
 # Kinds whose messages are never dropped: they wait (memory, then disk) until Redis has them.
 ORDER_PATH_KINDS = frozenset({"signal", "risk", "order", "fill", "position", "snapshot"})
+# Kinds the Redis mirror never drops (memory, then disk, until Redis has them): the order path
+# and the daemon's news for its operator (an outage of Redis is told once it is back).
+KEPT_KINDS = ORDER_PATH_KINDS | {"event"}
 
 
 def is_order_path(msg: Message) -> bool:

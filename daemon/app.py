@@ -32,6 +32,7 @@ from daemon.mirror import RedisMirror
 from daemon.persistence import Persistence
 from daemon.scopes import parse_scope
 from daemon.sdnotify import SystemdNotifier
+from daemon.service_watch import ServiceWatch, daemon_started, daemon_stopping
 from daemon.state_lock import StateDirLocked, StateLock
 from daemon.supervisor import Supervisor
 from daemon.version import tradingd_version
@@ -214,6 +215,7 @@ class Daemon:
             outer.start_soon(self.notifier.watchdog_loop)
             async with anyio.create_task_group() as inner:
                 await inner.start(self.supervisor.run)
+                inner.start_soon(self._watch_services().run, name="service-watch")
                 if self.cfg.health.enabled:
                     async with open_health_server(self.cfg.health, self, self.metrics) as server:
                         log.info(
@@ -227,16 +229,32 @@ class Daemon:
                     await self._serve(inner.cancel_scope)
             outer.cancel_scope.cancel()
 
+    def _watch_services(self) -> ServiceWatch:
+        sup, store = self.supervisor, self.persistence
+        return ServiceWatch(
+            self._announce,
+            lambda: list(sup.groups.values()),
+            self.mirror,
+            store.writer if store is not None and store.cfg.postgres else None,
+            lambda: sup.cfg.daemon.feed_stale_after_s,
+            sup.started_ns,
+        )
+
     async def _serve(self, root: anyio.CancelScope) -> None:
         groups = ", ".join(g.name for g in self.supervisor.groups.values())
         self.notifier.ready(f"trading {len(self.supervisor.groups)} groups")
         log.info("tradingd ready: %s", groups or "no groups", extra={"component": "daemon"})
+        restored = sum(1 for g in self.supervisor.groups.values() if g.recovery)
+        recovered = f"{restored} groups restored from the journal" if restored else ""
+        self._announce(daemon_started([g.name for g in self.supervisor.groups.values()], recovered))
         with anyio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     await self.reload()
                     continue
-                log.info("received %s, stopping", signal.Signals(signum).name, extra={"component": "daemon"})
+                name = signal.Signals(signum).name
+                log.info("received %s, stopping", name, extra={"component": "daemon"})
+                self._announce(daemon_stopping(f"received {name}"))
                 self.notifier.stopping()
                 root.cancel()
                 return

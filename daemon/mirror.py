@@ -16,7 +16,8 @@ keeper runs :class:`daemon.spill.Backlog`: order-path messages beyond
 ``order_path_memory`` go to disk and come back, in order.
 
 Market data and system messages are dropped (counted) when the queue is full, Redis is
-down or refuses them.  Order-path messages are never dropped: they wait through outages
+down or refuses them.  Order-path messages (and the daemon's ServiceChanged news, kind
+``event``) are never dropped: they wait through outages
 and restarts; one refused ``max_attempts`` times is dead-lettered so it cannot wedge its
 stream.  On cancellation the order path is written to the spill (shielded, bounded).
 
@@ -44,7 +45,7 @@ from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from actors.histogram import IO_BUCKETS
-from actors.messages import ORDER_PATH_KINDS, STREAM_KIND, Message
+from actors.messages import KEPT_KINDS, STREAM_KIND, Message
 from daemon.config import RedisSection
 from daemon.metrics import Metrics, Sample
 from daemon.redis_wire import RespConnection, pack_xadd, tls_context, xadd_prefix, xinfo_dict
@@ -64,7 +65,7 @@ REDIS_UP = "tradingd_redis_up"
 DELAY = "tradingd_mirror_delay_seconds"
 _DELAY_HELP = "A message offered to the mirror to Redis having it (entry id time to the reply; ms resolution)"
 # Labels known up front, so these counters exist at 0 from the start (the README says to watch them).
-DROPPED_KINDS = tuple(sorted(set(STREAM_KIND.values()) - ORDER_PATH_KINDS))
+DROPPED_KINDS = tuple(sorted(set(STREAM_KIND.values()) - KEPT_KINDS))
 DROP_REASONS = ("redis_down", "queue_full", "refused", "shutdown")
 ERROR_LABELS = ("connection", "timeout", "tls", "oom", "config", "id_conflict", "response", "disk")
 _HELP = {
@@ -159,6 +160,8 @@ class RedisMirror:
         self._xadd_heads: dict[str, bytes] = {}  # per stream key: packed "XADD key MAXLEN ~ n"
         self._type_bulks: dict[str, bytes] = {}  # per message tag: the packed value
         self._up: bool | None = None  # None: not tried yet (market data is queued meanwhile)
+        self.outages = 0  # times Redis went away (daemon.service_watch tells each, however short)
+        self.last_down_ns = 0  # wall clock, when it last went away
         self._down_since = 0.0
         self._published = self._dropped = self._rr = 0
         for name, (kind, text) in _HELP.items():
@@ -166,7 +169,7 @@ class RedisMirror:
         metrics.set(REDIS_UP, 0)
         metrics.zero(DROPPED, ({"kind": k, "reason": r} for k in DROPPED_KINDS for r in DROP_REASONS))
         metrics.zero(ERRORS, ({"error": e} for e in ERROR_LABELS))
-        metrics.zero(DEAD_LETTERS, ({"kind": k} for k in sorted(ORDER_PATH_KINDS)))
+        metrics.zero(DEAD_LETTERS, ({"kind": k} for k in sorted(KEPT_KINDS)))
         metrics.zero("tradingd_mirror_spilled_total", [{}])
         metrics.add_collector(self._collect)
 
@@ -202,6 +205,11 @@ class RedisMirror:
         self._metrics.inc(DROPPED, {"kind": kind, "reason": reason}, n)
 
     # --- status ---------------------------------------------------------------------------
+    @property
+    def dropped(self) -> int:
+        """Messages dropped so far (market data and system messages only)."""
+        return self._dropped
+
     @property
     def redis_state(self) -> Literal["up", "down", "disabled"]:
         return "disabled" if self._disabled else "up" if self._up else "down"
@@ -302,6 +310,7 @@ class RedisMirror:
                 "redis %s unreachable (%s): dropping market data, holding the order path", url, exc, extra=_X
             )
             self._up, self._down_since = False, time.monotonic()
+            self.outages, self.last_down_ns = self.outages + 1, time_ns()
             self._metrics.set(REDIS_UP, 0)
         while self._mkt:
             self._drop(self._mkt.popleft().stream.kind, "redis_down")

@@ -32,7 +32,7 @@ from typing import Literal
 import anyio
 import msgspec
 
-from actors.messages import ORDER_PATH_KINDS, Message
+from actors.messages import KEPT_KINDS, Message
 from daemon.metrics import Metrics
 
 log = logging.getLogger("tradingd.mirror")
@@ -242,7 +242,7 @@ class StreamState:
     __slots__ = ("blocked_until", "error", "floor", "key", "kind", "ms", "order_path", "pending", "seq")
 
     def __init__(self, key: str, kind: str) -> None:
-        self.key, self.kind, self.order_path = key, kind, kind in ORDER_PATH_KINDS
+        self.key, self.kind, self.order_path = key, kind, kind in KEPT_KINDS
         self.ms, self.seq = 0, 0
         self.floor: Id | None = None  # None: read the top id before the next write
         self.pending: deque[Entry] = deque()

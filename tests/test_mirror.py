@@ -32,6 +32,7 @@ from actors.messages import (
     PositionChanged,
     Quote,
     RiskApproved,
+    ServiceChanged,
     Signal,
     SubmitOrder,
     Trade,
@@ -87,6 +88,7 @@ def every_kind(i: int) -> list[Message]:
             **s, account="a", quantity=D(1), avg_price=D(100), strategy="breakout", strategy_state=b"\x90"
         ),
         Heartbeat(**s, actor="risk", seq=i),
+        ServiceChanged(**s, service="feed", state="stale", severity="warning", detail="stale"),
     ]
 
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from actors.messages import ANY_DECODER_MSGPACK, OrderFilled, OrderSubmitted
+from actors.messages import ANY_DECODER_MSGPACK, OrderFilled, OrderSubmitted, ServiceChanged
 from daemon.app import Daemon
 from daemon.config import parse_config
 from daemon.metrics import Metrics
@@ -68,11 +68,19 @@ async def test_trading_continues_through_redis_kill_and_order_path_arrives_once(
                 ANY_DECODER_MSGPACK.decode(f[b"data"])
                 for _, f in await r.xrange(f"{prefix}:paper:UNITTEST/BTC:order")
             ]
+            news = [
+                ANY_DECODER_MSGPACK.decode(f[b"data"])
+                for _, f in await r.xrange(f"{prefix}:daemon:all:event")
+            ]
         finally:
             await r.aclose()
     trade_ids = Counter(f.trade_id for f in fills if isinstance(f, OrderFilled))
     assert trade_ids and max(trade_ids.values()) == 1, "a fill record was written twice"
     assert sum(trade_ids.values()) == expected_fills, "a fill record is missing"
+    # the operator is told: started, Redis down (kept while Redis was away), Redis back, once each
+    told = [(n.service, n.state) for n in news if isinstance(n, ServiceChanged)]
+    assert told == [("daemon", "started"), ("redis", "down"), ("redis", "up")], news
+    assert "Redis back after" in news[2].detail and "market/system messages dropped" in news[2].detail
     submitted = Counter(o.client_order_id for o in orders if isinstance(o, OrderSubmitted))
     assert max(submitted.values()) == 1
     assert sum(submitted.values()) == expected_orders

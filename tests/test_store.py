@@ -36,6 +36,7 @@ from actors.messages import (
     PositionChanged,
     RiskApproved,
     RiskRejected,
+    ServiceChanged,
     Signal,
     SubmitOrder,
     Trade,
@@ -43,6 +44,7 @@ from actors.messages import (
 from actors.order_ids import client_order_id
 from daemon.journal import Journal
 from daemon.metrics import Metrics
+from daemon.service_watch import ServiceWatch
 from daemon.store import LOCK_KEY, MigrationError, migrate, migrate_main
 from daemon.store.writer import JournalWriter
 from tests.helpers import free_port
@@ -517,10 +519,13 @@ async def test_outage_trading_goes_on_and_the_writer_catches_up(
             writer = JournalWriter(
                 journal, cluster.dsn, metrics, max_delay=0.01, backoff_initial=0.05, backoff_max=1.0
             )
+            news: list[ServiceChanged] = []  # what the operator is told (daemon.service_watch)
+            watch = ServiceWatch(news.append, lambda: [], None, writer, lambda: 60.0, time.time_ns())
             async with running(writer):
                 for flows in range(1, 11):
                     await append_all(journal, order_flow(flows, T0 + flows * 10**12))
                 await writer.wait_committed(journal.durable_offset)
+                assert watch.check() == []  # up at the first look: no news
 
                 await anyio.to_thread.run_sync(cluster.stop)  # kill -9 of the server, in effect
                 slowest, deadline = 0.0, time.monotonic() + OUTAGE_S
@@ -534,8 +539,15 @@ async def test_outage_trading_goes_on_and_the_writer_catches_up(
                     writer.committed_offset is not None and writer.committed_offset < journal.durable_offset
                 )
                 assert metrics.total("tradingd_store_errors_total") >= 2
+                watch.check()
+                watch.check()  # once per outage
+                assert [(n.service, n.state) for n in news] == [("postgres", "down")]
+                assert "PostgreSQL unavailable since" in news[0].detail and "Error" in news[0].detail
                 await anyio.to_thread.run_sync(cluster.start)
                 await writer.wait_committed(journal.durable_offset)
+                watch.check()
+                assert [(n.service, n.state) for n in news] == [("postgres", "down"), ("postgres", "up")]
+                assert "PostgreSQL back after" in news[1].detail and news[1].since_ns == news[0].since_ns
 
             per_flow = len(order_flow())
             rows = await query(

@@ -1,7 +1,7 @@
 """Reads the daemon's Redis streams with a consumer group and files alerts, exactly once.
 
 Takes every stream ``{prefix}:{exchange}:{symbol}:{kind}`` of the kinds ``position``, ``order``,
-``fill``, ``risk`` and ``system`` (found with SCAN, again every ``scan_interval_s``), read with
+``fill``, ``risk``, ``system`` and ``event`` (found with SCAN, again every ``scan_interval_s``), read with
 XREADGROUP as consumer ``notify.consumer`` of group ``notify.group``.  For each batch the alerts
 (:mod:`daemon.notify.events`) are filed into the targets' outboxes and the entries XACKed in one
 MULTI/EXEC: a crash before EXEC leaves them pending (read again on restart: this consumer's own
@@ -40,7 +40,7 @@ from daemon.notify.outbox import Outbox
 log = logging.getLogger("tradingd.notify.consumer")
 _X = {"component": "notify"}
 
-STREAM_KINDS = ("position", "order", "fill", "risk", "system")
+STREAM_KINDS = ("position", "order", "fill", "risk", "system", "event")
 ALERT_TYPES = frozenset(
     {
         b"PositionChanged",

@@ -24,6 +24,7 @@ from actors.messages import (
     OrderUnknown,
     PositionChanged,
     RiskDayChanged,
+    ServiceChanged,
     StopTriggered,
 )
 from daemon.notify.config import SEVERITIES, EventKind, Severity
@@ -40,6 +41,14 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     where: str = ""
 
 
+# the alert kind (what a target subscribes to) of each ServiceChanged service
+SERVICE_KINDS: dict[str, EventKind] = {
+    "redis": "outage",
+    "postgres": "outage",
+    "feed": "feed",
+    "balance": "reconcile",
+    "daemon": "daemon",
+}
 ALERT_ENCODER = msgspec.msgpack.Encoder()
 ALERT_DECODER = msgspec.msgpack.Decoder(Alert)
 
@@ -166,6 +175,10 @@ def message_alert(msg: Message, resolved_unknown: bool = False) -> Alert | None:
             text = f"{msg.symbol} HALTED: {msg.actor} failed {msg.restarts} times: {msg.error[:200]}"
             return _alert("risk", "critical", msg, f"{msg.symbol} HALTED", text)
         return None
+    if isinstance(msg, ServiceChanged):
+        kind = SERVICE_KINDS[msg.service]
+        title = f"{msg.symbol if msg.service == 'feed' else msg.service} {msg.state}"
+        return _alert(kind, msg.severity, msg, title, msg.detail or title)
     if isinstance(msg, ConfigReloaded):
         if not msg.ok:
             return _alert(

@@ -115,9 +115,17 @@ class JournalWriter:
         self.committed_offset: int | None = None  # known once connected: every record below is stored
         self._delay = backoff_initial
         self._down_since: float | None = None
+        self.last_error = ""  # the outage's first error, for the operator (ServiceChanged)
+        self.outages = 0  # outages so far (daemon.service_watch tells each, however short)
+        self.last_down_ns = 0  # wall clock, when the last one began
         self._committed_event: anyio.Event | None = None
         for name, (kind, text) in _HELP.items():
             metrics.describe(name, kind, text)
+
+    @property
+    def down(self) -> bool:
+        """True from the first failure of an outage until the store answers again."""
+        return self._down_since is not None
 
     def lag(self) -> int:
         """Durable journal records not in the store yet."""
@@ -274,6 +282,8 @@ class JournalWriter:
         self.metrics.inc("tradingd_store_errors_total", {"error": type(exc).__name__})
         if self._down_since is None:
             self._down_since = time.monotonic()
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            self.outages, self.last_down_ns = self.outages + 1, time.time_ns()
             log.warning(
                 "PostgreSQL store unavailable, retrying (the journal keeps every record): %r", exc, extra=_X
             )
