@@ -10,6 +10,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from actors.balance_ledger import BalanceLedger
@@ -22,6 +23,8 @@ from daemon.balance_check import BalanceChecker
 from daemon.config import parse_config
 from daemon.config_schema import BinanceAccount
 from daemon.metrics import Metrics
+from daemon.notify.consumer import ALERT_TYPES
+from daemon.notify.events import message_alert
 from tests.helpers import make_config, unique_prefix
 
 pytestmark = pytest.mark.anyio
@@ -231,3 +234,19 @@ async def test_a_paper_account_trading_finds_no_drift(tmp_path: Path) -> None:
         tg.cancel_scope.cancel()
     assert acct.balance.drifts == {} and acct.balance.errors == 0
     assert {s["state"] for s in acct.balance.assets.values()} == {"ok"}
+
+
+def test_a_drift_is_a_notification_a_baseline_is_not() -> None:
+    drift = LedgerAdjusted(
+        **stamp("binance", "*", 1_700_000_000_000_000_000),
+        account="live",
+        reason="drift",
+        adjust={"USDT": D("250.123456789"), "NKN": D(-120)},
+    )
+    alert = message_alert(drift)
+    assert alert is not None and (alert.kind, alert.severity) == ("reconcile", "warning")
+    assert alert.text == (
+        "balance drift on account live: venue minus ledger NKN -120, USDT +250.123; the ledger re-based"
+    )
+    assert message_alert(msgspec.structs.replace(drift, reason="baseline")) is None
+    assert b"LedgerAdjusted" in ALERT_TYPES  # the notifier reads it from the mirror

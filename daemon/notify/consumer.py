@@ -49,6 +49,7 @@ ALERT_TYPES = frozenset(
         b"StopTriggered",
         b"RiskDayChanged",
         b"HaltChanged",
+        b"LedgerAdjusted",
         b"ActorFailed",
         b"ConfigReloaded",
         b"ServiceChanged",

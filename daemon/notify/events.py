@@ -3,6 +3,7 @@
 Takes (decoded from the Redis streams): PositionChanged (a fill: entry, exit with PnL, flip),
 OrderRejected, OrderUnknown, an order message resolving an UNKNOWN, StopTriggered,
 RiskDayChanged (breach = REDUCING, lifted), HaltChanged (halt/resume), ActorFailed,
+LedgerAdjusted (a balance drift the balance check found: kind ``reconcile``),
 ConfigReloaded (with the diff), ServiceChanged (Redis/PostgreSQL outage and recovery).
 Emits :class:`Alert` records (kind, severity, title, text) for the outboxes.  Numbers are
 rounded to 6 significant digits, times are ISO 8601 UTC to the second.
@@ -19,6 +20,7 @@ from actors.messages import (
     ActorFailed,
     ConfigReloaded,
     HaltChanged,
+    LedgerAdjusted,
     Message,
     OrderRejected,
     OrderUnknown,
@@ -170,6 +172,12 @@ def message_alert(msg: Message, resolved_unknown: bool = False) -> Alert | None:
         if msg.halted:
             return _alert("halt", "critical", msg, f"HALTED ({scope})", f"HALTED ({scope}){by}: {msg.reason}")
         return _alert("halt", "warning", msg, f"resumed ({scope})", f"trading resumed ({scope}){by}")
+    if isinstance(msg, LedgerAdjusted):
+        if msg.reason != "drift":
+            return None
+        moved = ", ".join(f"{asset} {signed(amount)}" for asset, amount in sorted(msg.adjust.items()))
+        text = f"balance drift on account {msg.account}: venue minus ledger {moved}; the ledger re-based"
+        return _alert("reconcile", "warning", msg, f"balance drift ({msg.account})", text)
     if isinstance(msg, ActorFailed):
         if msg.halted:
             text = f"{msg.symbol} HALTED: {msg.actor} failed {msg.restarts} times: {msg.error[:200]}"
