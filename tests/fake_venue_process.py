@@ -15,7 +15,8 @@
   client order id).
 
 ``FAKE_VENUE_COMMISSION="0.001 USDT"`` in the environment charges that rate of each fill's notional
-in that asset (default: none).
+in that asset (default: none); ``FAKE_VENUE_ORDER_TYPES="STOP_LOSS,TAKE_PROFIT"`` allows those order
+types on NKNUSDT (its captured exchangeInfo does not: native stops are refused there otherwise).
 
 It writes ``{"ws_url", "rest_url", "venue_url", "ws_api_url", "control_url"}`` as JSON to PORTFILE
 once everything listens, and runs until killed.
@@ -88,13 +89,20 @@ def _commission() -> dict[str, object]:
     return {"commission_rate": Decimal(rate), "commission_asset": asset} if rate else {}
 
 
+def _order_types() -> dict[str, object]:
+    extra = [t for t in os.environ.get("FAKE_VENUE_ORDER_TYPES", "").split(",") if t]
+    return {"order_types_extra": frozenset(extra)} if extra else {}
+
+
 async def main(portfile: Path) -> None:
     frozen = anyio.Event()
     async with (
         open_fake_binance_ws(
             live=True, replay_s=3600.0, trades_every_s=TRADE_EVERY_S, trade_price=wave_price
         ) as market,
-        open_fake_binance(balances=dict(START_BALANCES), market_price=BASE_PRICE, **_commission()) as venue,
+        open_fake_binance(
+            balances=dict(START_BALANCES), market_price=BASE_PRICE, **_commission(), **_order_types()
+        ) as venue,
     ):
         venue.last_prices[SYMBOL] = BASE_PRICE
 
