@@ -1,6 +1,8 @@
 """Balance reconciliation of one account: the venue's balances against the ledger.
 
-Takes nothing from a channel: at start (before READY, see :meth:`Supervisor.run`) and every
+Takes nothing from a channel: at start (before READY, see :meth:`Supervisor.run`; one short
+attempt, so a venue that is down does not hold READY back: the next check comes within ``RETRY_S``)
+and every
 ``accounts.X.balance_check_s`` it asks the venue for the account's balances (Binance
 ``GET /api/v3/account``; a paper account's book is its venue) and compares them, asset by asset
 for the base and quote assets of the account's groups, with the portfolio's ledger
@@ -45,6 +47,8 @@ SETTLE_S = 0.5  # between two reads of a suspected drift: a fill report in fligh
 MAX_READS = 4  # reads of one check before a moving difference is left to the next check
 FETCH_TIMEOUT_S = 10.0
 FETCH_ATTEMPTS = 3
+START_TIMEOUT_S = 5.0  # at start one short attempt: a venue that is down must not hold READY back
+RETRY_S = 5.0  # after a check whose venue read failed, the next one comes this soon
 DRAIN_TIMEOUT_S = 2.0  # the portfolio's inbox (fills) is emptied before the venue is read
 DEFAULT_UNIT = Decimal("0.00000001")
 IDLE_S = 60.0  # balance_check_s = 0: how often a reload turning checks on is noticed
@@ -75,6 +79,8 @@ class BalanceChecker:
         self.last_check_ns = 0
         self.last_error = ""
         self.assets: dict[str, dict[str, str | None]] = {}  # per asset: venue, ledger, state
+        self.populated = False  # the portfolio has had the venue's balances once
+        self._quick = False  # this check is the one at start: one short attempt per read
 
     def update(self, cfg: AccountConfig) -> None:
         self.cfg = cfg
@@ -89,7 +95,7 @@ class BalanceChecker:
         (looked at again each minute, so a reload can turn it on)."""
         while True:
             interval = self.cfg.balance_check_s
-            await anyio.sleep(interval or IDLE_S)
+            await anyio.sleep(min(interval, RETRY_S) if interval and self.last_error else interval or IDLE_S)
             if interval and self.cfg.balance_check_s:
                 await self.check()
 
@@ -98,11 +104,12 @@ class BalanceChecker:
         units = self.units()
         if not units:
             return  # no group on the account yet: nothing to compare
+        self._quick = at_start
         await self._drain()
         venue = await self._read()
         if venue is None:
             return
-        if at_start and isinstance(self.cfg, BinanceAccount):
+        if not self.populated and isinstance(self.cfg, BinanceAccount):
             self._populate(venue)
         ledger = self.portfolio.ledger
         fresh = ledger.unknown(venue, units)
@@ -140,14 +147,15 @@ class BalanceChecker:
 
     async def _read(self) -> dict[str, Decimal] | None:
         """The venue's balances (free + locked), retried; None (counted, reported) if it fails."""
+        attempts, timeout = (1, START_TIMEOUT_S) if self._quick else (FETCH_ATTEMPTS, FETCH_TIMEOUT_S)
         try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(FETCH_ATTEMPTS),
+                stop=stop_after_attempt(attempts),
                 wait=wait_exponential(multiplier=0.2, max=2.0),
                 retry=retry_if_exception_type(Exception),
                 reraise=True,
             ):
-                with attempt, anyio.fail_after(FETCH_TIMEOUT_S):
+                with attempt, anyio.fail_after(timeout):
                     return await self.fetch()
         except Exception as exc:  # noqa: BLE001 - a venue that cannot be asked is reported, not a drift
             self.errors += 1
@@ -200,6 +208,7 @@ class BalanceChecker:
         self.portfolio.set_venue_balances(
             BalancesChanged(**stamp(self._exchange, "*", now), account=self.name, free=dict(venue))
         )
+        self.populated = True
 
     def _adjust(self, reason: Literal["baseline", "drift"], amounts: dict[str, Decimal]) -> None:
         msg = LedgerAdjusted(

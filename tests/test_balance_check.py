@@ -178,6 +178,23 @@ async def test_a_venue_that_cannot_be_asked_is_an_error_not_a_drift(world: World
     assert world.checker.errors == 1 and world.checker.status()["error"] == ""
 
 
+async def test_a_venue_down_at_start_does_not_hold_the_start_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(balance_check, "RETRY_S", 0.05)
+    w = World(balance_check_s=300.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(w.portfolio.run)
+        w.venue.fail = 1
+        await w.checker.check(at_start=True)  # one attempt, not three
+        assert (w.venue.reads, w.checker.errors, w.portfolio.ledger.based) == (1, 1, False)
+        tg.start_soon(w.checker.run)
+        with anyio.fail_after(5):
+            while not w.checker.checks:  # retried within RETRY_S, not after balance_check_s
+                await anyio.sleep(0.01)
+        assert w.portfolio.ledger.balances == {"NKN": D(1000), "USDT": D(500)}
+        assert w.portfolio.balances["BNB"] == D(1) and w.checker.populated
+        tg.cancel_scope.cancel()
+
+
 async def test_halt_and_tolerance() -> None:
     w = World(on_balance_drift="halt", balance_tolerance=D("0.5"))
     async with anyio.create_task_group() as tg:
