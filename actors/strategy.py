@@ -5,7 +5,11 @@ RiskApproved / RiskRejected (its intents decided: counted as working orders unti
 Emits: Signal (recorded on the bus) and OrderIntent (to risk); with a ``checkpoint_sink``
 (the daemon's journal) a StrategyCheckpoint after each event it decided on (journal only).
 
-Restart: ``decision_floor_ns`` is the event time of the newest decision the journal (or the
+Restart: ``reconcile_due`` (set by restart recovery) makes the first market event after the
+restart first call the strategy's ``reconcile(state, ctx, orders)`` with the recovered position
+and the strategy's open orders (``open_orders_view``), so a restored state older than them is
+re-derived (the grid's slots) instead of waiting for orders that ended long ago.
+``decision_floor_ns`` is the event time of the newest decision the journal (or the
 store, or the venue) knows; whatever the strategy decides on events up to it was decided
 before the crash and is dropped here, counted (``tradingd_strategy_replayed_total``), never
 sent to risk again.  A replay resuming from a checkpoint older than that floor so rebuilds
@@ -41,7 +45,7 @@ from actors.messages import (
 )
 from actors.runtime import Actor
 from actors.state import SymbolState
-from actors.strategies.base import Output, Strategy, StrategyContext
+from actors.strategies.base import OpenOrder, Output, Strategy, StrategyContext
 
 UNDECIDED_TTL_S = 60.0
 
@@ -77,6 +81,9 @@ class StrategyActor(Actor):
         self._undecided: dict[str, float] = {}
         self.decision_floor_ns = 0  # restart: decisions on events up to here were made already
         self.replayed = 0  # outputs dropped for that
+        self.reconcile_due = False  # restart: reconcile the restored state on the next market event
+        self.open_orders_view: Callable[[], Sequence[OpenOrder]] = tuple
+        self.reconciled = 0
         self.checkpoint_sink: Callable[[Message], None] | None = None
         self._encode = msgspec.msgpack.Encoder().encode
 
@@ -84,6 +91,17 @@ class StrategyActor(Actor):
         """Config reload: new parameters, same state."""
         self.strategy = strategy
         self.max_notional = max_notional
+
+    def _reconcile(self, now_ns: int) -> None:
+        """The restored state brought in line with the recovered position and open orders."""
+        self.reconcile_due = False
+        orders = list(self.open_orders_view())
+        ctx = self._context(now_ns)
+        self.strategy_state = self.strategy.reconcile(self.strategy_state, ctx, orders)
+        self.reconciled += 1
+        self.log.info(
+            "strategy state reconciled with position %s and %d open orders", ctx.position, len(orders)
+        )
 
     def _undecided_count(self) -> int:
         if not self._undecided:
@@ -120,6 +138,8 @@ class StrategyActor(Actor):
         """
         if self._undecided:
             return 0, False
+        if self.reconcile_due and start < stop:
+            self._reconcile(bars[start].ts_event)
         on_bar, context = self.strategy.on_bar, self._context
         i = start
         while i < stop:
@@ -137,6 +157,8 @@ class StrategyActor(Actor):
         for i, msg in enumerate(batch):
             self._progress = i
             if type(msg) is Bar:
+                if self.reconcile_due:
+                    self._reconcile(msg.ts_event)
                 self.strategy_state, out = self.strategy.on_bar(
                     self.strategy_state, msg, self._context(msg.ts_event)
                 )
@@ -146,6 +168,8 @@ class StrategyActor(Actor):
                 await handle(msg)
 
     async def handle(self, msg: Message) -> None:
+        if self.reconcile_due and isinstance(msg, Bar | Trade | Quote):
+            self._reconcile(msg.ts_event)
         match msg:
             case Bar():
                 self.strategy_state, out = self.strategy.on_bar(

@@ -6,7 +6,9 @@
 
 1. the order actor carries on with the open orders and the position (risk sees them as
    open orders, reserved exposure and position at once);
-2. the strategy continues from its snapshot state when the strategy (name) is unchanged;
+2. the strategy continues from its snapshot state when the strategy (name) is unchanged,
+   reconciled on its first market event with the position and its open orders as the
+   reconciliation below leaves them (``reconcile``: the state may be older than both);
 3. the venue is asked what became of every order the journal left open
    (:class:`VenueReconciler`); its answers (fills, cancels, acceptances) are published
    on the group's bus ahead of any market data, so the order actor applies them first.
@@ -55,6 +57,7 @@ from actors.order import OrderRecord
 from actors.order_fold import FoldedOrder, OrderFold
 from actors.order_ids import client_order_id
 from actors.stop_monitor import NativeState
+from actors.strategies.base import OpenOrder
 from actors.timefmt import iso_utc
 from adapters.binance.execution import BinanceExecution
 from adapters.paper.account import PaperAccountState
@@ -205,6 +208,24 @@ async def _venue_used_ids(group: SymbolGroup, venue: BinanceExecution) -> tuple[
     return ids, [f"venue knows {len(ids)} client ids of this symbol: never sent again"]
 
 
+def strategy_orders(open_orders: Callable[[], list[OrderRecord]]) -> Callable[[], list[OpenOrder]]:
+    """The strategy's own open orders (source ``strategy:...``), as the strategy sees them."""
+
+    def view() -> list[OpenOrder]:
+        return [
+            OpenOrder(
+                intent_id=r.intent.intent_id,
+                side=r.intent.side,
+                price=r.intent.price,
+                leaves=r.quantity - r.cum_qty,
+            )
+            for r in open_orders()
+            if r.intent.source.startswith("strategy:")
+        ]
+
+    return view
+
+
 def _iso(ns: int) -> str:
     return iso_utc(ns, "milliseconds")
 
@@ -243,7 +264,9 @@ async def restore_group(
         state_type = type(strat.strategy_state)
         try:
             strat.strategy_state = msgspec.msgpack.decode(fold.strategy_state, type=state_type)
-            done.append(f"strategy {fold.strategy} state restored")
+            strat.open_orders_view = strategy_orders(order.open_orders)
+            strat.reconcile_due = True
+            done.append(f"strategy {fold.strategy} state restored (reconciled on its first event)")
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
             log.warning("strategy state of %s not restored (starts fresh): %s", group.name, exc)
             done.append("strategy state unreadable: fresh start")

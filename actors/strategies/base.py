@@ -8,16 +8,23 @@ intent: the order actor cancels the order it became).
 
 ``StrategyContext`` is what the actor knows and the strategy may read: the current
 position, the instrument's tick and step sizes, the notional risk allows, and the time.
+
+After a restart the actor calls ``reconcile(state, ctx, orders)`` once, on the first market
+event, with the recovered position (``ctx``) and the strategy's open orders
+(:class:`OpenOrder`): a state restored from a snapshot or checkpoint can be older than them
+(orders filled or ended while it was not saved), and whatever in it depends on orders or
+position is re-derived there.  Strategies that keep no such state return it unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
-from actors.messages import Bar, CancelIntent, OrderIntent, Quote, Signal, Trade
+from actors.messages import Bar, CancelIntent, OrderIntent, Quote, Side, Signal, Trade
 
 S = TypeVar("S")
 
@@ -34,6 +41,15 @@ class StrategyContext(msgspec.Struct, frozen=True, kw_only=True):
     tick_size: Decimal
     step_size: Decimal
     open_orders: int = 0
+
+
+class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """One of the strategy's orders still working, as recovered after a restart."""
+
+    intent_id: str
+    side: Side
+    price: Decimal | None
+    leaves: Decimal
 
 
 def round_to_tick(price: Decimal, tick: Decimal) -> Decimal:
@@ -60,3 +76,7 @@ class Strategy(Protocol, Generic[S]):
     def on_trade(self, state: S, trade: Trade, ctx: StrategyContext) -> tuple[S, list[Output]]: ...
 
     def on_quote(self, state: S, quote: Quote, ctx: StrategyContext) -> tuple[S, list[Output]]: ...
+
+    def reconcile(self, state: S, ctx: StrategyContext, orders: Sequence[OpenOrder]) -> S:
+        """After a restart: ``state`` brought in line with the recovered position and open orders."""
+        ...

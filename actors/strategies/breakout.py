@@ -51,6 +51,7 @@ window, the series is resized on the next bar (newest bars kept).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -69,7 +70,7 @@ from actors.indicators import (
 )
 from actors.messages import Bar, OrderIntent, Quote, Side, Signal, Trade
 from actors.params import BreakoutParams
-from actors.strategies.base import Output, StrategyContext, floor_to_step, round_to_tick
+from actors.strategies.base import OpenOrder, Output, StrategyContext, floor_to_step, round_to_tick
 
 if TYPE_CHECKING:
     from actors.strategies.base import Strategy
@@ -187,6 +188,12 @@ class BreakoutStrategy:
 
     def on_quote(self, state: BreakoutState, quote: Quote, ctx: StrategyContext) -> Result:
         return state, []
+
+    def reconcile(
+        self, state: BreakoutState, ctx: StrategyContext, orders: Sequence[OpenOrder]
+    ) -> BreakoutState:
+        """Nothing to re-derive: entries and exits are decided from the context's position."""
+        return state
 
     def on_bar(self, state: BreakoutState, bar: Bar, ctx: StrategyContext) -> Result:
         values = bar_values(bar)

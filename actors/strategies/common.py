@@ -14,12 +14,13 @@ Every strategy builds its outputs here so they look alike on the bus:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Generic, Self, TypeVar
 
 from actors.bar_check import bar_ok
 from actors.messages import Bar, OrderIntent, OrderType, Quote, Side, Signal, Trade
-from actors.strategies.base import Output, StrategyContext, round_to_tick
+from actors.strategies.base import OpenOrder, Output, StrategyContext, round_to_tick
 
 S = TypeVar("S")
 P = TypeVar("P")
@@ -46,6 +47,11 @@ class BarStrategy(Generic[S, P]):
 
     def on_quote(self, state: S, quote: Quote, ctx: StrategyContext) -> tuple[S, list[Output]]:
         return state, []
+
+    def reconcile(self, state: S, ctx: StrategyContext, orders: Sequence[OpenOrder]) -> S:
+        """Nothing of the state depends on orders: position and open orders are read from the
+        context on every bar (the grid overrides this)."""
+        return state
 
 
 _HUNDRED = Decimal(100)

@@ -78,6 +78,18 @@ back.  A state saved before ``order_ts`` existed decodes with the intent ids unk
 resting buys are not canceled (they are left working, untracked, as before) and every
 order placed from then on is tracked.
 
+Restart (:meth:`GridStrategy.reconcile`, called once on the first bar after a restart with the
+recovered position and the grid's open orders): a restored state may be older than both (its
+buys filled, its sells were placed or filled, the paper venue canceled everything), and rule 1
+only infers fills from changes since the state was saved.  So the slots are re-derived: a slot
+with an open ``buy-i`` order of this grid works it (BUYING, CANCELING if it was being canceled),
+one with an open ``sell-i`` holds (HOLDING), every other slot is IDLE; the held units, ``floor((
+position - base) / q)``, that no working sell covers are HOLDING slots without a sell
+(``unsold``: the IDLE ones whose buy level is nearest the position's average price), and the
+next bar sends their sells before anything else (rule 1 then does not count them as ended
+orders).  Orders with other ids (another strategy's, an older grid's with other levels) are not
+the grid's.  A stopped grid is left as it is (it sells what its sells do not cover anyway).
+
 State: :class:`GridState` (immutable, decimals) round-trips through msgspec msgpack and
 json.  Reload (:meth:`GridStrategy.with_params`): the state is kept when ``lower``,
 ``upper``, ``levels`` and ``spacing`` are unchanged; otherwise the grid starts afresh on
@@ -87,6 +99,7 @@ cancels the old grid's resting buys.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -95,7 +108,7 @@ import msgspec
 
 from actors.messages import Bar, CancelIntent, OrderIntent
 from actors.params import GridParams
-from actors.strategies.base import Output, StrategyContext, floor_to_step, round_to_tick
+from actors.strategies.base import OpenOrder, Output, StrategyContext, floor_to_step, round_to_tick
 from actors.strategies.common import BarStrategy, bar_prices, make_intent, make_signal, pct
 
 if TYPE_CHECKING:
@@ -164,6 +177,9 @@ class GridState(msgspec.Struct, frozen=True, kw_only=True):
     """Per slot, ``ts_event`` of the bar that placed the slot's working (or canceled) order: its
     intent id is ``{exchange}:{symbol}:grid:{ts}:{buy-i|sell-i}``; 0: none or unknown.  Empty
     in a state saved before this field existed (read as all unknown)."""
+    unsold: tuple[int, ...] = ()
+    """HOLDING slots whose sell is not working (found by :meth:`GridStrategy.reconcile` after a
+    restart): the next bar sends it."""
 
 
 Result = tuple[GridState, list[Output]]
@@ -236,9 +252,14 @@ class GridStrategy(BarStrategy[GridState, GridParams]):
             state, bars=state.bars + 1, base=min(state.base, max(position, _ZERO))
         )
         stopped = state.stopped
+        resent: list[Output] = []
+        pending: list[int] = []
+        if state.unsold and not stopped:  # after a restart: held units no working sell covers
+            state, resent, pending = self._sell_unsold(state, ctx, ts, q)
         # 1. fills (a stopped grid places no sell for a late buy fill: it sells it at market)
-        state, out, placed = self._fills(state, bar, ctx, q, place_sells=not stopped)
-        out = reloaded + out
+        state, out, placed = self._fills(state, bar, ctx, q, place_sells=not stopped, pending=len(pending))
+        out = reloaded + resent + out
+        placed += pending
         if stopped:
             return self._flatten(state, bar, ctx, out, q)
         lines = state.lines
@@ -299,18 +320,73 @@ class GridStrategy(BarStrategy[GridState, GridParams]):
                 )
         return msgspec.structs.replace(state, slots=tuple(slots), order_ts=tuple(order_ts)), out
 
+    def reconcile(self, state: GridState, ctx: StrategyContext, orders: Sequence[OpenOrder]) -> GridState:
+        """After a restart: each slot's status from the grid's open orders and the position (module doc)."""
+        if state.spec != self._spec or state.stopped or not state.slots or ctx.step_size <= 0:
+            return state
+        q = floor_to_step(self._params.quantity, ctx.step_size)
+        if q <= 0:
+            return state
+        n = len(state.slots)
+        slots, order_ts = [IDLE] * n, [0] * n
+        prefix = f"{ctx.exchange}:{ctx.symbol}:{NAME}:"
+        for order in orders:
+            if not order.intent_id.startswith(prefix):
+                continue
+            ts_text, _, tag = order.intent_id[len(prefix) :].partition(":")
+            kind, _, index = tag.partition("-")
+            if not (ts_text.isdigit() and index.isdigit() and int(index) < n):
+                continue
+            i = int(index)
+            if kind == "buy" and order.side == "buy":
+                canceling = state.slots[i] == CANCELING and _order_ts(state)[i] == int(ts_text)
+                slots[i], order_ts[i] = (CANCELING if canceling else BUYING), int(ts_text)
+            elif kind == "sell" and order.side == "sell":
+                slots[i], order_ts[i] = HOLDING, int(ts_text)
+        base = min(state.base, max(ctx.position, _ZERO))
+        held = int(max(ctx.position - base, _ZERO) // q)
+        uncovered = held - slots.count(HOLDING)
+        idle = [i for i, s in enumerate(slots) if s == IDLE]
+        anchor = ctx.avg_price if ctx.avg_price > 0 else state.lines[n // 2]
+        idle.sort(key=lambda i: (abs(state.lines[i] - anchor), -i))
+        unsold = sorted(idle[: max(uncovered, 0)])
+        for i in unsold:
+            slots[i] = HOLDING
+        return msgspec.structs.replace(
+            state, slots=tuple(slots), order_ts=tuple(order_ts), base=base, unsold=tuple(unsold)
+        )
+
+    def _sell_unsold(
+        self, state: GridState, ctx: StrategyContext, ts: int, q: Decimal
+    ) -> tuple[GridState, list[Output], list[int]]:
+        """The sells of the HOLDING slots :meth:`reconcile` found without one."""
+        order_ts = _order_ts(state)
+        out: list[Output] = []
+        sent = [i for i in state.unsold if i < len(state.slots) and state.slots[i] == HOLDING]
+        for i in sent:
+            out.append(self._sell(ctx, ts, i, state.lines, q))
+            order_ts[i] = ts
+        return msgspec.structs.replace(state, order_ts=tuple(order_ts), unsold=()), out, sent
+
     def _fills(
-        self, state: GridState, bar: Bar, ctx: StrategyContext, q: Decimal, place_sells: bool
+        self,
+        state: GridState,
+        bar: Bar,
+        ctx: StrategyContext,
+        q: Decimal,
+        place_sells: bool,
+        pending: int = 0,
     ) -> tuple[GridState, list[Output], list[int]]:
         """Rule 1: which buys and sells filled and which canceled buys ended since the last bar,
-        from position and open orders; also the slots that got a sell now."""
+        from position and open orders; also the slots that got a sell now.  ``pending``: HOLDING
+        slots whose sell goes out on this bar (not in ``ctx.open_orders`` yet, not ended)."""
         slots, order_ts = list(state.slots), _order_ts(state)
         held_real = int(max(ctx.position - state.base, _ZERO) // q)
         holding = [i for i, s in enumerate(slots) if s == HOLDING]
         buying = [i for i, s in enumerate(slots) if s == BUYING]
         canceling = [i for i, s in enumerate(slots) if s == CANCELING]
         moved = held_real - len(holding)
-        ended = max(len(holding) + len(buying) + len(canceling) - ctx.open_orders, 0)
+        ended = max(len(holding) + len(buying) + len(canceling) - pending - ctx.open_orders, 0)
         bought, sold, vanished = split_ended(ended, moved, len(holding), len(buying), len(canceling))
         out: list[Output] = []
         lines = state.lines
