@@ -13,7 +13,9 @@ lets the store catch up and is stopped with SIGTERM.  Asserted:
 - no client order id was sent to the venue twice;
 - every order at the venue is known to the daemon (in PostgreSQL), with the venue's status;
 - the fills in PostgreSQL are exactly the venue's trades (ids, quantities, prices);
-- the position in PostgreSQL equals the change of the venue's NKN balance.
+- the position in PostgreSQL equals the change of the venue's NKN balance;
+- the balance check (every second, and at each start after the venue filled orders while the
+  daemon was dead) never cried wolf: no balance drift in any life.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ api_key_env = "TEST_BINANCE_KEY"
 secret_env = "TEST_BINANCE_SECRET"
 timeout_s = 2.0
 recv_window_ms = 1000
+balance_check_s = 1.0
 [[groups]]
 exchange = "binance"
 symbol = "NKN/USDT"
@@ -226,6 +229,8 @@ def test_kill_9_against_a_venue_in_another_process(
         assert proc.wait(30) == 0
     text = log.read_text(errors="replace")
     assert "Traceback" not in text
+    assert "balance drift" not in text, [m for m in text.splitlines() if "balance drift" in m][:3]
+    assert text.count("balance ledger of account live starts from the venue") == 1
 
     at_venue = _get(f"{venue['control_url']}/state")
     orders = anyio.run(_rows, database, "SELECT client_order_id, status, filled_qty FROM orders")
