@@ -50,6 +50,7 @@ MAX_BALANCE_CHECK_S = 86_400.0
 MIN_TIMEOUT_S = 0.001  # a timeout, backoff or watchdog shorter than 1 ms is a busy loop
 MIN_PERIODIC_S = 0.1  # periodic writes (snapshots, checkpoints, reloads of venue rules)
 BUSY = "shorter would spin the loop"
+MAX_SNAPSHOT_DEPTH = 5000  # Binance's largest GET /api/v3/depth limit; the feed asks the smallest >= depth
 LISTEN_KEY_VALID_S = 3600.0  # Binance: a listenKey lives 60 min after its creation or last keep-alive
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -260,6 +261,13 @@ def _validate_feed(p: str, feed: FeedConfig) -> Problems:
         yield from _positive(f"{p}.stall_timeout_s", feed.stall_timeout_s)
         for key in ("silence_timeout_s", "stall_timeout_s"):
             yield from at_least(f"{p}.{key}", getattr(feed, key), MIN_TIMEOUT_S, BUSY)
+        if not 1 <= feed.book_depth <= MAX_SNAPSHOT_DEPTH:
+            yield (
+                f"{p}.book_depth",
+                f"expected 1..{MAX_SNAPSHOT_DEPTH} levels: a Binance depth snapshot (GET /api/v3/depth,"
+                f" limit 5..{MAX_SNAPSHOT_DEPTH}) gives at most {MAX_SNAPSHOT_DEPTH}, so a book of that"
+                f" depth could never be filled from one; got {feed.book_depth}",
+            )
         if not 0 < feed.rotate_after_s < 86_400:
             why = "Binance closes a connection after 24 h"
             yield f"{p}.rotate_after_s", f"expected seconds in (0, 86400): {why}; got {feed.rotate_after_s}"

@@ -76,11 +76,33 @@ def test_accounts_are_a_tagged_union_and_a_missing_exchange_means_paper() -> Non
             r"^c\.toml:5: accounts\.live\.key_type: Invalid enum value 'rsa'$",
         ),
         ('exchange = "kraken"', r"^c\.toml:4: accounts\.live\.exchange: Invalid value 'kraken'$"),
+        (
+            'exchange = "binance"\nlisten_key_keepalive_s = 3600.0',
+            r"^c\.toml:5: accounts\.live\.listen_key_keepalive_s: expected less than 3600 s \(Binance",
+        ),
     ],
 )
 def test_bad_binance_accounts_name_file_line_and_key(live: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(_cfg(live), "c.toml")
+
+
+@pytest.mark.parametrize("depth", [0, 5001, 10_000])
+def test_a_book_depth_no_depth_snapshot_can_give_is_refused(depth: int) -> None:
+    text = _cfg('exchange = "binance"') + f"book_depth = {depth}\n"
+    line = text.splitlines().index(f"book_depth = {depth}") + 1
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "c.toml")
+    assert str(err.value).startswith(
+        f"c.toml:{line}: groups[0].feed.book_depth: expected 1..5000 levels: a Binance depth snapshot"
+    ), str(err.value)
+    assert str(err.value).endswith(f"got {depth}")
+
+
+@pytest.mark.parametrize("depth", [1, 5, 100, 101, 5000])
+def test_every_book_depth_a_snapshot_can_hold_is_accepted(depth: int) -> None:
+    cfg = parse_config(_cfg('exchange = "binance"') + f"book_depth = {depth}\n")
+    assert cfg.groups[0].feed.book_depth == depth  # type: ignore[union-attr]
 
 
 def test_missing_credentials_are_reported_by_variable_name_only_for_used_accounts() -> None:
