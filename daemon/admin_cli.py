@@ -173,6 +173,13 @@ def _balance_rows(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({"account": acct["account"], **asset})
         if acct.get("venue_error"):
             rows.append({"account": acct["account"], "asset": "-", "venue": f"error: {acct['venue_error']}"})
+        check = acct.get("balance_check") or {}
+        if check.get("last_check"):  # the balance check (daemon/balance_check.py): drifts since start
+            found = ", ".join(f"{a} {n}" for a, n in sorted(check.get("drifts", {}).items()))
+            what = f"drifts since start: {found}" if found else "no drift since start"
+            rows.append(
+                {"account": acct["account"], "asset": "-", "venue": f"checked {check['last_check']}: {what}"}
+            )
     return rows
 
 

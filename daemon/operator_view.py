@@ -154,5 +154,8 @@ async def balances(sup: Supervisor) -> list[dict[str, object]]:
                 }
             )
         kind = "paper" if isinstance(sup.cfg.accounts.get(name), PaperAccount) else "binance"
-        out.append({"account": name, "venue_error": error, "assets": rows, "kind": kind})
+        check = acct.balance.status() if acct.balance is not None else None
+        out.append(
+            {"account": name, "venue_error": error, "assets": rows, "kind": kind, "balance_check": check}
+        )
     return out

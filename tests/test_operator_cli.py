@@ -110,6 +110,7 @@ def test_every_command_against_a_running_daemon(daemon: Path, tmp_path: Path) ->
     balances = tradingd("balances", "--config", cfg)
     assert balances.returncode == 0
     assert "venue - ledger" in balances.stdout and "UNITTEST" in balances.stdout
+    assert "no drift since start" in balances.stdout  # the balance check at start found nothing
 
     unconfirmed = tradingd("flatten", "--config", cfg, "--all")
     assert unconfirmed.returncode == 5
