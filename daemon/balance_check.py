@@ -91,12 +91,15 @@ class BalanceChecker:
         return self.units().get(asset, DEFAULT_UNIT)
 
     async def run(self) -> None:
-        """Check every ``balance_check_s`` (the first check is the caller's, at start); 0: none
-        (looked at again each minute, so a reload can turn it on)."""
+        """Check every ``balance_check_s`` (the first check is the caller's, at start); 0: only
+        until one check has completed (a venue down at start is asked again), then none (looked at
+        again each minute, so a reload can turn checks on)."""
         while True:
-            interval = self.cfg.balance_check_s
-            await anyio.sleep(min(interval, RETRY_S) if interval and self.last_error else interval or IDLE_S)
-            if interval and self.cfg.balance_check_s:
+            wait = self.cfg.balance_check_s or IDLE_S
+            if self.last_error and (self.cfg.balance_check_s or not self.checks):
+                wait = min(wait, RETRY_S)
+            await anyio.sleep(wait)
+            if self.cfg.balance_check_s or not self.checks:
                 await self.check()
 
     async def check(self, *, at_start: bool = False) -> None:
