@@ -23,6 +23,7 @@ BENCHES: tuple[str, ...] = (
     "store_bench",
     "risk_bench",
     "backtest_bench",
+    "order_latency",
 )
 
 
