@@ -107,6 +107,7 @@ class FakeOkx:
         self.silent = False
         self._corrupt: set[str] = set()
         self._skip: set[str] = set()
+        self.faulted: dict[str, int] = {}  # instId -> seqId of the last push a fault broke
         self._ids = itertools.count(1)
         self.connections = self.pings = self.loops = 0
         self.requests: list[dict[str, Any]] = []  # every op received
@@ -256,9 +257,11 @@ class FakeOkx:
         if inst in self._skip:  # a push the client never gets
             self._skip.discard(inst)
             prev += self.seq_step
+            self.faulted[inst] = prev + self.seq_step
         self.seq[inst] = prev + self.seq_step
         item.update(prevSeqId=prev, seqId=self.seq[inst], checksum=book.checksum())
         if inst in self._corrupt:
+            self.faulted[inst] = self.seq[inst]
             self._corrupt.discard(inst)
             item["checksum"] ^= 0x5A5A
         return {**data, "data": [item]}
