@@ -5,11 +5,19 @@ the ``now`` it is given and ``self.clock`` for ``ts_recv``: the wall clock, or e
 a backtest) so it is cheap to test and to run.  :class:`adapters.paper.actor.PaperExchange`
 wraps it in an actor.
 
-In:  ``SubmitOrder`` (:meth:`PaperEngine.submit`), ``CancelOrder`` (:meth:`PaperEngine.cancel`),
-     market data ``Trade``/``Bar``/``Quote`` (:meth:`on_trade`, :meth:`on_bar`, :meth:`on_quote`).
+In:  ``SubmitOrder`` (:meth:`PaperEngine.submit`), an OCO list of two
+     (:meth:`PaperEngine.submit_oco`), ``CancelOrder`` (:meth:`PaperEngine.cancel`), market data
+     ``Trade``/``Bar``/``Quote`` (:meth:`on_trade`, :meth:`on_bar`, :meth:`on_quote`).
 Out: ``OrderAccepted``, ``OrderRejected``, ``OrderFilled``, ``OrderCanceled``, ``OrderExpired``.
 
 The matching rules are described in :mod:`adapters.paper` (the package docstring).
+
+OCO lists behave as Binance's ``orderList/oco``: the two legs (a stop-loss below and a
+take-profit above for a sell, the other way round for a buy; the same side and quantity) hold
+one reservation between them (a spot balance covers one resting exit); when one leg triggers
+(a stop) or fills (a limit), the other is expired (OrderExpired) and the reservation stays with
+the leg that works; a cancel of either leg cancels both (OrderCanceled for each).  A bar that
+reaches both levels triggers the stop-loss leg (the conservative choice, as the stop-monitor).
 """
 
 from __future__ import annotations
@@ -85,6 +93,7 @@ class PaperEngine:
         self._seq = 0
         self._events = 0  # matching events seen while orders were open
         self._levels: BookLevels | None = None  # None: recompute before the next event
+        self._oco: dict[str, str] = {}  # an open OCO leg's client order id -> the other leg's
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -106,8 +115,9 @@ class PaperEngine:
         ts = self.clock.time_ns() if now is None else now
         if cmd.replaces:
             old = self._open.get(cmd.replaces)
-            if old is None:
-                refused = f"replace refused: cancel failed: unknown order {cmd.replaces}"
+            if old is None or cmd.replaces in self._oco:
+                what = "an OCO leg (cancel the list)" if old is not None else "unknown order"
+                refused = f"replace refused: cancel failed: {what} {cmd.replaces}"
                 return [OrderRejected(client_order_id=cmd.client_order_id, reason=refused, **self._hdr(ts))]
             return [
                 self._close_canceled(old, "replaced", ts),
@@ -132,8 +142,96 @@ class PaperEngine:
             )
         ]
 
+    def submit_oco(
+        self,
+        list_client_order_id: str,
+        stop_leg: SubmitOrder,
+        take_profit_leg: SubmitOrder,
+        now: int | None = None,
+    ) -> list[Message]:
+        """Rest ``stop_leg`` (stop_market or stop_limit) and ``take_profit_leg`` (a limit: Binance's
+        LIMIT_MAKER leg) as one OCO list: both accepted (OrderAccepted each) or both rejected
+        (OrderRejected each, with the same reason).  Refused as Binance refuses a list: a
+        duplicate list or leg id, legs of different sides or quantities, or prices the wrong way
+        round (a sell: the take-profit above the market, the stop below; a buy mirrored)."""
+        ts = self.clock.time_ns() if now is None else now
+        legs = (stop_leg, take_profit_leg)
+        reason = self._check_oco(list_client_order_id, stop_leg, take_profit_leg)
+        for leg in legs:
+            reason = reason or self._validate(leg)
+        if reason is None:
+            self._seen.add(list_client_order_id)
+            reason = self._accept_oco(stop_leg, take_profit_leg)
+        if reason is not None:
+            return [
+                OrderRejected(client_order_id=leg.client_order_id, reason=reason, **self._hdr(ts))
+                for leg in legs
+            ]
+        return [
+            OrderAccepted(
+                client_order_id=leg.client_order_id,
+                venue_order_id=self._open[leg.client_order_id].venue_order_id,
+                **self._hdr(ts),
+            )
+            for leg in legs
+        ]
+
+    def _check_oco(self, list_cid: str, sl: SubmitOrder, tp: SubmitOrder) -> str | None:
+        if not list_cid or list_cid in self._seen:
+            return f"duplicate listClientOrderId {list_cid}" if list_cid else "missing listClientOrderId"
+        if sl.side != tp.side or sl.quantity != tp.quantity:
+            return "OCO legs must have the same side and quantity"
+        if sl.order_type not in ("stop_market", "stop_limit") or tp.order_type != "limit":
+            return f"OCO legs must be a stop and a limit, got {sl.order_type} and {tp.order_type}"
+        sl_px, tp_px = sl.stop_price, tp.price
+        if sl_px is None or tp_px is None:
+            return "OCO legs need their trigger prices"
+        last = self.last_price
+        sell = sl.side == "sell"
+        if (sell and not sl_px < tp_px) or (not sell and not sl_px > tp_px):
+            return f"OCO prices the wrong way round: stop {sl_px}, take-profit {tp_px} for a {sl.side}"
+        if last is not None and (
+            (sell and not sl_px < last < tp_px) or (not sell and not tp_px < last < sl_px)
+        ):
+            return f"OCO prices the wrong way round: stop {sl_px}, take-profit {tp_px}, market {last}"
+        return None
+
+    def _accept_oco(self, sl: SubmitOrder, tp: SubmitOrder) -> str | None:
+        """Reserve once for both legs: the leg that may cost more holds it, the other holds none."""
+        first, second = sl, tp
+        if sl.side == "buy" and (reference_price(tp, self.last_price) or ZERO) > (
+            reference_price(sl, self.last_price) or ZERO
+        ):
+            first, second = tp, sl
+        reason = self._accept(first)
+        if reason is not None:
+            return reason
+        held = self._open[first.client_order_id]
+        self._seq += 1
+        vid = self.account.next_venue_order_id()
+        self._open[second.client_order_id] = PaperOrder(
+            second, vid, self._seq, held.reserve_asset, held.reserve_rate, ZERO, arrived=self._events
+        )
+        if second is sl:  # the stop-loss leg first: it wins a bar that reaches both levels
+            self._open[first.client_order_id] = self._open.pop(first.client_order_id)
+        self._oco[sl.client_order_id] = tp.client_order_id
+        self._oco[tp.client_order_id] = sl.client_order_id
+        return None
+
+    def _oco_fired(self, o: PaperOrder, ts: int, out: list[Message]) -> None:
+        """``o`` triggered or filled: if it is an OCO leg, expire the other, taking its reservation."""
+        other_cid = self._oco.get(o.cmd.client_order_id)
+        other = self._open.get(other_cid) if other_cid is not None else None
+        if other is None:
+            return
+        o.reserved += other.reserved
+        other.reserved = ZERO
+        out.append(self._close_expired(other, ts))
+
     def cancel(self, cmd: CancelOrder, now: int | None = None) -> list[Message]:
-        """Cancel an open order; unknown or finished ids are refused like Binance's -2011."""
+        """Cancel an open order; unknown or finished ids are refused like Binance's -2011.
+
+        A leg of an OCO list cancels the whole list (both legs' OrderCanceled)."""
         ts = self.clock.time_ns() if now is None else now
         order = self._open.get(cmd.client_order_id)
         if order is None and cmd.venue_order_id:
@@ -141,7 +239,11 @@ class PaperEngine:
         if order is None:
             reason = f"cancel rejected: unknown order {cmd.client_order_id or cmd.venue_order_id}"
             return [OrderRejected(client_order_id=cmd.client_order_id, reason=reason, **self._hdr(ts))]
-        return [self._close_canceled(order, "canceled", ts)]
+        other = self._open.get(self._oco.get(order.cmd.client_order_id, ""))
+        out: list[Message] = [self._close_canceled(order, "canceled", ts)]
+        if other is not None:
+            out.append(self._close_canceled(other, "canceled (OCO list)", ts))
+        return out
 
     def cancel_all(self, reason: str, now: int | None = None) -> list[Message]:
         """Cancel every open order (the venue is going away) and release what they reserved."""
@@ -261,6 +363,12 @@ class PaperEngine:
         triggered = [o for o in orders if not o.active and self._trigger(o, ev)]
         if triggered:
             self._levels = None
+        if self._oco:
+            for o in triggered:
+                if o.cmd.client_order_id in self._open:  # not expired by its leg just now
+                    self._oco_fired(o, ev.ts, out)
+            orders = [o for o in orders if o.cmd.client_order_id in self._open]
+            triggered = [o for o in triggered if o.cmd.client_order_id in self._open]
         for o in sorted((o for o in orders if o.active), key=self._priority):
             self._match_order(o, ev, out)
         for o in triggered:
@@ -324,6 +432,8 @@ class PaperEngine:
             return
         if qty > 0:
             ev.budget[o.side] -= qty
+            if self._oco:
+                self._oco_fired(o, ev.ts, out)  # a limit leg filling: the stop leg expires
             out.append(self._fill(o, qty, px, liquidity, ev.ts))
         if o.leaves == 0:
             return
@@ -385,8 +495,12 @@ class PaperEngine:
     def _remove(self, o: PaperOrder) -> None:
         self.account.release(o.reserve_asset, o.reserved)
         o.reserved = ZERO
-        del self._open[o.cmd.client_order_id]
+        cid = o.cmd.client_order_id
+        del self._open[cid]
         self._levels = None
+        other = self._oco.pop(cid, None)
+        if other is not None:
+            self._oco.pop(other, None)
 
     def _close_canceled(self, o: PaperOrder, reason: str, ts: int) -> OrderCanceled:
         self._remove(o)
