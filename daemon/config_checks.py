@@ -12,6 +12,8 @@ from pathlib import Path
 
 from actors.account_risk import AccountRiskLimits
 from actors.params import BreakoutParams, RiskLimits, StrategyParams
+from adapters.okx.config import OkxFeed
+from adapters.okx.data import CHANNELS as OKX_CHANNELS
 from daemon.config_schema import (
     AccountConfig,
     BinanceAccount,
@@ -252,6 +254,9 @@ def _validate_group(cfg: Config, i: int, g: GroupConfig) -> Problems:
 
 
 def _validate_feed(p: str, feed: FeedConfig) -> Problems:
+    if isinstance(feed, OkxFeed):
+        yield from _validate_okx_feed(p, feed)
+        return
     if isinstance(feed, BinanceFeed):
         yield from _url(f"{p}.ws_url", feed.ws_url, ("wss://", "ws://"))
         yield from _url(f"{p}.rest_url", feed.rest_url, ("https://", "http://"))
@@ -278,6 +283,27 @@ def _validate_feed(p: str, feed: FeedConfig) -> Problems:
         yield f"{p}.interval_s", f"expected at most {MAX_BAR_INTERVAL_S} s (a day), got {feed.interval_s}"
     if not Path(feed.path).suffix:
         yield f"{p}.path", f"expected a data file (.json or .json.gz), got {feed.path!r}"
+
+
+def _validate_okx_feed(p: str, feed: OkxFeed) -> Problems:
+    yield from _url(f"{p}.ws_url", feed.ws_url, ("wss://", "ws://"))
+    yield from _url(f"{p}.rest_url", feed.rest_url, ("https://", "http://"))
+    if feed.inst_id and not re.fullmatch(r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}", feed.inst_id):
+        yield f"{p}.inst_id", f"expected an OKX spot instId like 'BTC-USDT', got {feed.inst_id!r}"
+    unknown = [c for c in feed.channels if c not in OKX_CHANNELS]
+    if unknown or not feed.channels:
+        yield f"{p}.channels", f"expected some of {', '.join(OKX_CHANNELS)}, got {list(feed.channels)}"
+    if not 0 < feed.ping_after_s < 30:
+        yield (
+            f"{p}.ping_after_s",
+            f"expected seconds in (0, 30): OKX closes a connection silent for 30 s; got {feed.ping_after_s}",
+        )
+    for key in ("silence_timeout_s", "resubscribe_timeout_s"):
+        yield from _positive(f"{p}.{key}", getattr(feed, key))
+        yield from at_least(f"{p}.{key}", getattr(feed, key), MIN_TIMEOUT_S, BUSY)
+    yield from _positive(f"{p}.rules_refresh_s", feed.rules_refresh_s, allow_zero=True)
+    if not 1 <= feed.book_depth <= 400:
+        yield f"{p}.book_depth", f"expected 1..400 levels (OKX books), got {feed.book_depth}"
 
 
 def _validate_risk(p: str, r: RiskLimits) -> Problems:

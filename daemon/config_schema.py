@@ -14,6 +14,7 @@ import msgspec
 
 from actors.account_risk import AccountRiskLimits
 from actors.params import BreakoutParams, RiskLimits, StrategyParams
+from adapters.okx.config import OkxFeed
 
 
 class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -156,7 +157,8 @@ class BinanceFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="binanc
     book_depth: int = 100  # levels kept and published; the snapshot limit is the smallest step holding them
 
 
-FeedConfig = ReplayFeed | BinanceFeed
+# OkxFeed is the OKX adapter's own table (adapters/okx/config.py)
+FeedConfig = ReplayFeed | BinanceFeed | OkxFeed
 
 
 class Instrument(Base, frozen=True, kw_only=True):

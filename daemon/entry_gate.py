@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from actors.timefmt import iso_utc
 from adapters.binance.execution import BinanceExecution
+from adapters.okx.config import OkxFeed
 from daemon import venue_health
 from daemon.config_schema import BinanceFeed
 
@@ -44,7 +45,7 @@ def venue_gate(group: SymbolGroup) -> Gate | None:
     """The entry gate of ``group``, or ``None`` when it has no venue health to go by (paper)."""
     venue = group.venue
     feed = group.cfg.feed
-    silence_s = feed.silence_timeout_s if isinstance(feed, BinanceFeed) else None
+    silence_s = feed.silence_timeout_s if isinstance(feed, BinanceFeed | OkxFeed) else None
     if not isinstance(venue, BinanceExecution) and silence_s is None:
         return None
 

@@ -65,6 +65,9 @@ from actors.strategy import StrategyActor
 from adapters.binance.account_stream import AccountUserStream
 from adapters.binance.execution import BinanceExecution
 from adapters.binance.websocket import BinanceMarketFeed
+from adapters.okx.config import OkxFeed
+from adapters.okx.data import to_inst_id
+from adapters.okx.websocket import OkxMarketFeed
 from adapters.paper.account import PaperAccountState
 from adapters.paper.actor import PaperExchange
 from adapters.replay.feed import ReplayFeed
@@ -141,6 +144,20 @@ def make_feed(cfg: GroupConfig) -> Feed:
     feed = cfg.feed
     if isinstance(feed, ReplayFeedConfig):
         return ReplayFeed(feed, cfg.exchange, cfg.symbol)
+    if isinstance(feed, OkxFeed):
+        return OkxMarketFeed(
+            feed.ws_url,
+            {feed.inst_id or to_inst_id(cfg.symbol): cfg.symbol},
+            channels=feed.channels,
+            exchange=cfg.exchange,
+            rest_url=feed.rest_url if feed.rules_refresh_s > 0 else None,
+            simulated=feed.simulated,
+            rules_refresh_s=feed.rules_refresh_s,
+            ping_after_s=feed.ping_after_s,
+            silence_timeout_s=feed.silence_timeout_s,
+            resubscribe_timeout_s=feed.resubscribe_timeout_s,
+            book_depth=feed.book_depth,
+        )
     return BinanceMarketFeed(
         feed.ws_url,
         feed.rest_url,
