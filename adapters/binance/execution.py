@@ -91,6 +91,7 @@ from adapters.binance.errors import (
 )
 from adapters.binance.filters import BinanceNewOrder, Rejection, SymbolRules
 from adapters.binance.http import BinanceHttpClient
+from adapters.binance.oco import oco_request, take_profit_leg
 from adapters.binance.order_reconciler import OrderReconciler
 from adapters.binance.order_tracker import OrderTracker, TrackedOrder
 from adapters.binance.orders import VenueOrder, map_order
@@ -521,6 +522,82 @@ class BinanceExecution(Actor):
             await tracker.apply_reply(old, reply.cancelResponse, query_trades=True)
         if reply.newOrderResponse is not None:
             await tracker.apply_reply(order, reply.newOrderResponse)
+
+    async def submit_oco(self, list_cid: str, stop: SubmitOrder, take_profit: SubmitOrder) -> None:
+        """Rest ``stop`` (a stop_market or stop_limit) and ``take_profit`` (a limit, sent as LIMIT_MAKER)
+        as one OCO list, ``listClientOrderId`` = ``list_cid`` (:mod:`adapters.binance.oco`).
+
+        Each leg is tracked and its events published under its own client order id: both legs'
+        OrderAccepted from the reply, then the stream's fills and ends (one leg filling or
+        triggering expires the other at the venue: that leg's OrderExpired; a cancel of one leg
+        cancels both).  Refused here (both legs' OrderRejected, nothing sent): a symbol whose
+        exchangeInfo says ``ocoAllowed`` false, a leg the filters refuse, a leg id already sent.
+        Refused by the venue: both rejected.  Unknown outcome: both legs resolved by query, never
+        re-sent.
+        """
+        tracker = self.tracker
+        legs = (stop, take_profit)
+
+        async def refuse(reason: str) -> None:
+            self.n["rejected_locally"] += 1
+            for leg in legs:
+                await tracker.publish(
+                    OrderRejected(**tracker.stamp(), client_order_id=leg.client_order_id, reason=reason)
+                )
+
+        if any(leg.client_order_id in tracker.orders for leg in legs):
+            await refuse("duplicate client order id: already sent")
+            return
+        try:
+            rules = await self.rules_loader.ensure()
+        except (BinanceError, KeyError) as exc:
+            await refuse(f"not sent: no exchangeInfo: {exc}")
+            return
+        if not rules.oco_allowed:
+            await refuse(f"not sent: OCO not allowed for {self.venue_symbol} (exchangeInfo ocoAllowed false)")
+            return
+        last = self.last_price()
+        prepared: list[BinanceNewOrder] = []
+        for leg in (stop, take_profit_leg(take_profit)):
+            wire = map_order(leg, self.venue_symbol, last)
+            try:
+                ready = rules.prepare(wire, last)
+            except ArithmeticError as exc:
+                ready = Rejection("PARAMETERS", f"filters could not be applied: {exc!r}")
+            if isinstance(ready, Rejection):
+                await refuse(f"{ready.filter}: {ready.reason}")
+                return
+            prepared.append(ready)
+        request = oco_request(list_cid, prepared[0], prepared[1])
+        orders = [tracker.track(TrackedOrder(leg.client_order_id, leg.side, leg.quantity)) for leg in legs]
+        client = await self.client()
+        self.n["sent"] += 1
+        latency, intent_id = self.router.latency, stop.intent_id
+        on_wire = ON_WIRE.set(lambda: latency.sent(intent_id))
+        try:
+            async with self._commands:
+                reply = await client.new_oco(request)
+        except OutcomeUnknown as exc:
+            for order in orders:
+                await self._unknown(order, str(exc), exc.deadline_ms)
+            return
+        except BinanceRejected as exc:
+            for order in orders:
+                await tracker.venue_rejected(order, str(exc))
+            return
+        except BinanceError as exc:  # not expected for an order call: unknown, never re-sent
+            for order in orders:
+                await self._unknown(order, str(exc), client.now_ms() + self.config.recv_window_ms)
+            return
+        finally:
+            ON_WIRE.reset(on_wire)
+        reports = {r.clientOrderId: r for r in reply.orderReports}
+        for order in orders:
+            report = reports.get(order.cid)
+            if report is not None:
+                await tracker.apply_reply(order, report)
+            else:
+                self._resolve_later(order, f"OCO {list_cid}: no report for leg {order.cid}", client.now_ms())
 
     def _resolve_later(self, order: TrackedOrder, reason: str, deadline_ms: int) -> None:
         """Ask the venue what became of an accepted order (it stays open here until it answers)."""
