@@ -20,6 +20,7 @@ BENCHES: tuple[str, ...] = (
     "channel_hop",
     "actor_graph",
     "binance_decode",
+    "okx_decode",
     "store_bench",
     "risk_bench",
     "backtest_bench",

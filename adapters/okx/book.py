@@ -66,7 +66,7 @@ class _Side:
         self.levels: dict[Decimal, tuple[str, str]] = {}
 
     def set(self, price: Decimal, size: Decimal, px: str, sz: str) -> None:
-        key = price * self.sign
+        key = price if self.sign > 0 else -price
         if size == 0:
             if self.levels.pop(key, None) is not None:
                 del self.keys[bisect.bisect_left(self.keys, key)]
@@ -74,6 +74,12 @@ class _Side:
         if key not in self.levels:
             bisect.insort(self.keys, key)
         self.levels[key] = (px, sz)
+
+    def load(self, levels: list[tuple[Decimal, Decimal, str, str]]) -> None:
+        """A snapshot's side: one sort (OKX sends it sorted, so it is linear) instead of inserts."""
+        sign = self.sign
+        self.levels = {p if sign > 0 else -p: (px, sz) for p, s, px, sz in levels if s}
+        self.keys = sorted(self.levels)
 
     def truncate(self, depth: int) -> None:
         for key in self.keys[depth:]:
@@ -121,8 +127,11 @@ class OkxBook:
             self.mark_stale(f"sequence gap: prevSeqId {data.prevSeqId} after seqId {self.seq_id}")
             return BookResult.GAP, [], []
         for side, levels in ((self.bids, bids), (self.asks, asks)):
-            for price, size, px, sz in levels:
-                side.set(price, size, px, sz)
+            if action == "snapshot":
+                side.load(levels)
+            else:
+                for price, size, px, sz in levels:
+                    side.set(price, size, px, sz)
             side.truncate(self.max_depth)
         if data.checksum and data.checksum != self.checksum():
             self.mark_stale(f"checksum mismatch: OKX {data.checksum}, ours {self.checksum()}")
