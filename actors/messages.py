@@ -208,6 +208,9 @@ class SubmitOrder(Message, frozen=True):
     reduce_only: bool = False
     post_only: bool = False  # rest or be refused: never take liquidity
     replaces: str = ""  # cancel this client order id and place this order in one request
+    # Set: this stop (reduce-only stop_market/stop_limit) is an OCO list with a take-profit limit at
+    # this price; client_order_id is the list's id, the legs' ids are actors.oco.leg_ids of it.
+    oco_take_profit: Decimal | None = None
 
 
 class CancelOrder(Message, frozen=True):

@@ -6,7 +6,9 @@ Handles no messages; used by the venues that rest a stop-loss and a take-profit 
 (:func:`actors.order_ids.client_order_id`); each leg's id is derived from the list's, so a
 re-sent list carries the same three ids (the venue refuses it as a duplicate) and an open
 order found at the venue after a restart is recognised as a leg of one of our lists by its
-id alone (:func:`list_of_leg`), not taken for a foreign order.
+id alone (:func:`list_of_leg`), not taken for a foreign order.  A list travels to a venue as one
+``SubmitOrder`` (the stop, with ``oco_take_profit`` set, under the list's id); :func:`oco_legs`
+splits it into its two legs.
 
 Leg ids are the list id plus ``-sl`` (the stop-loss leg) or ``-tp`` (the take-profit leg):
 35 characters for a ``td-`` list id, within Binance's 36.
@@ -16,7 +18,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["LEG_SUFFIXES", "Leg", "leg_ids", "list_of_leg"]
+import msgspec
+
+from actors.messages import SubmitOrder
+
+__all__ = ["LEG_SUFFIXES", "Leg", "leg_ids", "list_of_leg", "oco_legs"]
 
 Leg = Literal["sl", "tp"]
 LEG_SUFFIXES: dict[Leg, str] = {"sl": "-sl", "tp": "-tp"}
@@ -33,3 +39,22 @@ def list_of_leg(client_order_id: str) -> tuple[str, Leg] | None:
         if client_order_id.endswith(suffix) and len(client_order_id) > len(suffix):
             return client_order_id[: -len(suffix)], leg
     return None
+
+
+def oco_legs(cmd: SubmitOrder) -> tuple[SubmitOrder, SubmitOrder]:
+    """The stop-loss and take-profit legs of the list ``cmd`` (``oco_take_profit`` set): the stop
+    as it is, under its leg id, and a reduce-only GTC limit at ``oco_take_profit`` (same side and
+    quantity) under the other."""
+    assert cmd.oco_take_profit is not None
+    sl, tp = leg_ids(cmd.client_order_id)
+    stop = msgspec.structs.replace(cmd, client_order_id=sl, oco_take_profit=None)
+    take = msgspec.structs.replace(
+        cmd,
+        client_order_id=tp,
+        order_type="limit",
+        price=cmd.oco_take_profit,
+        stop_price=None,
+        time_in_force="gtc",
+        oco_take_profit=None,
+    )
+    return stop, take

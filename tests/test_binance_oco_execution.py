@@ -110,3 +110,14 @@ async def test_a_resent_list_is_a_duplicate_at_the_venue() -> None:
                 await until(lambda: len(of(after, OrderRejected)) == 2)
     assert all("already in use" in r.reason or "Duplicate" in r.reason for r in of(after, OrderRejected))
     assert {c for c, o in fake.orders.items() if o["status"] == "NEW"} == {SL, TP}
+
+
+async def test_a_list_arrives_as_one_submit_order() -> None:
+    with anyio.fail_after(15):
+        async with open_fake_binance(order_types_extra=STOPS) as fake, running(fake) as (actor, events):
+            stop, _ = legs()
+            listed = msgspec.structs.replace(stop, client_order_id=LIST, oco_take_profit=Decimal("0.003600"))
+            await actor.handle(listed)
+            await until(lambda: len(of(events, OrderAccepted)) == 2)
+    assert {c: o["type"] for c, o in fake.orders.items()} == {TP: "LIMIT_MAKER", SL: "STOP_LOSS"}
+    assert fake.order_lists[LIST]["legs"] == [TP, SL]

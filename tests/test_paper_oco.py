@@ -8,6 +8,7 @@ from decimal import Decimal as D
 
 import msgspec
 
+from actors.channels import Channel, Router
 from actors.messages import (
     Bar,
     CancelOrder,
@@ -21,9 +22,10 @@ from actors.messages import (
     SubmitOrder,
     Trade,
 )
-from actors.oco import leg_ids, list_of_leg
+from actors.oco import leg_ids, list_of_leg, oco_legs
 from actors.order_ids import client_order_id
 from adapters.paper import PaperAccountState, PaperEngine
+from adapters.paper.actor import PaperExchange
 from daemon.config import Instrument, PaperAccount
 
 EX, SYM = "paper", "ETH/USDT"
@@ -207,3 +209,17 @@ def test_buy_list_reserves_the_dearer_leg_once() -> None:
     assert kinds(out) == [("OrderExpired", SL), ("OrderFilled", TP)]
     assert eng.account.reserved_of("USDT") == 0
     assert isinstance(out[0], OrderExpired)
+
+
+def test_the_paper_exchange_takes_a_list_as_one_submit_order() -> None:
+    eng = engine()
+    venue = PaperExchange(EX, SYM, Router(), Channel("paper-exchange", 8), INST, eng.account)
+    venue.dispatch(trade("100"))
+    stop, _ = legs()
+    listed = msgspec.structs.replace(stop, client_order_id=LIST, oco_take_profit=D("110"))
+    sl, tp = oco_legs(listed)
+    assert (sl.client_order_id, sl.order_type, sl.stop_price) == (SL, "stop_market", D("95"))
+    assert (tp.client_order_id, tp.order_type, tp.price, tp.stop_price) == (TP, "limit", D("110"), None)
+    assert tp.reduce_only and tp.quantity == stop.quantity and tp.oco_take_profit is None
+    assert kinds(venue.dispatch(listed)) == [("OrderAccepted", SL), ("OrderAccepted", TP)]
+    assert kinds(venue.dispatch(trade("111", ts=2_000))) == [("OrderExpired", SL), ("OrderFilled", TP)]

@@ -19,6 +19,9 @@ Out (router): ``OrderAccepted``, ``OrderRejected``, ``OrderFilled``, ``OrderCanc
   (``cancelReplaceMode=STOP_ON_FAILURE``): the old order's OrderCanceled, then the new one's events;
   -2022 (cancel failed) rejects the new one and queries the old; -2021 (cancel done, new order
   failed) publishes both outcomes; an unknown outcome resolves both orders by query.
+- A SubmitOrder with ``oco_take_profit`` is an OCO list (:meth:`BinanceExecution.submit_oco`,
+  ``POST /api/v3/orderList/oco``): its two legs (:func:`actors.oco.oco_legs`) publish their events
+  under their own client order ids; refused unsent where exchangeInfo says ``ocoAllowed`` false.
 - 5xx, -1000/-1001/-1006/-1007, timeouts, disconnects, unreadable replies: the order's fate is
   unknown.  OrderUnknown is published, then the order is queried by ``origClientOrderId`` (retried
   with backoff until the venue answers) and what the venue says is published: OrderAccepted, its
@@ -78,6 +81,7 @@ from actors.messages import (
     Side,
     SubmitOrder,
 )
+from actors.oco import oco_legs
 from actors.runtime import Actor, now_ns
 from adapters.binance import venue_health
 from adapters.binance.account_stream import AccountUserStream
@@ -395,8 +399,11 @@ class BinanceExecution(Actor):
             latency, intent_id = self.router.latency, msg.intent_id
             on_wire = ON_WIRE.set(lambda: latency.sent(intent_id))  # called by the REST client
             try:
-                async with self._commands:
-                    await self._submit(msg)
+                if msg.oco_take_profit is not None:  # an OCO list (it takes the limiter itself)
+                    await self.submit_oco(msg.client_order_id, *oco_legs(msg))
+                else:
+                    async with self._commands:
+                        await self._submit(msg)
             finally:
                 ON_WIRE.reset(on_wire)
                 done = self._submitting.pop(cid, None)

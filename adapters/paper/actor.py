@@ -1,8 +1,9 @@
 """The paper exchange actor: one symbol of a simulated venue, driven by the live (or replayed) tape.
 
-In (inbox):  ``SubmitOrder``, ``CancelOrder`` and market data ``Trade``/``Bar``/``Quote``
-for its (exchange, symbol); anything else, or another symbol's messages, is counted in
-``ignored`` and dropped.
+In (inbox):  ``SubmitOrder`` (one with ``oco_take_profit`` is an OCO list of two legs:
+:meth:`~adapters.paper.engine.PaperEngine.submit_oco`), ``CancelOrder`` and market data
+``Trade``/``Bar``/``Quote`` for its (exchange, symbol); anything else, or another symbol's
+messages, is counted in ``ignored`` and dropped.
 Out (router): ``OrderAccepted``, ``OrderRejected``, ``OrderFilled``, ``OrderCanceled``,
 ``OrderExpired`` — the same messages a real exchange adapter publishes.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from actors.channels import Channel, Router
 from actors.messages import Bar, CancelOrder, Message, Quote, SubmitOrder, Trade
+from actors.oco import oco_legs
 from actors.runtime import WALL_CLOCK, Actor, Clock
 from adapters.paper.account import PaperAccountState
 from adapters.paper.engine import PaperEngine
@@ -72,6 +74,8 @@ class PaperExchange(Actor):
         if isinstance(msg, SubmitOrder):
             if self.clock is WALL_CLOCK:  # the paper venue's wire (a backtest's event time measures nothing)
                 self.router.latency.sent(msg.intent_id)
+            if msg.oco_take_profit is not None:  # an OCO list: both legs in one request
+                return engine.submit_oco(msg.client_order_id, *oco_legs(msg), now=msg.ts_event)
             return engine.submit(msg, msg.ts_event)  # the venue acts at the request's (market) time
         if isinstance(msg, CancelOrder):
             return engine.cancel(msg, msg.ts_event)
