@@ -175,6 +175,10 @@ FEED_COUNTERS = (
     "snapshot_errors",
     "trade_time_clamped",
     "loops",
+    "resubscribes",  # OKX: a book resubscribed after a gap, a checksum mismatch or a refused push
+    "checksum_failures",
+    "gaps",
+    "pings",
 )
 FEED_GAUGES = ("connected", "books_stale")
 

@@ -84,6 +84,8 @@ async def test_daemon_trades_paper_on_the_okx_feed_with_a_checksummed_book(tmp_p
     assert feed["books"]["BTC/USDT"]["synced"] and feed["instruments"] == {"BTC-USDT": "live"}
     assert 'tradingd_feed_reconnects_total{exchange="okx",symbol="BTC/USDT"} 0.0' in metrics
     assert 'tradingd_feed_book_synced{exchange="okx",symbol="BTC/USDT"} 1.0' in metrics
+    for name in ("resubscribes", "checksum_failures", "gaps"):  # the OKX book counters, at 0 from the start
+        assert f'tradingd_feed_{name}_total{{exchange="okx",symbol="BTC/USDT"}} 0.0' in metrics
 
 
 @pytest.mark.parametrize(
