@@ -17,7 +17,7 @@ triggering frames), which shows what 20k events/s add to the order path.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +30,7 @@ from actors.histogram import OrderLatency
 from actors.messages import Bar, Message, OrderIntent, Quote, Trade
 from actors.portfolio import Portfolio
 from actors.runtime import GroupState, RestartPolicy, run_supervised
-from actors.strategies.base import Output, StrategyContext
+from actors.strategies.base import OpenOrder, Output, StrategyContext
 from adapters.paper.account import PaperAccountState
 from bench import run_async, write_result
 from daemon.config import ChannelsSection, PaperAccount, parse_config
@@ -87,6 +87,9 @@ class EveryNthTrade:
 
     def on_quote(self, state: _State, quote: Quote, ctx: StrategyContext) -> tuple[_State, list[Output]]:
         return state, []
+
+    def reconcile(self, state: _State, ctx: StrategyContext, orders: Sequence[OpenOrder]) -> _State:
+        return state  # nothing of it depends on orders or the position
 
     def on_trade(self, state: _State, trade: Trade, ctx: StrategyContext) -> tuple[_State, list[Output]]:
         if int(trade.trade_id) % ORDER_EVERY:

@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
     add_backtest_parsers(sub)
     add_journal_parser(sub)
-    from daemon.notify.main import add_parser as add_notify_parser  # tradingd notify (its own process)
-
-    add_notify_parser(sub)
+    # tradingd notify (its own process; daemon.notify.main, imported only to run it: aiogram takes seconds)
+    notify = sub.add_parser("notify", help="send alerts from the daemon's Redis streams (a separate process)")
+    notify.add_argument(
+        "--config", default="notify.toml", help="the notifier's TOML file (default: notify.toml)"
+    )
     add_admin_parsers(sub)
     args = parser.parse_args(argv)
 

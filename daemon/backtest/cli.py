@@ -16,12 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from daemon.backtest.data import BacktestError
-from daemon.backtest.html_report import render
-from daemon.backtest.metrics import compute, drawdown_series
-from daemon.backtest.progress import progress_bar
-from daemon.backtest.report import document, table
-from daemon.backtest.runner import run_backtest
-from daemon.backtest.setup import prepare
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -87,6 +81,14 @@ def backtest_main(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every `tradingd` command parses its arguments with this module
+    from daemon.backtest.html_report import render
+    from daemon.backtest.metrics import compute, drawdown_series
+    from daemon.backtest.progress import progress_bar
+    from daemon.backtest.report import document, table
+    from daemon.backtest.runner import run_backtest
+    from daemon.backtest.setup import prepare
+
     try:
         prep = prepare(
             args.config,

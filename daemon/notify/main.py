@@ -35,11 +35,6 @@ log = logging.getLogger("tradingd.notify")
 _X = {"component": "notify"}
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("notify", help="send alerts from the daemon's Redis streams (a separate process)")
-    p.add_argument("--config", default="notify.toml", help="the notifier's TOML file (default: notify.toml)")
-
-
 def notify_main(args: argparse.Namespace) -> int:
     try:
         cfg = load_notify_config(args.config)
