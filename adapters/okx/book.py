@@ -63,7 +63,7 @@ class _Side:
     def __init__(self, bids: bool) -> None:
         self.sign = -1 if bids else 1
         self.keys: list[Decimal] = []
-        self.levels: dict[Decimal, tuple[str, str]] = {}
+        self.levels: dict[Decimal, tuple[str, str, Decimal, Decimal]] = {}  # key -> as sent, as decimals
 
     def set(self, price: Decimal, size: Decimal, px: str, sz: str) -> None:
         key = price if self.sign > 0 else -price
@@ -73,12 +73,12 @@ class _Side:
             return
         if key not in self.levels:
             bisect.insort(self.keys, key)
-        self.levels[key] = (px, sz)
+        self.levels[key] = (px, sz, price, size)
 
     def load(self, levels: list[tuple[Decimal, Decimal, str, str]]) -> None:
         """A snapshot's side: one sort (OKX sends it sorted, so it is linear) instead of inserts."""
         sign = self.sign
-        self.levels = {p if sign > 0 else -p: (px, sz) for p, s, px, sz in levels if s}
+        self.levels = {p if sign > 0 else -p: (px, sz, p, s) for p, s, px, sz in levels if s}
         self.keys = sorted(self.levels)
 
     def truncate(self, depth: int) -> None:
@@ -87,16 +87,18 @@ class _Side:
         del self.keys[depth:]
 
     def top(self, n: int) -> list[tuple[str, str]]:
-        return [self.levels[k] for k in self.keys[:n]]
+        levels = self.levels
+        return [levels[k][:2] for k in self.keys[:n]]
 
     def best(self) -> tuple[Decimal, Decimal] | None:
         if not self.keys:
             return None
-        px, sz = self.levels[self.keys[0]]
-        return Decimal(px), Decimal(sz)
+        _, _, price, size = self.levels[self.keys[0]]
+        return price, size
 
     def decimals(self, n: int) -> list[tuple[Decimal, Decimal]]:
-        return [(Decimal(px), Decimal(sz)) for px, sz in self.top(n)]
+        levels = self.levels
+        return [levels[k][2:] for k in self.keys[:n]]
 
 
 class OkxBook:
