@@ -17,10 +17,8 @@ The daemon's own fills made by the venue while it is down are reconciled at star
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,106 +28,27 @@ from typing import Any
 
 import pytest
 
-from tests.fake_binance import API_KEY, API_SECRET
-from tests.helpers import ROOT, free_port, wait_for
+from tests.helpers import free_port, wait_for
+from tests.venue_helpers import grid_config, start_daemon, venue_process
 
 DRIFT = "balance drift on account live"
 
 
 @pytest.fixture
 def venue(tmp_path: Path) -> Iterator[dict[str, str]]:
-    portfile = tmp_path / "venue.json"
-    log = (tmp_path / "venue.log").open("wb")
-    env = {**os.environ, "FAKE_VENUE_COMMISSION": "0.001 USDT"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_venue_process", str(portfile)],
-        cwd=ROOT,
-        stdout=log,
-        stderr=log,
-        env=env,
-    )
-    try:
-        wait_for(portfile.exists, 20, "the venue process to listen")
-        yield json.loads(portfile.read_text())
-    finally:
-        proc.kill()
-        proc.wait(10)
-        log.close()
+    with venue_process(tmp_path, FAKE_VENUE_COMMISSION="0.001 USDT") as urls:
+        yield urls
 
 
 def _config(tmp: Path, urls: dict[str, str], port: int, on_drift: str) -> Path:
-    text = f"""
-[daemon]
-log_format = "json"
-state_dir = "{tmp / "state"}"
-[health]
-port = {port}
-[redis]
-enabled = false
-[store]
-flush_interval_ms = 20
-snapshot_interval_s = 0.5
-[accounts.live]
-exchange = "binance"
-rest_url = "{urls["venue_url"]}"
-ws_api_url = "{urls["ws_api_url"]}"
-api_key_env = "TEST_BINANCE_KEY"
-secret_env = "TEST_BINANCE_SECRET"
-timeout_s = 2.0
-balance_check_s = 1.0
-on_balance_drift = "{on_drift}"
-[[groups]]
-exchange = "binance"
-symbol = "NKN/USDT"
-account = "live"
-bar_interval_s = 1
-[groups.instrument]
-base = "NKN"
-quote = "USDT"
-tick_size = "0.0001"
-step_size = "1"
-[groups.feed]
-kind = "binance"
-venue_symbol = "NKNUSDT"
-ws_url = "{urls["ws_url"]}"
-rest_url = "{urls["rest_url"]}"
-streams = ["aggTrade", "depth@100ms"]
-[groups.strategy]
-name = "grid"
-lower = "0.3400"
-upper = "0.3660"
-levels = 8
-quantity = "50"
-on_exit_range = "rebalance"
-arm_within_pct = 5.0
-stop_loss_pct = 20.0
-[groups.risk]
-max_order_notional = "100"
-max_position = "100000"
-max_open_orders = 12
-max_orders_per_minute = 600
-price_band_pct = "10"
-"""
-    path = tmp / "config.toml"
-    path.write_text(text)
-    return path
+    account = f'balance_check_s = 1.0\non_balance_drift = "{on_drift}"'
+    return grid_config(
+        tmp, urls, port, store="flush_interval_ms = 20\nsnapshot_interval_s = 0.5", account=account
+    )
 
 
 def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "TEST_BINANCE_KEY": API_KEY,
-        "TEST_BINANCE_SECRET": API_SECRET,
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(cfg)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    return start_daemon(cfg, log)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -25,7 +25,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -38,10 +37,10 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.fake_binance import API_KEY, API_SECRET
 from tests.fake_venue_process import START_BALANCES
-from tests.helpers import ROOT, free_port, wait_for
+from tests.helpers import free_port, wait_for
 from tests.test_store import _admin, dsn_for
+from tests.venue_helpers import grid_config, start_daemon, venue_process
 
 LOOPS = int(os.environ.get("VENUE_CRASH_LOOPS", "10"))
 STATUS = {
@@ -56,18 +55,8 @@ STATUS = {
 
 @pytest.fixture
 def venue(tmp_path: Path) -> Iterator[dict[str, str]]:
-    portfile = tmp_path / "venue.json"
-    log = (tmp_path / "venue.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_venue_process", str(portfile)], cwd=ROOT, stdout=log, stderr=log
-    )
-    try:
-        wait_for(portfile.exists, 20, "the venue process to listen")
-        yield json.loads(portfile.read_text())
-    finally:
-        proc.kill()
-        proc.wait(10)
-        log.close()
+    with venue_process(tmp_path) as urls:
+        yield urls
 
 
 @pytest.fixture
@@ -81,85 +70,12 @@ def database() -> Iterator[str]:
 
 
 def _config(tmp: Path, urls: dict[str, str], dsn: str, port: int, snapshot_s: float = 0.5) -> Path:
-    text = f"""
-[daemon]
-log_format = "json"
-state_dir = "{tmp / "state"}"
-[health]
-port = {port}
-[redis]
-enabled = false
-[store]
-enabled = true
-dsn = "{dsn}"
-flush_interval_ms = 20
-snapshot_interval_s = {snapshot_s}
-[supervisor]
-backoff_initial_s = 0.01
-backoff_max_s = 0.1
-[accounts.live]
-exchange = "binance"
-rest_url = "{urls["venue_url"]}"
-ws_api_url = "{urls["ws_api_url"]}"
-api_key_env = "TEST_BINANCE_KEY"
-secret_env = "TEST_BINANCE_SECRET"
-timeout_s = 2.0
-recv_window_ms = 1000
-balance_check_s = 1.0
-[[groups]]
-exchange = "binance"
-symbol = "NKN/USDT"
-account = "live"
-bar_interval_s = 1
-[groups.instrument]
-base = "NKN"
-quote = "USDT"
-tick_size = "0.0001"
-step_size = "1"
-[groups.feed]
-kind = "binance"
-venue_symbol = "NKNUSDT"
-ws_url = "{urls["ws_url"]}"
-rest_url = "{urls["rest_url"]}"
-streams = ["aggTrade", "depth@100ms"]
-silence_timeout_s = 10.0
-stall_timeout_s = 60.0
-[groups.strategy]
-name = "grid"
-lower = "0.3400"
-upper = "0.3660"
-levels = 8
-quantity = "50"
-on_exit_range = "rebalance"
-arm_within_pct = 5.0
-stop_loss_pct = 20.0
-[groups.risk]
-max_order_notional = "100"
-max_position = "100000"
-max_open_orders = 12
-max_orders_per_minute = 600
-price_band_pct = "10"
-"""
-    path = tmp / "config.toml"
-    path.write_text(text)
-    return path
+    store = f'enabled = true\ndsn = "{dsn}"\nflush_interval_ms = 20\nsnapshot_interval_s = {snapshot_s}'
+    return grid_config(tmp, urls, port, store=store)
 
 
 def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "TEST_BINANCE_KEY": API_KEY,
-        "TEST_BINANCE_SECRET": API_SECRET,
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(cfg)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    return start_daemon(cfg, log)
 
 
 def _get(url: str, data: bytes | None = None) -> Any:

@@ -13,7 +13,6 @@ and a restart (SIGKILL, then start) is still halted until ``tradingd resume``.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from tests.fake_binance import API_KEY, API_SECRET
 from tests.fake_venue_process import START_BALANCES
 from tests.helpers import ROOT, free_port, wait_for
+from tests.venue_helpers import daemon_env, grid_config, start_daemon, venue_process
 
 TOKEN = "flatten-test-token-0123456789abcdef"
 OPEN = ("NEW", "PARTIALLY_FILLED")
@@ -37,107 +36,19 @@ OPEN = ("NEW", "PARTIALLY_FILLED")
 
 @pytest.fixture
 def venue(tmp_path: Path) -> Iterator[dict[str, str]]:
-    portfile = tmp_path / "venue.json"
-    log = (tmp_path / "venue.log").open("wb")
-    env = {**os.environ, "FAKE_VENUE_ORDER_TYPES": "STOP_LOSS,TAKE_PROFIT"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_venue_process", str(portfile)],
-        cwd=ROOT,
-        stdout=log,
-        stderr=log,
-        env=env,
-    )
-    try:
-        wait_for(portfile.exists, 20, "the venue process to listen")
-        yield json.loads(portfile.read_text())
-    finally:
-        proc.kill()
-        proc.wait(10)
-        log.close()
-
-
-def _config(tmp: Path, urls: dict[str, str], port: int) -> Path:
-    text = f"""
-[daemon]
-log_format = "json"
-state_dir = "{tmp / "state"}"
-[health]
-port = {port}
-[redis]
-enabled = false
-[store]
-enabled = false
-[accounts.live]
-exchange = "binance"
-rest_url = "{urls["venue_url"]}"
-ws_api_url = "{urls["ws_api_url"]}"
-api_key_env = "TEST_BINANCE_KEY"
-secret_env = "TEST_BINANCE_SECRET"
-timeout_s = 2.0
-[[groups]]
-exchange = "binance"
-symbol = "NKN/USDT"
-account = "live"
-bar_interval_s = 1
-[groups.instrument]
-base = "NKN"
-quote = "USDT"
-tick_size = "0.0001"
-step_size = "1"
-[groups.feed]
-kind = "binance"
-venue_symbol = "NKNUSDT"
-ws_url = "{urls["ws_url"]}"
-rest_url = "{urls["rest_url"]}"
-streams = ["aggTrade", "depth@100ms"]
-silence_timeout_s = 10.0
-[groups.strategy]
-name = "grid"
-lower = "0.3400"
-upper = "0.3660"
-levels = 8
-quantity = "50"
-arm_within_pct = 5.0
-stop_loss_pct = 20.0
-[groups.risk]
-max_order_notional = "100"
-max_position = "100000"
-max_open_orders = 12
-max_orders_per_minute = 600
-price_band_pct = "10"
-native_stops = true
-"""
-    path = tmp / "config.toml"
-    path.write_text(text)
-    return path
-
-
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "TEST_BINANCE_KEY": API_KEY,
-        "TEST_BINANCE_SECRET": API_SECRET,
-        "TRADINGD_ADMIN_TOKEN": TOKEN,
-    }
+    with venue_process(tmp_path, FAKE_VENUE_ORDER_TYPES="STOP_LOSS,TAKE_PROFIT") as urls:
+        yield urls
 
 
 def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(cfg)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=_env(),
-        )
+    return start_daemon(cfg, log, TRADINGD_ADMIN_TOKEN=TOKEN)
 
 
 def _cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "daemon", *args, "--config", str(cfg)],
         cwd=ROOT,
-        env=_env(),
+        env=daemon_env(TRADINGD_ADMIN_TOKEN=TOKEN),
         capture_output=True,
         text=True,
         timeout=90,
@@ -171,7 +82,7 @@ def test_flatten_at_the_venue_cancels_everything_sells_the_position_and_stays_ha
     tmp_path: Path, venue: dict[str, str]
 ) -> None:
     port = free_port()
-    cfg = _config(tmp_path, venue, port)
+    cfg = grid_config(tmp_path, venue, port, risk="native_stops = true")
     log = tmp_path / "daemon.log"
     proc = _start(cfg, log)
     try:
