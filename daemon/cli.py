@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from actors.messages import json_schema
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ADMIN_COMMANDS:
         from daemon.admin_cli import main as admin_main
 
-        return admin_main(args)
+        try:
+            return admin_main(args)
+        except BrokenPipeError:  # `tradingd status | head`: the reader has gone, nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+            return 0
 
     if args.command == "notify":
         from daemon.notify.main import notify_main

@@ -81,6 +81,19 @@ def test_every_command_against_a_running_daemon(daemon: Path, tmp_path: Path) ->
     assert GROUP in out.stdout and "ACTIVE" in out.stdout and "breakout" in out.stdout
     assert "tradingd 0.1.0 at http://127.0.0.1:" in out.stdout.splitlines()[0]
 
+    # `tradingd status | head -1`: the reader goes away; no traceback, no error
+    piped = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "status", "--config", cfg],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "TRADINGD_ADMIN_TOKEN"},
+    )
+    assert piped.stdout is not None and piped.stderr is not None
+    piped.stdout.close()  # before it has printed anything (its imports take a while)
+    assert piped.wait(timeout=30) == 0
+    assert piped.stderr.read() == b""
+
     machine = json.loads(tradingd("status", "--config", cfg, "--json").stdout)
     (group,) = machine["groups"]
     assert (group["group"], group["state"], group["strategy"]) == (GROUP, "ACTIVE", "breakout")
