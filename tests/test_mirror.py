@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -256,11 +257,21 @@ def test_offer_is_cheap_and_drops_market_data_when_the_queue_is_full(tmp_path: P
         mirror.offer(fill(i))
     assert metrics.get(DROPPED, {"kind": "trade", "reason": "queue_full"}) == 3
     assert mirror.pending() == 5 + 8  # the order path is never dropped
-    msgs = [fill(i, symbol=f"S{i % 4}") for i in range(20_000)]
-    t0 = time.perf_counter()
-    for m in msgs:
-        mirror.offer(m)
-    per_offer = (time.perf_counter() - t0) / len(msgs)
+    # A bound on the code's cost (about 2 µs here; make bench measures it), not on the machine's:
+    # the best of five rounds with the collector paused, so a GC pass over a long test session's
+    # heap or a noisy neighbour does not fail it.
+    rounds = []
+    for r in range(5):
+        msgs = [fill(r * 4000 + i, symbol=f"S{i % 4}") for i in range(4000)]
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            for m in msgs:
+                mirror.offer(m)
+            rounds.append((time.perf_counter() - t0) / len(msgs))
+        finally:
+            gc.enable()
+    per_offer = min(rounds)
     assert per_offer < 20e-6, f"offer() took {per_offer * 1e6:.1f} µs"
 
 
