@@ -12,6 +12,10 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from actors.messages import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDLES = ROOT / "adapters/replay/data/candles/UNITTEST_BTC-1m.json"
@@ -169,3 +173,35 @@ def kill_9_lives(cfg: Path, log: Path, lives: int, rng: random.Random, pause: tu
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+def crash_config(tmp: Path, snapshot_interval_s: float) -> Path:
+    """A paper daemon for kill -9 loops: the journal on (no PostgreSQL), no Redis, no health
+    server, the bundled candles looping as fast as they go; ``tmp/config.toml``."""
+    text = make_config(
+        tmp / "state",
+        prefix=unique_prefix(),
+        speed=0.0,
+        loop=True,
+        trades_group=False,
+        redis_enabled=False,
+        store_dsn="postgresql://postgres@127.0.0.1:5432/unused",
+    )
+    store = f"[store]\nenabled = true\npostgres = false\nsnapshot_interval_s = {snapshot_interval_s}\n"
+    text = text.replace("[store]\nenabled = true\n", store)
+    text = text.replace("[health]\n", "[health]\nenabled = false\n")
+    path = tmp / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def journal_records(state_dir: Path) -> list[Message]:
+    """Every record of the journal under ``state_dir``, in order."""
+    from daemon.journal import Journal
+    from daemon.metrics import Metrics
+
+    journal = Journal.open(state_dir / "journal", metrics=Metrics())
+    try:
+        return [m for _, m in journal.read_from(journal.first_offset)]
+    finally:
+        journal.close()

@@ -29,9 +29,7 @@ from actors.messages import (
     stamp,
 )
 from actors.order_fold import OrderFold
-from daemon.journal import Journal
-from daemon.metrics import Metrics
-from tests.helpers import kill_9_lives, make_config, unique_prefix
+from tests.helpers import crash_config, journal_records, kill_9_lives
 
 DAY = 86_400 * 1_000_000_000
 LIVES = int(os.environ.get("BETWEEN_SNAPSHOT_LIVES", "6"))
@@ -85,22 +83,7 @@ def test_fold_recovers_risk_day_strategy_state_and_decision_time_without_a_snaps
 
 
 def _config(tmp: Path) -> Path:
-    text = make_config(
-        tmp / "state",
-        prefix=unique_prefix(),
-        speed=0.0,
-        loop=True,
-        trades_group=False,
-        redis_enabled=False,
-        store_dsn="postgresql://postgres@127.0.0.1:5432/unused",
-    )
-    text = text.replace(
-        "[store]\nenabled = true\n", "[store]\nenabled = true\npostgres = false\nsnapshot_interval_s = 3600\n"
-    )
-    text = text.replace("[health]\n", "[health]\nenabled = false\n")
-    path = tmp / "config.toml"
-    path.write_text(text)
-    return path
+    return crash_config(tmp, 3600)
 
 
 def test_kill_9_between_snapshots_decides_nothing_twice(tmp_path: Path) -> None:
@@ -109,11 +92,7 @@ def test_kill_9_between_snapshots_decides_nothing_twice(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("CRASH_SEED", "11")))
     kill_9_lives(cfg, log, LIVES, rng, (0.2, 1.2))
 
-    journal = Journal.open(tmp_path / "state" / "journal", metrics=Metrics())
-    try:
-        records = [m for _, m in journal.read_from(journal.first_offset)]
-    finally:
-        journal.close()
+    records = journal_records(tmp_path / "state")
     snapshots = [m for m in records if isinstance(m, GroupSnapshot)]
     assert len(snapshots) == 1, "snapshots were taken: the test would not test a crash between them"
 

@@ -28,30 +28,13 @@ from actors.messages import (
     SubmitOrder,
 )
 from actors.order_fold import OrderFold
-from daemon.journal import Journal
-from daemon.metrics import Metrics
-from tests.helpers import kill_9_lives, make_config, unique_prefix
+from tests.helpers import crash_config, journal_records, kill_9_lives
 
 LOOPS = int(os.environ.get("CRASH_LOOPS", "30"))
 
 
 def _config(tmp: Path) -> Path:
-    text = make_config(
-        tmp / "state",
-        prefix=unique_prefix(),
-        speed=0.0,
-        loop=True,
-        trades_group=False,
-        redis_enabled=False,
-        store_dsn="postgresql://postgres@127.0.0.1:5432/unused",
-    )
-    text = text.replace(
-        "[store]\nenabled = true\n", "[store]\nenabled = true\npostgres = false\nsnapshot_interval_s = 0.3\n"
-    )
-    text = text.replace("[health]\n", "[health]\nenabled = false\n")
-    path = tmp / "config.toml"
-    path.write_text(text)
-    return path
+    return crash_config(tmp, 0.3)
 
 
 def test_kill_9_loop_recovers_exactly(tmp_path: Path) -> None:
@@ -60,11 +43,7 @@ def test_kill_9_loop_recovers_exactly(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("CRASH_SEED", "7")))
     kill_9_lives(cfg, log, LOOPS, rng, (0.05, 0.8))
 
-    journal = Journal.open(tmp_path / "state" / "journal", metrics=Metrics())
-    try:
-        records = [m for _, m in journal.read_from(journal.first_offset)]
-    finally:
-        journal.close()
+    records = journal_records(tmp_path / "state")
 
     submitted = [m.client_order_id for m in records if isinstance(m, OrderSubmitted)]
     sent = [m.client_order_id for m in records if isinstance(m, SubmitOrder)]
