@@ -155,6 +155,9 @@ class BinanceFeed(Base, frozen=True, kw_only=True, tag_field="kind", tag="binanc
     stall_timeout_s: float = 300.0
     rotate_after_s: float = 84_600.0  # Binance cuts a stream connection after 24 h: hand over before
     book_depth: int = 100  # levels kept and published; the snapshot limit is the smallest step holding them
+    # groups with the same feed settings (but venue_symbol) share one connection set (1,024 streams
+    # a connection); false: this group's symbol gets connections of its own
+    shared_connection: bool = True
 
 
 # OkxFeed is the OKX adapter's own table (adapters/okx/config.py)

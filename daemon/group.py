@@ -64,7 +64,6 @@ from actors.strategies.registry import build_strategy
 from actors.strategy import StrategyActor
 from adapters.binance.account_stream import AccountUserStream
 from adapters.binance.execution import BinanceExecution
-from adapters.binance.websocket import BinanceMarketFeed
 from adapters.okx.config import OkxFeed
 from adapters.okx.data import to_inst_id
 from adapters.okx.websocket import OkxMarketFeed
@@ -74,6 +73,7 @@ from adapters.replay.feed import ReplayFeed
 from daemon.config import AccountConfig, BinanceAccount, BinanceFeed, ChannelsSection, FeedConfig, GroupConfig
 from daemon.config import ReplayFeed as ReplayFeedConfig
 from daemon.entry_gate import venue_gate
+from daemon.feed_hubs import binance_feed
 
 ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderExpired)
 MARKET = (Trade, Bar, Quote)
@@ -158,17 +158,7 @@ def make_feed(cfg: GroupConfig) -> Feed:
             resubscribe_timeout_s=feed.resubscribe_timeout_s,
             book_depth=feed.book_depth,
         )
-    return BinanceMarketFeed(
-        feed.ws_url,
-        feed.rest_url,
-        {feed.venue_symbol: cfg.symbol},
-        streams=tuple(feed.streams),
-        exchange=cfg.exchange,
-        silence_timeout_s=feed.silence_timeout_s,
-        book_depth=feed.book_depth,
-        stall_timeout_s=feed.stall_timeout_s,
-        rotate_after_s=feed.rotate_after_s,
-    )
+    return binance_feed(feed, cfg.exchange, {feed.venue_symbol: cfg.symbol})
 
 
 def make_strategy(cfg: GroupConfig) -> Strategy[Any]:
@@ -190,6 +180,7 @@ class SymbolGroup:
         venue_account: AccountConfig | None = None,
         account_risk: AccountRisk | None = None,
         account_stream: AccountUserStream | None = None,
+        feed: Feed | None = None,
     ) -> None:
         self.cfg = cfg
         self.policy = policy
@@ -213,7 +204,9 @@ class SymbolGroup:
             self.state,
             cfg.bar_interval_s if builds_bars(cfg.feed) else None,
         )
-        self.feed = FeedAdapter(ex, sym, self.router, self.market_feed.inbox, make_feed(cfg))
+        self.feed = FeedAdapter(
+            ex, sym, self.router, self.market_feed.inbox, make_feed(cfg) if feed is None else feed
+        )
         self.strategy = StrategyActor(
             ex,
             sym,
@@ -263,7 +256,7 @@ class SymbolGroup:
         )
         self.venue: PaperExchange | BinanceExecution
         if isinstance(venue_account, BinanceAccount):  # a real account: orders go to Binance
-            feed = cfg.feed
+            feed_cfg = cfg.feed
             self.venue = BinanceExecution(
                 ex,
                 sym,
@@ -272,7 +265,7 @@ class SymbolGroup:
                 inst,
                 cfg.account,
                 venue_account,
-                venue_symbol=feed.venue_symbol if isinstance(feed, BinanceFeed) else "",
+                venue_symbol=feed_cfg.venue_symbol if isinstance(feed_cfg, BinanceFeed) else "",
                 last_price=lambda: self.state.last_price,
                 account_stream=account_stream,
             )
@@ -370,6 +363,9 @@ class SymbolGroup:
     def stop(self) -> None:
         """Cancel the group's actors; open paper orders are canceled and their reservations released."""
         self._leave_account()
+        close = getattr(self.feed.feed, "close", None)  # a shared connection's view: leave it
+        if close is not None:
+            close()
         if self.scope is not None:
             self.scope.cancel()
         self.venue.close_book("venue stopped")

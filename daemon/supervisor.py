@@ -38,6 +38,7 @@ from daemon import display, venue_health
 from daemon.balance_check import BalanceChecker
 from daemon.config import Config, ConfigDiff, ConfigError, GroupConfig, PaperAccount, diff_configs
 from daemon.config_schema import BinanceAccount
+from daemon.feed_hubs import FeedHubs
 from daemon.group import SymbolGroup
 from daemon.halts import HaltBook, HaltScope, describe
 from daemon.persistence import StrategyView
@@ -86,6 +87,7 @@ class Supervisor:
         self.journal_halt_reason = ""
         self.journal_sink: Callable[[Message], None] | None = None  # strategy checkpoints
         self._tg: TaskGroup | None = None
+        self.feed_hubs: FeedHubs | None = None  # shared Binance market-data connections (set in run)
         self.recovered: dict[tuple[str, str], OrderFold] = {}  # journal state per group, used at its start
         self.recovered_ledgers: dict[str, BalanceLedger] = {}  # journaled balance ledger per account
         self._checking = False  # True once the start-up balance checks ran: a new account checks alone
@@ -104,6 +106,7 @@ class Supervisor:
         """Start accounts and groups, then keep them until cancelled."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self.feed_hubs = FeedHubs(tg)
             for group_cfg in self.cfg.groups:
                 if group_cfg.enabled:
                     await self._start_group(group_cfg)
@@ -190,6 +193,7 @@ class Supervisor:
             venue_account=self.cfg.accounts[cfg.account],
             account_risk=acct.risk,
             account_stream=acct.user_stream,
+            feed=self.feed_hubs.feed_for(cfg) if self.feed_hubs is not None else None,
         )
         if reason := self.halts.reason(cfg.account, group.name):
             group.health.admin_halt(reason)
@@ -372,6 +376,7 @@ class Supervisor:
             },
             "groups": [self._group_status(g, now) for g in self.groups.values()],
             "accounts": {name: self._account_status(a, now) for name, a in self.accounts.items()},
+            "feeds": self.feed_hubs.status() if self.feed_hubs is not None else [],
         }
 
     def _account_status(self, acct: AccountRuntime, now: int) -> dict[str, object]:

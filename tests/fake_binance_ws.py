@@ -186,6 +186,7 @@ class FakeBinanceWs:
     rest_url: str = ""  # http://127.0.0.1:port
     connections: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    request_times: list[float] = field(default_factory=list)  # time.monotonic() of each request
     connect_streams: list[list[str]] = field(default_factory=list)
     snapshot_requests: list[str] = field(default_factory=list)
     hidden: list[tuple[str, int, int]] = field(default_factory=list)  # (symbol, U, u) diffs not sent
@@ -331,6 +332,7 @@ class FakeBinanceWs:
     async def _request(self, ws: web.WebSocketResponse, text: str, wanted: set[str]) -> None:
         req = json.loads(text)
         self.requests.append(req)
+        self.request_times.append(time.monotonic())
         if req.get("method") == "SUBSCRIBE":
             wanted.update(req["params"])
         elif req.get("method") == "UNSUBSCRIBE":

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 import anyio
@@ -52,6 +52,8 @@ class ConnectionRotation:
     _emit: Callable[[FeedShard, Message], Awaitable[None]]
     _on_delta: Callable[[FeedShard, BookDelta], bool]
     _extra: Callable[[FeedShard], dict[str, str]]
+    _resubscribe: Callable[[FeedShard, Sequence[str], aiohttp.ClientWebSocketResponse], Awaitable[None]]
+    _count: Callable[..., None]  # (name, shard, symbol=None)
 
     async def _rotate(self, shard: FeedShard) -> None:
         """Open a successor before Binance's 24 h cut; hand over once it caught up with the old socket."""
@@ -59,6 +61,7 @@ class ConnectionRotation:
         retry = min(60.0, self.rotate_after_s / 10)
         await anyio.sleep(self.rotate_after_s)
         while True:
+            opened = shard.streams()  # what _open puts in the URL
             try:
                 successor = await self._open(shard)
             except (*CONNECTION_ERRORS, ConnectionLost) as exc:
@@ -68,6 +71,7 @@ class ConnectionRotation:
                 await anyio.sleep(retry)
                 continue
             shard.successor, shard.held = successor, []
+            await self._resubscribe(shard, opened, successor)
             if shard.trade_floor is None:
                 shard.trade_floor = {}
             shard.generation += 1
@@ -83,7 +87,7 @@ class ConnectionRotation:
             await self._abandon_successor(shard)
             await anyio.sleep(retry)
         if state == "forced":
-            self.forced_rotations += 1
+            self._count("forced_rotations", shard)
         old = shard.ws
         shard.fresh_quotes = set()
         shard.handover = (successor, decoder, shard.held)
@@ -148,7 +152,7 @@ class ConnectionRotation:
             elif kind is BookDelta and not self._on_delta(shard, msg):  # type: ignore[arg-type]
                 continue
             await self._emit(shard, msg)
-        self.rotations += 1
+        self._count("rotations", shard)
         shard.connected_at = time.monotonic()
         log.info("rotated to a new connection (the 24 h limit) without a gap", extra=self._extra(shard))
         if shard.tg is not None:

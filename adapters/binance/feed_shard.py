@@ -11,6 +11,7 @@ a shard's connection (the feed reconnects).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,8 @@ class FeedShard:
         self.quiet: set[str] = set()  # our symbols without data for stall_timeout_s (counted once)
         self.last_trade_ts: dict[str, int] = {}  # newest trade time delivered per symbol
         self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.wake: anyio.Event | None = None  # set when a symbol comes to a shard left empty
+        self.counts: Counter[str] = Counter()  # this connection's reconnects, silences, rotations, ...
         self.tg: TaskGroup | None = None
         self.lock = anyio.Lock()  # orders a book's snapshot before its deltas
         self.drop_reason = ""
@@ -69,6 +72,8 @@ class FeedShard:
 
     def add(self, symbols: Mapping[str, str]) -> None:
         self.symbols.update(symbols)
+        if symbols and self.wake is not None:  # the connection waits for a symbol
+            self.wake.set()
         known = {**self.decoder.symbols, **symbols}
         decoder = FrameDecoder(known, exchange=self.feed.exchange, conn=self.name, streams=self.feed.streams)
         decoder.decoded, decoder.rejected = self.decoder.decoded, self.decoder.rejected

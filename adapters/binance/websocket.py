@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
@@ -175,6 +176,8 @@ class BinanceMarketFeed(ConnectionRotation):
         self.reconnects = self.silences = self.stalls = self.resyncs = 0
         self.rotations = self.forced_rotations = 0
         self.snapshots = self.snapshot_errors = self.trade_time_clamped = 0
+        # the counters above per connection (FeedShard.counts) and per symbol (ours -> name -> n)
+        self.symbol_counts: dict[str, Counter[str]] = {}
         self.running = False
         self._ids = 0
         self._sink: Sink | None = None
@@ -192,7 +195,12 @@ class BinanceMarketFeed(ConnectionRotation):
         """Our symbol -> its current book (depth streams only)."""
         return {sym: book for shard in self.shards for sym, book in shard.books.items()}
 
-    def statistics(self) -> BinanceFeedStatistics:
+    def statistics(self, symbol: str | None = None) -> BinanceFeedStatistics:
+        """The whole feed, or (``symbol``: ours) what concerns that symbol: its connection's
+        state and connection counters (reconnects, silences, rotations, rejected frames), its own
+        counters (stalls, resyncs, snapshots, trade times clamped) and its book."""
+        if symbol is not None:
+            return self._symbol_statistics(symbol)
         reasons: dict[str, int] = {}
         for shard in self.shards:
             for reason, n in shard.decoder.rejected.items():
@@ -201,7 +209,7 @@ class BinanceMarketFeed(ConnectionRotation):
         return BinanceFeedStatistics(
             exchange=self.exchange,
             running=self.running,
-            connections=len(self.shards),
+            connections=sum(bool(s.symbols) for s in self.shards),
             connected=sum(s.ws is not None for s in self.shards),
             symbols=symbols,
             streams=symbols * len(self.streams),
@@ -224,19 +232,78 @@ class BinanceMarketFeed(ConnectionRotation):
             books={sym: book_top(book, time.time_ns()) for sym, book in self.books().items()},
         )
 
-    def heard_ns(self) -> int:
+    def _symbol_statistics(self, symbol: str) -> BinanceFeedStatistics:
+        shard = self._shard_of(symbol)
+        conn: Counter[str] = shard.counts if shard is not None else Counter()
+        own = self.symbol_counts.get(symbol, Counter())
+        book = shard.books.get(symbol) if shard is not None else None
+        reasons = dict(shard.decoder.rejected) if shard is not None else {}
+        return BinanceFeedStatistics(
+            exchange=self.exchange,
+            running=self.running,
+            connections=int(shard is not None),
+            connected=int(shard is not None and shard.ws is not None),
+            symbols=int(shard is not None),
+            streams=len(self.streams) if shard is not None else 0,
+            emitted=0,
+            last_emit_ns=0,
+            reconnects=conn["reconnects"],
+            rotations=conn["rotations"],
+            forced_rotations=conn["forced_rotations"],
+            silences=conn["silences"],
+            stalls=own["stalls"],
+            resyncs=own["resyncs"],
+            snapshots=own["snapshots"],
+            snapshot_errors=own["snapshot_errors"],
+            books_stale=int(book is not None and book.stale),
+            rejected=sum(reasons.values()),
+            rejected_by_reason=reasons,
+            trade_time_clamped=own["trade_time_clamped"],
+            snapshot_limit=self.snapshot_limit,
+            quiet=[symbol] if shard is not None and symbol in shard.quiet else [],
+            books={symbol: book_top(book, time.time_ns())} if book is not None else {},
+        )
+
+    def _shard_of(self, symbol: str) -> FeedShard | None:
+        """The connection carrying our ``symbol``, if any."""
+        for shard in self.shards:
+            if symbol in shard.last_data:
+                return shard
+        return None
+
+    def heard_ns(self, symbol: str | None = None) -> int:
         """When the feed last knew its symbols' data current (wall clock ns, 0: never).
 
         Its newest message, or -- for quiet symbols -- the last frame (a ping counts) of a
-        connection whose every book is synced: a quiet symbol on a live connection is current."""
-        heard = self.last_emit_ns
+        connection whose every book is synced: a quiet symbol on a live connection is current.
+        With ``symbol``, only that symbol's book and connection count (its messages are the
+        caller's to know: a shared feed's view counts them)."""
+        heard = self.last_emit_ns if symbol is None else 0
         now_mono, now_ns = time.monotonic(), time.time_ns()
-        for shard in self.shards:
-            if shard.ws is None or not shard.symbols or any(b.stale for b in shard.books.values()):
+        shards = self.shards if symbol is None else [s for s in (self._shard_of(symbol),) if s is not None]
+        for shard in shards:
+            books = shard.books.values() if symbol is None else [b for b in (shard.books.get(symbol),) if b]
+            if shard.ws is None or not shard.symbols or any(b.stale for b in books):
                 continue
             if now_mono - shard.last_frame <= self.silence_timeout_s:
                 heard = max(heard, now_ns - int((now_mono - shard.last_frame) * 1e9))
         return heard
+
+    def synced_snapshot(self, symbol: str) -> BookSnapshot | None:
+        """Our ``symbol``'s book as a snapshot to publish now, if it is synced (else None)."""
+        shard = self._shard_of(symbol)
+        book = shard.books.get(symbol) if shard is not None else None
+        if book is None or book.stale:
+            return None
+        ts = time.time_ns()
+        return book.as_snapshot(ts, ts, self.book_depth)
+
+    def _count(self, name: str, shard: FeedShard, symbol: str | None = None) -> None:
+        """One more ``name`` event: for the feed, the connection ``shard`` and our ``symbol``."""
+        setattr(self, name, getattr(self, name) + 1)
+        shard.counts[name] += 1
+        if symbol is not None:
+            self.symbol_counts.setdefault(symbol, Counter())[name] += 1
 
     async def run(
         self,
@@ -278,6 +345,9 @@ class BinanceMarketFeed(ConnectionRotation):
             todo = {v: o for v, o in todo.items() if v not in batch}
             shard.add(batch)
             await self._request(shard, "SUBSCRIBE", shard.streams(list(batch)))
+            for ours in batch.values():  # a quiet symbol's book syncs without waiting for a diff
+                if ours in shard.books:
+                    self._request_snapshot(shard, ours)
         while todo:
             batch = dict(list(todo.items())[: self.per_shard])
             todo = {v: o for v, o in todo.items() if v not in batch}
@@ -301,9 +371,16 @@ class BinanceMarketFeed(ConnectionRotation):
         self.shards.append(shard)
         return shard
 
-    async def _request(self, shard: FeedShard, method: str, params: list[str]) -> None:
-        """Send a request on the shard's live socket; without one, the next connect carries it."""
-        for ws in (shard.ws, shard.successor):
+    async def _request(
+        self,
+        shard: FeedShard,
+        method: str,
+        params: list[str],
+        sockets: Sequence[aiohttp.ClientWebSocketResponse | None] | None = None,
+    ) -> None:
+        """Send a request on the shard's live socket(s) (or ``sockets``); without one, the next
+        connect carries it."""
+        for ws in (shard.ws, shard.successor) if sockets is None else sockets:
             if ws is None or ws.closed:
                 continue
             self._ids += 1
@@ -312,9 +389,24 @@ class BinanceMarketFeed(ConnectionRotation):
             except CONNECTION_ERRORS as exc:  # the reconnect's URL carries the new subscription
                 log.warning("%s request lost: %s", method, exc, extra=self._extra(shard, params))
 
+    async def _resubscribe(
+        self, shard: FeedShard, opened: Sequence[str], ws: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        """Symbols (un)subscribed while ``ws`` was opening: its URL (``opened``) did not carry them."""
+        wanted, had = shard.streams(), set(opened)
+        added = [s for s in wanted if s not in had]
+        removed = sorted(had.difference(wanted))
+        if added:
+            await self._request(shard, "SUBSCRIBE", added, [ws])
+        if removed:
+            await self._request(shard, "UNSUBSCRIBE", removed, [ws])
+
     async def _run_shard(self, shard: FeedShard) -> None:
         failures = 0
         while True:
+            while not shard.symbols:  # every symbol unsubscribed: no connection until one comes
+                shard.wake = anyio.Event()
+                await shard.wake.wait()
             shard.last_frame = shard.connected_at
             try:
                 await self._connect(shard)
@@ -324,7 +416,7 @@ class BinanceMarketFeed(ConnectionRotation):
             finally:
                 shard.ws, shard.tg, shard.drop_reason = None, None, ""
                 await self._abandon_successor(shard)
-            self.reconnects += 1
+            self._count("reconnects", shard)
             failures = 0 if shard.last_frame > shard.connected_at else failures + 1
             initial, cap = self.backoff
             await anyio.sleep(min(cap, initial * 2 ** min(failures, 30)) * random.uniform(0.5, 1.0))
@@ -339,10 +431,12 @@ class BinanceMarketFeed(ConnectionRotation):
             )
 
     async def _connect(self, shard: FeedShard) -> None:
+        opened = shard.streams()  # what _open puts in the URL
         ws = await self._open(shard)
         try:
             shard.reset()
             shard.ws = ws
+            await self._resubscribe(shard, opened, ws)
             async with anyio.create_task_group() as tg:
                 shard.tg = tg
                 tg.start_soon(self._watchdog, shard, tg)
@@ -381,7 +475,7 @@ class BinanceMarketFeed(ConnectionRotation):
                 if frame.type is aiohttp.WSMsgType.ERROR and isinstance(
                     ws.exception(), aiohttp.ServerTimeoutError
                 ):
-                    self.silences += 1  # aiohttp's heartbeat: our ping went unanswered
+                    self._count("silences", shard)  # aiohttp's heartbeat: our ping went unanswered
                     shard.drop_reason = f"silent connection: {ws.exception()}"
                 elif frame.type is aiohttp.WSMsgType.ERROR:
                     shard.drop_reason = f"websocket error: {ws.exception()}"
@@ -400,7 +494,7 @@ class BinanceMarketFeed(ConnectionRotation):
             await anyio.sleep(period)
             now = time.monotonic()
             if now - shard.last_frame > self.silence_timeout_s:
-                self.silences += 1
+                self._count("silences", shard)
                 shard.drop_reason = (
                     f"silent connection: no frame, not even a ping, for {self.silence_timeout_s}s"
                 )
@@ -415,7 +509,7 @@ class BinanceMarketFeed(ConnectionRotation):
         for sym, t in shard.last_data.items():
             if now - t > self.stall_timeout_s and sym not in shard.quiet:
                 shard.quiet.add(sym)
-                self.stalls += 1
+                self._count("stalls", shard, sym)
                 log.info(
                     "binance symbol quiet: no trade, quote or depth change for %.0fs (connection alive)",
                     now - t,
@@ -452,7 +546,7 @@ class BinanceMarketFeed(ConnectionRotation):
         if action is BookAction.APPLIED:
             return True
         if action is BookAction.RESYNC_NEEDED:
-            self.resyncs += 1
+            self._count("resyncs", shard, delta.symbol)
         if action is not BookAction.DROPPED and book.stale:
             self._request_snapshot(shard, delta.symbol)
         return False
@@ -463,7 +557,7 @@ class BinanceMarketFeed(ConnectionRotation):
         if trade.ts_event >= last:
             shard.last_trade_ts[trade.symbol] = trade.ts_event
             return trade
-        self.trade_time_clamped += 1
+        self._count("trade_time_clamped", shard, trade.symbol)
         return msgspec.structs.replace(trade, ts_event=last)
 
     def _request_snapshot(self, shard: FeedShard, symbol: str) -> None:
@@ -507,7 +601,7 @@ class BinanceMarketFeed(ConnectionRotation):
         async with shard.lock:
             action = book.apply_snapshot(snapshot)
             if action is BookAction.RESYNC_NEEDED:
-                self.resyncs += 1
+                self._count("resyncs", shard, symbol)
             elif action is BookAction.APPLIED:
                 ts = time.time_ns()
                 published = book.as_snapshot(snapshot.ts_event, ts, self.book_depth)
@@ -544,10 +638,10 @@ class BinanceMarketFeed(ConnectionRotation):
                 reply = await self._fetch(venue, self.snapshot_limit)
             snapshot = reply.parse_to_book_snapshot(self.exchange, symbol, time.time_ns())
         except SNAPSHOT_ERRORS as exc:
-            self.snapshot_errors += 1
+            self._count("snapshot_errors", shard, symbol)
             log.warning("depth snapshot failed: %s", exc, extra={**self._extra(shard), "symbol": symbol})
             return None
-        self.snapshots += 1
+        self._count("snapshots", shard, symbol)
         return snapshot
 
     async def _fetch_rest(self, venue: str, limit: int) -> BinanceDepthSnapshot:
