@@ -1,6 +1,7 @@
-"""OKX v5 spot: public market data (books with checksums, trades, tickers) and instrument rules.
+"""OKX v5 spot: public market data (books with checksums, trades, tickers), instrument rules, trading.
 
-- :mod:`adapters.okx.config` -- the ``[groups.feed] kind = "okx"`` table (the adapter's own config).
+- :mod:`adapters.okx.config` -- the ``[groups.feed] kind = "okx"`` and ``[accounts.X] exchange =
+  "okx"`` tables (the adapter's own config).
 - :mod:`adapters.okx.schemas` -- the wire Structs (``Okx<Thing>``, OKX's field names verbatim).
 - :mod:`adapters.okx.checksum` -- the CRC32 over the top 25 levels, as a signed int32.
 - :mod:`adapters.okx.book` -- one ``books`` order book: seqId/prevSeqId continuity and the checksum.
@@ -9,5 +10,13 @@
 - :mod:`adapters.okx.instruments` -- ``GET /api/v5/public/instruments`` rules, rounding and checks.
 - :mod:`adapters.okx.rules_loader` -- loading and refreshing those rules (tenacity).
 
-Trading (signed REST, the private WebSocket, algo orders) is not here yet.
+Trading:
+
+- :mod:`adapters.okx.signing` / :mod:`adapters.okx.credentials` -- the OK-ACCESS-* signature, keys
+  from the environment.
+- :mod:`adapters.okx.errors` -- OKX's ``code`` / ``sCode`` as typed errors (rejected vs unknown).
+- :mod:`adapters.okx.ratelimit` -- a sliding window per endpoint rule (user, user + instrument).
+- :mod:`adapters.okx.replies` / :mod:`adapters.okx.orders` -- trading wire Structs; our orders in
+  OKX's terms (order types, algo stops, client ids).
+- :mod:`adapters.okx.http` -- the signed REST client (clock, limits, retries of reads, unknowns).
 """
