@@ -17,6 +17,15 @@ from daemon.supervisor import Supervisor
 
 HELP = {
     "tradingd_messages_total": ("counter", "Messages published on a group's bus, by message type"),
+    "tradingd_feed_shared_connections": (
+        "gauge",
+        "Connections of a shared market-data connection set (several groups' symbols on each)",
+    ),
+    "tradingd_feed_shared_symbols": ("gauge", "Symbols (groups) on a shared market-data connection set"),
+    "tradingd_feed_unrouted_total": (
+        "counter",
+        "Messages of a shared connection dropped because their symbol's group was not running",
+    ),
     "tradingd_queue_depth": ("gauge", "Messages waiting in an actor's inbox"),
     "tradingd_channel_conflated_total": ("counter", "Quotes dropped by conflation because a consumer lagged"),
     "tradingd_channel_blocked_sends_total": ("counter", "Sends that had to wait because an inbox was full"),
@@ -220,6 +229,11 @@ def collect(sup: Supervisor) -> Iterator[Collected]:
         yield "tradingd_queue_depth", labels, p.inbox.depth()
         if acct.balance is not None:
             yield from acct.balance.samples()
+    for hub in list(sup.feed_hubs.hubs.values()) if sup.feed_hubs is not None else []:
+        labels = _l(exchange=hub.feed.exchange, url=hub.feed.ws_url)
+        yield "tradingd_feed_shared_connections", labels, float(hub.feed.statistics().connections)
+        yield "tradingd_feed_shared_symbols", labels, float(len(hub.views))
+        yield "tradingd_feed_unrouted_total", labels, float(hub.unrouted)
     for group in list(sup.groups.values()):
         ex, sym = group.cfg.exchange, group.cfg.symbol
         for t, n in group.router.counts.items():

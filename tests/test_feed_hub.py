@@ -10,6 +10,7 @@ at once stay within Binance's 5 messages a second, an idle hub closes its connec
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,10 @@ async def test_groups_share_one_connection_and_each_sees_only_its_symbol(tmp_pat
         group = daemon.supervisor.groups[("binance", ours)]
         assert group.market_feed.rejected == {}
         assert f'tradingd_feed_snapshots_total{{exchange="binance",symbol="{ours}"}} 1.0' in metrics
+    hub_labels = f'{{exchange="binance",url="{fake.url}"}}'
+    assert f"tradingd_feed_shared_connections{hub_labels} 1.0" in metrics
+    assert f"tradingd_feed_shared_symbols{hub_labels} 4.0" in metrics
+    assert f"tradingd_feed_unrouted_total{hub_labels} 0.0" in metrics
 
 
 async def test_reload_takes_a_symbol_off_and_back_on_the_running_connection(tmp_path: Path) -> None:
@@ -256,14 +261,19 @@ async def test_messages_without_a_running_view_are_counted_and_an_idle_hub_close
         with anyio.fail_after(15):
             async with anyio.create_task_group() as tg:
                 await tg.start(hub.run)
-                view = hub.view("NKNUSDT", "NKN/USDT")  # attached, never run: its messages go nowhere
-                await until(lambda: hub.unrouted > 5, "unrouted messages")
+                view = hub.view("NKNUSDT", "NKN/USDT")
+                out = _Out()
+                async with anyio.create_task_group() as actor:
+                    actor.start_soon(partial(view.run, out.sink, sink_nowait=out.nowait))
+                    await until(lambda: len(out.messages) > 3, "messages to the view")
+                    actor.cancel_scope.cancel()  # the group's feed actor stops: its messages go nowhere
+                await until(lambda: hub.unrouted > 3, "unrouted messages")
                 view.close()
                 await until(lambda: bool(ended), "the hub to end")
                 await until(lambda: fake.open_connections == 0, "its connection to close")
             # the hub's run returned by itself: the task group ended without a cancel
     assert ended == [hub] and fake.connections == 1
-    assert [r["method"] for r in fake.requests] == ["UNSUBSCRIBE"]
+    assert [r["method"] for r in fake.requests] == ["UNSUBSCRIBE"]  # it came in the connection's URL
 
 
 async def test_a_symbol_subscribed_while_the_socket_opens_is_subscribed_once_it_is_open() -> None:

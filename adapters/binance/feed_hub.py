@@ -14,14 +14,15 @@ symbol just unsubscribed) is dropped and counted (``unrouted``).  When a view st
 its symbol's book is synced, the view first gets that book as a ``BookSnapshot``, so a group that
 (re)starts on a running connection starts from a whole book.
 
-Subscriptions: a view attaches when its group is built and detaches when the group stops; the hub
-reconciles the feed's subscriptions with its views once per ``flush_s`` turn (0.5 s): at most one
-``SUBSCRIBE`` and one ``UNSUBSCRIBE`` per connection a turn, well inside Binance's 5 incoming
-messages per second per connection; groups started together (the daemon's start) go into the
-first connection's URL at once.  A symbol stops and starts again (a reload restarting its group)
-without touching the others' data.  The supervisor runs the hub in its task group while any view
-is attached; ``linger_s`` after the last one left, the hub ends and its connections close (unless a
-view attached meanwhile: the supervisor then keeps the same hub).
+Subscriptions: a view attaches when its group is built, its symbol is subscribed once the group's
+feed actor first runs it (not while the group is still being restored) and unsubscribed when the
+group stops. The hub reconciles the feed's subscriptions with its views once per ``flush_s`` turn
+(0.5 s): at most one ``SUBSCRIBE`` and one ``UNSUBSCRIBE`` per connection a turn, well inside
+Binance's 5 incoming messages per second per connection; groups started together (the daemon's
+start) go into the first connection's URL at once. A symbol stops and starts again (a reload
+restarting its group) without touching the others' data. The supervisor runs the hub in its task
+group while any view is attached; ``linger_s`` after the last one left, the hub ends and its
+connections close (unless a view attached meanwhile: the supervisor then keeps the same hub).
 
 Per-group numbers: a view's statistics are its symbol's part of the feed's
 (:meth:`BinanceMarketFeed.statistics` with a symbol): its connection's state and connection
@@ -63,6 +64,7 @@ class SharedFeedView:
         self.sink: Sink | None = None
         self.nowait: SinkNowait | None = None
         self.closed = False
+        self.started = False  # its group's feed actor ran: only then is its symbol subscribed
         self.lock = anyio.Lock()  # held while the starting book goes out: the feed's messages wait
 
     async def run(
@@ -73,6 +75,9 @@ class SharedFeedView:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Take this symbol's messages into ``sink`` until cancelled (the hub's connections carry on)."""
+        if not self.started:
+            self.started = True
+            self.hub.changed()
         async with self.lock:
             self.sink, self.nowait = sink, sink_nowait
             snapshot = self.hub.feed.synced_snapshot(self.symbol)
@@ -134,6 +139,7 @@ class SharedBinanceFeed:
         old = self.views.get(symbol)
         if old is not None:  # a group restarted before the old one closed: the new one takes over
             old.closed = True
+            view.started = old.started  # and keeps the subscription (its run sends the book first)
         self.views[symbol] = view
         self._changed.set()
         return view
@@ -142,6 +148,10 @@ class SharedBinanceFeed:
         if self.views.get(view.symbol) is view:
             del self.views[view.symbol]
             self._changed.set()
+
+    def changed(self) -> None:
+        """The views changed: reconcile the subscriptions at the next turn."""
+        self._changed.set()
 
     # --- routing (the feed's sinks) ----------------------------------------------------------
 
@@ -204,7 +214,7 @@ class SharedBinanceFeed:
     async def _flush(self) -> None:
         """Subscribe what the views want and the feed lacks; unsubscribe what no view wants."""
         have = self.subscribed()
-        want: Mapping[str, str] = {v.venue_symbol: s for s, v in self.views.items()}
+        want: Mapping[str, str] = {v.venue_symbol: s for s, v in self.views.items() if v.started}
         gone = [v for v, ours in have.items() if want.get(v) != ours]
         if gone:
             self.unsubscribe_requests += 1
