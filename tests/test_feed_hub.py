@@ -9,11 +9,16 @@ at once stay within Binance's 5 messages a second, an idle hub closes its connec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
 
@@ -25,6 +30,7 @@ from daemon.config import load_config, parse_config
 from daemon.config_schema import BinanceFeed
 from daemon.metrics import Metrics
 from tests.fake_binance_ws import FakeBinanceWs, open_fake_binance_ws
+from tests.helpers import ROOT, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -326,3 +332,51 @@ async def test_symbol_statistics_are_that_symbols_own() -> None:
     assert set(nkn.books) == {"NKN/USDT"} and set(blz.books) == {"BLZ/ETH"}
     assert (nkn.connections, nkn.symbols, nkn.reconnects) == (1, 1, 0)
     assert feed.statistics().snapshots == nkn.snapshots + blz.snapshots
+
+
+@contextmanager
+def _fake_process(tmp_path: Path, **options: Any) -> Iterator[dict[str, str]]:
+    """The fake Binance stream as a process of its own; yields its ``url`` and ``rest_url``."""
+    portfile = tmp_path / "fake.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_binance_ws", str(portfile), json.dumps(options)], cwd=ROOT
+    )
+    try:
+        wait_for(portfile.exists, 20, "the fake Binance process to listen")
+        yield json.loads(portfile.read_text())
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+async def test_quiet_symbols_on_a_shared_connection_stay_connected_and_ready(tmp_path: Path) -> None:
+    """After the capture, every symbol is quiet (RUNEEUR never sends anything): only Binance's pings
+    reach the connection, for many silence timeouts; the groups stay ready, nothing reconnects."""
+    options = {"replay_s": 1.0, "ping_every_s": 0.3, "stall_symbol": "RUNEEUR"}
+    with _fake_process(tmp_path, **options) as urls:
+        fake = FakeBinanceWs(url=urls["url"], rest_url=urls["rest_url"])
+        text = _config(tmp_path / "state", fake, list(GROUPS))
+        text = text.replace("silence_timeout_s = 5.0", "silence_timeout_s = 1.5")
+        text = text.replace("stall_timeout_s = 60.0", "stall_timeout_s = 0.5")
+        daemon = Daemon(parse_config(text), tmp_path / "c.toml", Metrics())
+        not_ready: list[list[str]] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run)
+            await until(lambda: _books_synced(daemon, list(GROUPS)) and not daemon.readiness(), "ready")
+            t_end = anyio.current_time() + 8.0  # > 5 silence timeouts, > 15 stall timeouts
+            while anyio.current_time() < t_end:
+                if reasons := daemon.readiness():
+                    not_ready.append(reasons)
+                await anyio.sleep(0.1)
+            status = daemon.status()
+            tg.cancel_scope.cancel()
+        async with aiohttp.ClientSession() as http, http.get(urls["rest_url"] + "/fake/stats") as reply:
+            stats = await reply.json()
+    assert not_ready == []  # quiet is not an outage
+    assert stats["connections"] == 1 and stats["pongs"] > 10  # the one connection, kept by its pings
+    (hub,) = status["feeds"]  # type: ignore[misc]
+    assert hub["reconnects"] == 0
+    for g in status["groups"]:  # type: ignore[attr-defined]
+        feed = g["feed"]
+        assert feed["quiet"] == [g["symbol"]] and feed["stalls"] == 1, g["symbol"]  # counted once
+        assert feed["silences"] == 0 and feed["books"][g["symbol"]]["synced"] is True
