@@ -123,7 +123,8 @@ class FakeOkxVenue:
         self.skew_ms = 0
         self.seen: list[Seen] = []
         self.ws_requests: list[dict[str, Any]] = []
-        self.mute_private = False
+        self.mute_private = False  # pushes are lost, as if the socket had been down
+        self.mute_ops = False  # WebSocket order ops are carried out but never answered
         self.private: list[tuple[web.WebSocketResponse, set[tuple[str, str]]]] = []
         self.private_connections = self.logins = 0
         self.url = self.ws_private_url = ""
@@ -478,6 +479,9 @@ class FakeOkxVenue:
                 expired=str(req.get("expTime", "")).isdigit() and self.now_ms() > int(req["expTime"]),
             )
             code, msg = ("0", "") if ack["sCode"] == "0" else ("1", "All operations failed")
+            if self.mute_ops:
+                await self.flush()
+                return
             await ws.send_str(
                 json.dumps(
                     {
