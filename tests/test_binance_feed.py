@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from actors.messages import BookDelta, BookSnapshot, Message, Quote
-from adapters.binance.websocket import BinanceFeedStatistics, BinanceMarketFeed
+from adapters.binance.websocket import BinanceFeedStatistics, BinanceMarketFeed, _symbols_field
 from tests.fake_binance_ws import FakeBinanceWs, load_frames, open_fake_binance_ws
 
 SYMBOLS = {"NKNUSDT": "NKN/USDT", "BLZETH": "BLZ/ETH", "LRCBTC": "LRC/BTC", "RUNEEUR": "RUNE/EUR"}
@@ -134,7 +134,7 @@ async def test_disconnect_storm_reconnects_and_resyncs() -> None:
 
 
 @pytest.mark.anyio
-async def test_deaf_peer_reconnects_after_silence_timeout() -> None:
+async def test_deaf_peer_reconnects_after_silence_timeout(caplog: pytest.LogCaptureFixture) -> None:
     """No frame at all, not even a pong to our heartbeat: the connection is dead."""
     with anyio.fail_after(5):
         async with (
@@ -144,6 +144,15 @@ async def test_deaf_peer_reconnects_after_silence_timeout() -> None:
             await until(lambda: fake.connections >= 3)
             assert feed.silences >= 2 and feed.reconnects >= 2
             assert out.of(Quote) == []
+    lost = [r for r in caplog.records if r.getMessage().startswith("binance stream lost")]
+    assert lost and {getattr(r, "symbol", "") for r in lost} == {"NKN/USDT,BLZ/ETH,LRC/BTC,RUNE/EUR"}
+    assert {getattr(r, "conn", "") for r in lost} == {"ws0"}
+
+
+def test_a_connection_of_many_symbols_names_a_few_in_its_log_lines() -> None:
+    many = [f"S{i}/USDT" for i in range(341)]
+    assert _symbols_field(many) == ",".join(many[:8]) + " (+333 more)"
+    assert _symbols_field(many[:8]) == ",".join(many[:8])
 
 
 @pytest.mark.anyio

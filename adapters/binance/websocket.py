@@ -676,9 +676,19 @@ class BinanceMarketFeed(ConnectionRotation):
         return {
             "component": COMPONENT,
             "exchange": self.exchange,
-            "symbol": ",".join(symbols),
+            "symbol": _symbols_field(symbols),
             "conn": shard.name,
         }
+
+
+LOG_SYMBOLS = 8  # a connection's log lines name this many of its symbols, then how many more
+
+
+def _symbols_field(symbols: Sequence[str]) -> str:
+    """``A,B,C`` -- or, for a connection shared by many groups, ``A,...,H (+333 more)``."""
+    if len(symbols) <= LOG_SYMBOLS:
+        return ",".join(symbols)
+    return ",".join(symbols[:LOG_SYMBOLS]) + f" (+{len(symbols) - LOG_SYMBOLS} more)"
 
 
 class _Unsigned:
