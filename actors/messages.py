@@ -145,6 +145,10 @@ class OrderIntent(Message, frozen=True):
     request (Binance ``order/cancelReplace``, STOP_ON_FAILURE): the old one is canceled and this
     one placed, or, if the cancel fails, neither changes.  The stop-monitor moves its resting
     native stop this way, so the position is never without one.
+    ``oco_take_profit`` (a reduce-only stop_market/stop_limit only): the order is an OCO list, the
+    stop and a take-profit limit at this price resting together; the first to fill or trigger
+    expires the other (Binance ``orderList/oco``).  One exit: risk reserves its quantity once, the
+    order actor tracks the list as one order (its legs' ids: :func:`actors.oco.leg_ids`).
     """
 
     intent_id: str
@@ -166,6 +170,7 @@ class OrderIntent(Message, frozen=True):
     exit_at_ns: int | None = None
     post_only: bool = False
     replaces: str = ""
+    oco_take_profit: Decimal | None = None
 
 
 class CancelIntent(Message, frozen=True):
@@ -214,7 +219,7 @@ class SubmitOrder(Message, frozen=True):
 
 
 class CancelOrder(Message, frozen=True):
-    """Command to an execution adapter: cancel this order."""
+    """Command to an execution adapter: cancel this order (an OCO list's id: the whole list)."""
 
     client_order_id: str
     venue_order_id: str = ""
@@ -222,7 +227,9 @@ class CancelOrder(Message, frozen=True):
 
 class OrderSubmitted(Message, frozen=True):
     """The order left the process (the outcome is not known yet); ``replaces``: the order it
-    cancel-replaces in the same request (a restart resolves both at the venue)."""
+    cancel-replaces in the same request (a restart resolves both at the venue); ``oco_take_profit``
+    and ``oco_legs``: an OCO list (the take-profit leg's price, the stop-loss and take-profit legs'
+    client order ids), journaled before it is sent like any order."""
 
     intent_id: str
     client_order_id: str
@@ -232,6 +239,8 @@ class OrderSubmitted(Message, frozen=True):
     price: Decimal | None = None
     stop_price: Decimal | None = None
     replaces: str = ""
+    oco_take_profit: Decimal | None = None
+    oco_legs: tuple[str, ...] = ()
 
 
 class OrderAccepted(Message, frozen=True):
@@ -336,6 +345,7 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     venue_order_id: str = ""
     trade_ids: list[str] = []
+    legs_ended: list[str] = []  # an OCO list's legs that have ended (the list ends with both)
 
 
 class RiskDay(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,6 +16,14 @@ venue cancels that order and places this one in one request (the adapter publish
 order's OrderCanceled and the new one's events); journaled like any order, so a restart resolves
 both at the venue.  If the order it replaces has ended meanwhile, it is rejected here, unsent.
 
+An intent with ``oco_take_profit`` (the stop-monitor's stop-loss and take-profit resting together)
+is one order here: an OCO list under the intent's client order id, journaled (OrderSubmitted with
+both leg ids) before its SubmitOrder leaves, reserved once.  The adapter publishes its legs' events
+under the legs' ids (:func:`actors.oco.leg_ids`); each moves the list (an acceptance, the fills of
+the leg that works), and the list ends as :func:`actors.oco.list_end` says: the other leg's
+OrderExpired after a fill or trigger ends nothing, the list is done when its fills are, or when
+both legs have ended.  A leg id counts as used like the list's (never sent again).
+
 Client order ids are derived from intent ids (:mod:`actors.order_ids`): an intent seen
 twice is refused here, and a re-sent order is refused by the venue as a duplicate.
 Quantities are rounded down to the step size and prices to the tick before they leave.
@@ -29,7 +37,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, cast
 
 import anyio
 
@@ -51,6 +59,7 @@ from actors.messages import (
     Side,
     SubmitOrder,
 )
+from actors.oco import leg_ids, leg_of, list_end
 from actors.order_fold import OrderFold
 from actors.order_ids import client_order_id
 from actors.position import Position
@@ -70,7 +79,16 @@ KEEP_FINISHED = 10_000
 
 
 class OrderRecord:
-    __slots__ = ("cid", "cum_qty", "intent", "quantity", "status", "trade_ids", "venue_order_id")
+    __slots__ = (
+        "cid",
+        "cum_qty",
+        "intent",
+        "legs_ended",
+        "quantity",
+        "status",
+        "trade_ids",
+        "venue_order_id",
+    )
 
     def __init__(self, cid: str, intent: OrderIntent, quantity: Decimal) -> None:
         self.cid = cid
@@ -80,11 +98,17 @@ class OrderRecord:
         self.status: OrderStatus = "submitted"
         self.venue_order_id = ""
         self.trade_ids: set[str] = set()
+        self.legs_ended: set[str] = set()  # an OCO list's legs that have ended
 
     @property
     def signed_leaves(self) -> Decimal:
         leaves = self.quantity - self.cum_qty
         return leaves if self.intent.side == "buy" else -leaves
+
+    @property
+    def legs(self) -> tuple[str, ...]:
+        """The client ids of an OCO list's legs (stop-loss, take-profit); () for a plain order."""
+        return leg_ids(self.cid) if self.intent.oco_take_profit is not None else ()
 
 
 class OrderActor(Actor):
@@ -158,6 +182,7 @@ class OrderActor(Actor):
             rec.status = o.status  # type: ignore[assignment]
             rec.venue_order_id = o.venue_order_id
             rec.trade_ids = set(o.trade_ids)
+            rec.legs_ended = set(o.legs_ended)
             self.orders[rec.cid] = rec
         src = fold.position
         pos = self.position
@@ -243,7 +268,8 @@ class OrderActor(Actor):
             self.state.open_orders -= 1
             self.log.info("intent %s approved after it was withdrawn: not sent", intent.intent_id)
             return
-        if cid in self.orders or cid in self.recovered_ids:
+        legs = leg_ids(cid) if intent.oco_take_profit is not None else ()
+        if cid in self.orders or cid in self.recovered_ids or any(leg in self.recovered_ids for leg in legs):
             self._release(intent.quantity if intent.side == "buy" else -intent.quantity)
             self.state.open_orders -= 1
             self._anomaly(
@@ -261,6 +287,8 @@ class OrderActor(Actor):
             return
         price = round_to_tick(intent.price, self.tick_size) if intent.price is not None else None
         stop = round_to_tick(intent.stop_price, self.tick_size) if intent.stop_price is not None else None
+        tp = intent.oco_take_profit
+        tp = round_to_tick(tp, self.tick_size) if tp is not None else None
         record = OrderRecord(cid, intent, qty)
         self.orders[cid] = record
         self._prune()
@@ -280,6 +308,8 @@ class OrderActor(Actor):
             price=price,
             stop_price=stop,
             replaces=intent.replaces,
+            oco_take_profit=tp,
+            oco_legs=legs,
             exchange=ex,
             symbol=sym,
             ts_event=at,
@@ -297,6 +327,7 @@ class OrderActor(Actor):
             reduce_only=intent.reduce_only,
             post_only=intent.post_only,
             replaces=intent.replaces,
+            oco_take_profit=tp,
             exchange=ex,
             symbol=sym,
             ts_event=at,
@@ -304,12 +335,13 @@ class OrderActor(Actor):
         )
         self.counts["submitted"] += 1
         self.log.info(
-            "submit %s %s %s %s @ %s (intent %s)",
+            "submit %s %s %s %s @ %s%s (intent %s)",
             cid,
             intent.side,
             qty,
             intent.order_type,
-            price or "market",
+            price or stop or "market",
+            f" + take-profit {tp} as one OCO list (legs {', '.join(legs)})" if legs else "",
             intent.intent_id,
         )
         await self.router.publish(submitted)  # the journal tap appends it
@@ -433,6 +465,8 @@ class OrderActor(Actor):
         rec = self._record(msg.client_order_id, "unknown")
         if rec is None:
             return
+        if rec.status == "unknown" and msg.client_order_id != rec.cid:
+            return  # the other leg of the same list: one submission, one unknown outcome
         if rec.status != "submitted":
             # Already acknowledged or finished: the venue's word stands over a lost reply.
             self._anomaly("late_unknown", f"outcome unknown for {rec.cid} after it was {rec.status}")
@@ -455,6 +489,16 @@ class OrderActor(Actor):
         rec = self._record(msg.client_order_id, status)
         if rec is None:
             return
+        if msg.client_order_id != rec.cid:  # a leg of the OCO list rec
+            ended = list_end(rec.status, rec.legs_ended, msg.client_order_id, status)
+            if rec.status in TERMINAL:
+                return  # e.g. the other leg expiring after this list filled
+            if ended is None:
+                self.log.info(
+                    "OCO list %s: leg %s %s, the other leg works", rec.cid, msg.client_order_id, status
+                )
+                return
+            status = cast(OrderStatus, ended)
         if rec.status in TERMINAL:
             self._anomaly("late_terminal", f"{status} for {rec.cid} after it was {rec.status}")
             return
@@ -469,8 +513,12 @@ class OrderActor(Actor):
         self.state.pending_exposure -= signed_qty
 
     def _record(self, cid: str, what: str) -> OrderRecord | None:
+        """The order ``cid`` (a leg's id: its OCO list's record)."""
         rec = self.orders.get(cid)
         if rec is None:
+            list_cid = leg_of(cid, self.orders)
+            if list_cid is not None and self.orders[list_cid].legs:
+                return self.orders[list_cid]
             self._anomaly("unknown_order", f"{what} for unknown client order id {cid!r}")
         return rec
 

@@ -11,7 +11,8 @@ says.  :class:`OrderFold` applies the same rules as the order actor
   ``OrderRejected`` (not a refused request, see ``REQUEST_REJECTS``) / ``OrderExpired``
   move it; a fill for an order that ended still moves the position, a fill seen twice
   (same client id and trade id) counts once, an overfill or a non-positive quantity is
-  ignored;
+  ignored; an OCO list (``oco_take_profit``) is one order, its legs' events move it and it ends
+  as :func:`actors.oco.list_end` says, as in the order actor;
 - the position is the fold of the fills (average cost, realized PnL, fees), so a crash
   between a fill and its ``PositionChanged`` loses nothing;
 - ``StopArmed`` is the position's stop as the stop-monitor last published it (a trailed
@@ -56,6 +57,7 @@ from actors.messages import (
     StopCanceled,
     StrategyCheckpoint,
 )
+from actors.oco import leg_ids, leg_of, list_end
 from actors.position import Position
 
 TERMINAL = frozenset({"filled", "canceled", "rejected", "expired"})
@@ -69,7 +71,16 @@ SNAPSHOT_RECENT = 200
 class FoldedOrder:
     """One order as the journal describes it (mutable; the fold owns it)."""
 
-    __slots__ = ("cid", "cum_qty", "intent", "quantity", "status", "trade_ids", "venue_order_id")
+    __slots__ = (
+        "cid",
+        "cum_qty",
+        "intent",
+        "legs_ended",
+        "quantity",
+        "status",
+        "trade_ids",
+        "venue_order_id",
+    )
 
     def __init__(self, cid: str, intent: OrderIntent, quantity: Decimal) -> None:
         self.cid = cid
@@ -79,6 +90,12 @@ class FoldedOrder:
         self.status = "submitted"
         self.venue_order_id = ""
         self.trade_ids: set[str] = set()
+        self.legs_ended: set[str] = set()  # an OCO list's legs that have ended
+
+    @property
+    def legs(self) -> tuple[str, ...]:
+        """The client ids of an OCO list's legs (stop-loss, take-profit); () for a plain order."""
+        return leg_ids(self.cid) if self.intent.oco_take_profit is not None else ()
 
     @property
     def signed_leaves(self) -> Decimal:
@@ -94,6 +111,7 @@ class FoldedOrder:
             status=self.status,
             venue_order_id=self.venue_order_id,
             trade_ids=sorted(self.trade_ids),
+            legs_ended=sorted(self.legs_ended),
         )
 
     @classmethod
@@ -103,6 +121,7 @@ class FoldedOrder:
         order.status = snap.status
         order.venue_order_id = snap.venue_order_id
         order.trade_ids = set(snap.trade_ids)
+        order.legs_ended = set(snap.legs_ended)
         return order
 
 
@@ -163,14 +182,14 @@ class OrderFold:
             self._filled(msg)
         elif t is OrderAccepted:
             assert isinstance(msg, OrderAccepted)
-            order = self.open.get(msg.client_order_id)
+            order = self.open.get(self._list_or(msg.client_order_id))
             if order is not None:
                 order.venue_order_id = msg.venue_order_id or order.venue_order_id
                 if order.status in ("submitted", "unknown"):
                     order.status = "accepted"
         elif t is OrderUnknown:
             assert isinstance(msg, OrderUnknown)
-            order = self.open.get(msg.client_order_id)
+            order = self.open.get(self._list_or(msg.client_order_id))
             if order is not None and order.status == "submitted":
                 order.status = "unknown"
         elif t is OrderRejected or t is OrderCanceled or t is OrderExpired:
@@ -178,7 +197,14 @@ class OrderFold:
             if isinstance(msg, OrderRejected) and msg.reason.startswith(REQUEST_REJECTS):
                 return
             status = {OrderRejected: "rejected", OrderCanceled: "canceled", OrderExpired: "expired"}[t]
-            self._finish(msg.client_order_id, status)
+            cid = self._list_or(msg.client_order_id)
+            order = self.open.get(cid)
+            if cid != msg.client_order_id and order is not None:  # a leg of the OCO list ``order``
+                ended = list_end(order.status, order.legs_ended, msg.client_order_id, status)
+                if ended is None:
+                    return
+                status = ended
+            self._finish(cid, status)
         elif t is StopArmed:
             assert isinstance(msg, StopArmed)
             self.stop = msg
@@ -194,6 +220,14 @@ class OrderFold:
             return
         self.applied += 1
 
+    def _list_or(self, cid: str) -> str:
+        """The id of the OCO list whose leg ``cid`` is (open or ended), else ``cid`` itself."""
+        if cid in self.open or cid in self.finished:
+            return cid
+        found = leg_of(cid, self.open) or leg_of(cid, self.finished)
+        order = None if found is None else self.open.get(found) or self.finished.get(found)
+        return found if found is not None and order is not None and order.legs else cid
+
     def _submitted(self, msg: OrderSubmitted) -> None:
         cid = msg.client_order_id
         if cid in self.open or cid in self.finished:
@@ -202,12 +236,14 @@ class OrderFold:
         if intent is None:  # the approval was released with an older segment: rebuild what we can
             intent = OrderIntent(
                 intent_id=msg.intent_id,
-                source="recovered",
+                source="stop-monitor" if msg.oco_take_profit is not None else "recovered",  # lists are its
                 side=msg.side,
                 order_type=msg.order_type,
                 quantity=msg.quantity,
                 price=msg.price,
                 stop_price=msg.stop_price,
+                oco_take_profit=msg.oco_take_profit,
+                reduce_only=msg.oco_take_profit is not None,  # a list is only ever an exit
                 exchange=msg.exchange,
                 symbol=msg.symbol,
                 ts_event=msg.ts_event,
@@ -216,7 +252,7 @@ class OrderFold:
         self.open[cid] = FoldedOrder(cid, intent, msg.quantity)
 
     def _filled(self, msg: OrderFilled) -> None:
-        cid = msg.client_order_id
+        cid = self._list_or(msg.client_order_id)
         order = self.open.get(cid) or self.finished.get(cid)
         if order is None:
             return  # the order actor ignores fills of orders it never sent
@@ -254,7 +290,8 @@ class OrderFold:
     # -- snapshots -------------------------------------------------------------------------
     def client_order_ids(self) -> set[str]:
         """Every client order id the journal knows this group used (open, ended, recently ended)."""
-        return {*self.recent, *self.finished, *self.open, *self.known_ids}
+        legs = [leg for o in (*self.open.values(), *self.finished.values()) for leg in o.legs]
+        return {*self.recent, *self.finished, *self.open, *self.known_ids, *legs}
 
     def snapshot(
         self, stamp: Stamp, strategy: str = "", strategy_state: bytes = b"", last_event_ns: int = 0

@@ -12,7 +12,8 @@ the group wiring from :mod:`daemon.entry_gate`; rules ``venue_blind`` -- the acc
 stream not subscribed, REST unreachable, the key refused, no exchange rules -- and
 ``book_stale``; exits pass, and nothing is halted or canceled), daily loss limit (entries
 only), intent sanity (positive
-finite quantity, prices where the order type needs them, a consistent exit plan),
+finite quantity, prices where the order type needs them, an OCO list's take-profit on the
+other side of its stop, a consistent exit plan; an OCO list is one reduce-only exit, reserved once),
 reduce-only really reduces (a replacement, ``intent.replaces``, net of the order it
 replaces), mandatory stop-loss on entries (always for entries with a time exit), a fresh last
 price exists, price band vs last trade, max order notional,
@@ -326,7 +327,23 @@ class RiskActor(Actor):
                 "invalid",
                 f"post_only needs a GTC limit order, got {intent.order_type} {intent.time_in_force}",
             )
-        return self._check_exit_plan(intent)
+        return self._check_oco(intent) or self._check_exit_plan(intent)
+
+    @staticmethod
+    def _check_oco(intent: OrderIntent) -> Verdict:
+        """An OCO list is a reduce-only stop with its take-profit on the other side of the market."""
+        tp, stop = intent.oco_take_profit, intent.stop_price
+        if tp is None:
+            return None
+        if not tp.is_finite() or tp <= 0:
+            return "invalid", f"oco_take_profit must be a positive number, got {tp}"
+        if not intent.reduce_only or intent.order_type not in ("stop_market", "stop_limit"):
+            return "invalid", f"an OCO list is a reduce-only stop order, got {intent.order_type}"
+        sell = intent.side == "sell"
+        if stop is not None and (tp <= stop if sell else tp >= stop):
+            where = "above" if sell else "below"
+            return "invalid", f"OCO take-profit {tp} must be {where} the stop {stop} for a {intent.side}"
+        return None
 
     @staticmethod
     def _check_exit_plan(intent: OrderIntent) -> Verdict:

@@ -25,7 +25,9 @@
    journal's newest ``StopArmed`` gives (a trailed stop keeps its trailed level; the trail
    goes on from the next price, never loosening it).  Its native stop order still open at
    the venue (not ended by the reconciliation) is taken back as the stop's own, so no
-   second stop order goes out beside it;
+   second stop order goes out beside it -- an OCO list too: the venue is asked about each of
+   its legs (:func:`venue_orders`), a list is open while one leg is, its legs found open at the
+   venue are ours (never foreign), and it is never re-sent;
 5. a ``PositionChanged`` tells strategy, stop-monitor and portfolio the position.
 
 Only then does the supervisor start the group's actors; the daemon says READY=1 after
@@ -53,6 +55,7 @@ from actors.messages import (
     RiskApproved,
     stamp,
 )
+from actors.oco import list_of_leg
 from actors.order import OrderRecord
 from actors.order_fold import FoldedOrder, OrderFold
 from actors.order_ids import client_order_id
@@ -102,10 +105,17 @@ def adopt_paper_position(account: PaperAccountState, base: str, quote: str, fold
 
 
 async def _foreign_orders(group: SymbolGroup, venue: BinanceExecution, policy: str) -> list[str]:
-    """Open orders at the venue that the journal does not know: flag, cancel or adopt them."""
+    """Open orders at the venue that the journal does not know: flag, cancel or adopt them.
+
+    A leg of one of our OCO lists (its id the list's plus ``-sl`` / ``-tp``) is known."""
     known = set(group.order.orders)
+
+    def ours(cid: str) -> bool:
+        leg = list_of_leg(cid)
+        return cid in known or (leg is not None and leg[0] in known)
+
     try:
-        foreign = [o for o in await venue.open_orders() if o.client_order_id not in known]
+        foreign = [o for o in await venue.open_orders() if not ours(o.client_order_id)]
     except Exception as exc:  # noqa: BLE001 - a failed listing must not keep the group from trading
         log.error("%s: could not list the venue's open orders: %r", group.name, exc)
         return [f"venue open orders not checked: {exc!r}"]
@@ -141,6 +151,23 @@ async def _foreign_orders(group: SymbolGroup, venue: BinanceExecution, policy: s
     return [f"FLAGGED {len(foreign)} foreign open orders (not ours, left alone): {names}"]
 
 
+def venue_orders(orders: list[OrderRecord]) -> list[OrderRecord]:
+    """What to ask the venue about ``orders``: each order, and for an OCO list each leg not ended
+    yet (the venue knows legs, not lists), with the list's fills so far (one leg fills)."""
+    out: list[OrderRecord] = []
+    for rec in orders:
+        if not rec.legs:
+            out.append(rec)
+            continue
+        for leg in rec.legs:
+            if leg in rec.legs_ended:
+                continue
+            one = OrderRecord(leg, rec.intent, rec.quantity)
+            one.cum_qty, one.status, one.trade_ids = rec.cum_qty, rec.status, set(rec.trade_ids)
+            out.append(one)
+    return out
+
+
 RECONCILE_ATTEMPTS = 5
 RECONCILE_FIRST_DELAY_S = 0.5
 
@@ -170,21 +197,31 @@ async def reconcile_with_retry(
 def open_native_stop(fold: OrderFold, events: list[Message]) -> tuple[FoldedOrder | None, NativeState]:
     """The stop-monitor's stop order (stop_market; stop_limit: a take-profit) the journal left open
     and the venue did not end meanwhile (the newest, if several), and whether the venue has
-    acknowledged it."""
+    acknowledged it.  An OCO list (its legs' events) ends when a leg filled completely or both
+    legs ended, and is acknowledged when a leg was."""
     ended, acked = set(), set()
+    legs_ended: dict[str, set[str]] = {}
     for e in events:
-        if isinstance(e, OrderCanceled | OrderExpired | OrderRejected) or (
-            isinstance(e, OrderFilled) and e.leaves_qty == 0
-        ):
-            ended.add(e.client_order_id)
+        if not isinstance(e, OrderCanceled | OrderExpired | OrderRejected | OrderFilled | OrderAccepted):
+            continue
+        leg = list_of_leg(e.client_order_id)
+        cid = e.client_order_id if leg is None else leg[0]
+        if isinstance(e, OrderCanceled | OrderExpired | OrderRejected):
+            if leg is None:
+                ended.add(cid)
+            else:
+                legs_ended.setdefault(cid, set()).add(e.client_order_id)
+        elif isinstance(e, OrderFilled) and e.leaves_qty == 0:
+            ended.add(cid)
         elif isinstance(e, OrderAccepted | OrderFilled):
-            acked.add(e.client_order_id)
+            acked.add(cid)
     found = None
     for order in fold.open.values():
         it = order.intent
-        kinds = ("stop_market", "stop_limit")  # a native stop, or a native take-profit
+        kinds = ("stop_market", "stop_limit")  # a native stop, a native take-profit, an OCO list
         stop_order = it.source == "stop-monitor" and it.order_type in kinds and it.reduce_only
-        if stop_order and order.cid not in ended:
+        gone = order.cid in ended or len(order.legs_ended | legs_ended.get(order.cid, set())) >= 2
+        if stop_order and not gone:
             found = order
     if found is None:
         return None, "working"
@@ -294,7 +331,7 @@ async def restore_group(
         reconcile = getattr(venue, "reconcile", None)
         if reconcile is not None:
             try:
-                events = await reconcile_with_retry(reconcile, opened)
+                events = await reconcile_with_retry(reconcile, venue_orders(opened))
             except Exception as exc:  # noqa: BLE001 - the venue is unreachable: trade nothing new, keep going
                 reason = f"restart reconciliation failed ({exc!r}): open orders unconfirmed"
                 log.error("%s: %s; group halted until POST /admin/resume", group.name, reason)

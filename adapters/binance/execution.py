@@ -22,6 +22,9 @@ Out (router): ``OrderAccepted``, ``OrderRejected``, ``OrderFilled``, ``OrderCanc
 - A SubmitOrder with ``oco_take_profit`` is an OCO list (:meth:`BinanceExecution.submit_oco`,
   ``POST /api/v3/orderList/oco``): its two legs (:func:`actors.oco.oco_legs`) publish their events
   under their own client order ids; refused unsent where exchangeInfo says ``ocoAllowed`` false.
+  A CancelOrder for the list's id cancels the list (``DELETE /api/v3/orderList``: both legs'
+  OrderCanceled; refused: OrderRejected "cancel rejected: ..." under the list's id, and each leg
+  is queried: a list that cannot be canceled has usually fired, its fill is then published).
 - 5xx, -1000/-1001/-1006/-1007, timeouts, disconnects, unreadable replies: the order's fate is
   unknown.  OrderUnknown is published, then the order is queried by ``origClientOrderId`` (retried
   with backoff until the venue answers) and what the venue says is published: OrderAccepted, its
@@ -81,7 +84,7 @@ from actors.messages import (
     Side,
     SubmitOrder,
 )
-from actors.oco import oco_legs
+from actors.oco import leg_ids, oco_legs
 from actors.runtime import Actor, now_ns
 from adapters.binance import venue_health
 from adapters.binance.account_stream import AccountUserStream
@@ -623,6 +626,9 @@ class BinanceExecution(Actor):
 
     async def _cancel(self, cid: str) -> None:
         tracker = self.tracker
+        if cid not in tracker.orders and any(leg in tracker.orders for leg in leg_ids(cid)):
+            await self._cancel_list(cid)
+            return
         client = await self.client()
         try:
             reply = await client.cancel_order(self.venue_symbol, cid)
@@ -650,6 +656,33 @@ class BinanceExecution(Actor):
             )
             return
         await tracker.apply_reply(order, reply, query_trades=True)
+
+    async def _cancel_list(self, list_cid: str) -> None:
+        """``DELETE /api/v3/orderList`` by ``listClientOrderId``: both legs' ends from the reply."""
+        tracker = self.tracker
+        client = await self.client()
+        legs = [tracker.orders[leg] for leg in leg_ids(list_cid) if leg in tracker.orders]
+        try:
+            reply = await client.cancel_order_list(self.venue_symbol, list_cid)
+        except BinanceRejected as exc:  # usually: the list fired (a leg filled) -- ask about each leg
+            await tracker.publish(
+                OrderRejected(**tracker.stamp(), client_order_id=list_cid, reason=f"cancel rejected: {exc}")
+            )
+            for order in legs:
+                if not order.done:
+                    self._resolve_later(order, f"list cancel refused: {exc}", client.now_ms())
+            return
+        except BinanceError as exc:  # the cancel's outcome is unknown: ask the venue about each leg
+            reason = f"cancel rejected: outcome unknown: {exc}"
+            await tracker.publish(OrderRejected(**tracker.stamp(), client_order_id=list_cid, reason=reason))
+            for order in legs:
+                if not order.done:
+                    self._resolve_later(order, f"list cancel outcome unknown: {exc}", client.now_ms())
+            return
+        for report in reply.orderReports:
+            leg = tracker.orders.get(report.origClientOrderId) or tracker.orders.get(report.clientOrderId)
+            if leg is not None:
+                await tracker.apply_reply(leg, report, query_trades=True)
 
     # --- UNKNOWN outcomes --------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from actors.messages import (
     Trade,
     stamp,
 )
+from actors.oco import leg_ids
 from actors.runtime import WALL_CLOCK, Clock
 from actors.strategies.base import floor_to_step, round_to_tick
 from adapters.paper.account import BPS, ZERO, PaperAccountState
@@ -231,9 +232,12 @@ class PaperEngine:
     def cancel(self, cmd: CancelOrder, now: int | None = None) -> list[Message]:
         """Cancel an open order; unknown or finished ids are refused like Binance's -2011.
 
-        A leg of an OCO list cancels the whole list (both legs' OrderCanceled)."""
+        A leg of an OCO list, or the list's own id (``DELETE orderList``), cancels the whole list
+        (both legs' OrderCanceled)."""
         ts = self.clock.time_ns() if now is None else now
         order = self._open.get(cmd.client_order_id)
+        if order is None:  # the list's id: its legs
+            order = next((self._open[leg] for leg in leg_ids(cmd.client_order_id) if leg in self._oco), None)
         if order is None and cmd.venue_order_id:
             order = next((o for o in self._open.values() if o.venue_order_id == cmd.venue_order_id), None)
         if order is None:
