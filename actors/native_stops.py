@@ -25,6 +25,24 @@ stop-loss rests at the venue as a reduce-only ``stop_market`` order instead:
 - when the position closes or flips, a resting native stop is canceled (one still on its way
   is canceled as soon as the venue accepts it).
 
+With both ``risk.native_stops`` and ``risk.native_take_profit`` on, a plan with a stop-loss and a
+take-profit, and a venue that takes OCO lists for the symbol (``venue_oco``: the paper venue
+always, Binance where exchangeInfo says ``ocoAllowed``), both rest as ONE OCO list instead: one
+reduce-only stop_market intent carrying ``oco_take_profit`` (one exit for risk and the order
+actor; its legs' events are mapped to it by :func:`actors.oco.list_of_leg`):
+
+- the venue guards the position once it has accepted the list; until then, and from the moment
+  its cancel is sent, the monitor watches both levels itself (a hit there is the exit, sent once
+  the list is gone);
+- one leg filling or triggering expires the other: its fills are the exit (StopTriggered names the
+  leg: take_profit, or stop_loss / trailing), and no exit of the monitor's is sent;
+- moving it (a trail move by at least the step, a resize) cancels the list and rests a new one
+  once the cancel is confirmed -- counted in ``replacements`` as a cancel-replace is; a list that
+  fired before its cancel landed ("cancel rejected") is the exit, nothing new is placed;
+- a list the venue or risk refuses (both legs rejected) falls back to a plain native stop-loss
+  with the take-profit watched, for the rest of the stop's life: logged and counted
+  (``oco_refused``, ``tradingd_oco_refused_total``).
+
 :class:`NativeStops` is mixed into :class:`~actors.stop_monitor.StopMonitor`: the monitor's
 order-event handlers hand the events of its native stop order to the ``_on_native_*``
 methods here; the order's state lives on the armed stop's
@@ -52,6 +70,7 @@ from actors.messages import (
     StopTriggered,
     stamp,
 )
+from actors.oco import list_of_leg
 from actors.params import RiskLimits
 from actors.stop_levels import ArmedStop, NativeKind, NativeState, NativeStop, Trigger
 
@@ -70,9 +89,11 @@ class NativeStops:
     log: logging.LoggerAdapter[logging.Logger]
     limits: RiskLimits
     venue_stops: bool
+    venue_oco: Callable[[], bool]
     stop: ArmedStop | None
     triggered: int
     replacements: int
+    oco_refused: int
     _orphans: set[str]
     _native_seq: int
     _resume_native: tuple[OrderIntent, NativeState] | None
@@ -83,9 +104,13 @@ class NativeStops:
         return (self.limits.native_stops or self.limits.native_take_profit) and self.venue_stops
 
     def _native_target(self, stop: ArmedStop) -> tuple[NativeKind, Decimal] | None:
-        """What rests at the venue for ``stop``: its stop-loss (``native_stops``), else its
-        take-profit (``native_take_profit``), else nothing."""
+        """What rests at the venue for ``stop``: its stop-loss and take-profit as one OCO list (both
+        native, the venue takes lists), else its stop-loss (``native_stops``), else its take-profit
+        (``native_take_profit``), else nothing."""
         if self.limits.native_stops and stop.stop_price is not None:
+            both = self.limits.native_take_profit and stop.take_profit is not None
+            if both and not stop.oco_off and self.venue_oco():
+                return "oco", stop.stop_price
             return "stop", stop.stop_price
         if self.limits.native_take_profit and stop.take_profit is not None:
             return "take_profit", stop.take_profit
@@ -94,7 +119,26 @@ class NativeStops:
     @staticmethod
     def _level_of(stop: ArmedStop, n: NativeStop) -> Decimal | None:
         """The level the native order ``n`` should rest at now."""
-        return stop.stop_price if n.kind == "stop" else stop.take_profit
+        if n.kind == "oco" and stop.take_profit is None:
+            return None  # a list without its take-profit: canceled, a plain stop follows
+        return stop.take_profit if n.kind == "take_profit" else stop.stop_price
+
+    def _native_stale(self, stop: ArmedStop, n: NativeStop) -> bool:
+        """The order ``n`` no longer rests where the armed stop is (level, take-profit, size)."""
+        tp_moved = n.kind == "oco" and n.take_profit != stop.take_profit
+        return n.level != self._level_of(stop, n) or n.quantity != stop.quantity or tp_moved
+
+    @staticmethod
+    def _watched(n: NativeStop | None) -> tuple[bool, bool]:
+        """Whether the monitor watches the stop-loss and the take-profit itself, given ``n``: what
+        does not rest at the venue, and both levels of an OCO list the venue has not accepted yet
+        or whose cancel is on its way (a list being moved: the position is guarded meanwhile)."""
+        if n is None:
+            return True, True
+        if n.kind == "oco":
+            unguarded = n.state in ("pending", "canceling")
+            return unguarded, unguarded
+        return n.kind != "stop", n.kind != "take_profit"
 
     def _native_intent(self, stop: ArmedStop, n: NativeStop, fields: Stamp, reason: str) -> OrderIntent:
         """The reduce-only order for ``n``: a stop_market at the stop, or a stop_limit at the take-profit
@@ -111,6 +155,7 @@ class NativeStops:
             reduce_only=True,
             reason=reason,
             replaces=n.replaces,
+            oco_take_profit=n.take_profit if n.kind == "oco" else None,
             **fields,
         )
 
@@ -120,7 +165,17 @@ class NativeStops:
         if native is not None and native[0].side == stop.exit_side and native[0].stop_price is not None:
             order, state = native
             assert order.stop_price is not None
-            if order.order_type == "stop_limit":
+            if order.oco_take_profit is not None:
+                trigger: Trigger = "trailing" if stop.trailed else "stop_loss"
+                n = NativeStop(
+                    order.intent_id,
+                    order.stop_price,
+                    order.quantity,
+                    trigger,
+                    kind="oco",
+                    take_profit=order.oco_take_profit,
+                )
+            elif order.order_type == "stop_limit":
                 n = NativeStop(
                     order.intent_id, order.stop_price, order.quantity, "take_profit", kind="take_profit"
                 )
@@ -149,8 +204,11 @@ class NativeStops:
     # --- order events -----------------------------------------------------------------------
 
     async def _on_accepted(self, msg: OrderAccepted) -> None:
-        cid = msg.client_order_id
+        leg = list_of_leg(msg.client_order_id)
+        cid = msg.client_order_id if leg is None else leg[0]  # a leg's acceptance is its list's
         if cid in self._orphans:
+            if leg is not None:
+                self._orphans.discard(cid)  # one cancel for the list, not one per leg
             await self._cancel(cid, msg)
             return
         stop = self.stop
@@ -162,10 +220,13 @@ class NativeStops:
             stop.native_prev = None  # the replace went through: the old stop is canceled
         if n.after is not None:
             await self._cancel_native(n, msg)
-        elif n.level != self._level_of(stop, n) or n.quantity != stop.quantity:
+        elif self._native_stale(stop, n):
             await self._replace_native(stop, n, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))
 
     async def _on_native_refused(self, stop: ArmedStop, n: NativeStop, msg: RiskRejected) -> None:
+        if n.kind == "oco":
+            await self._oco_refused(stop, n, f"risk: {msg.reason}", msg)
+            return
         if n.replaces:
             await self._replacement_failed(stop, n, f"risk: {msg.reason}", msg)
             return
@@ -185,12 +246,18 @@ class NativeStops:
             stop.triggered, stop.exit_cid, stop.exit_done = True, n.cid, False
             self.triggered += 1
             fields = stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv)
-            self.log.info("native %s stop %s filled at %s", n.trigger, stop.stop_id, msg.last_price)
+            trigger, level = n.trigger, n.level
+            leg = list_of_leg(msg.client_order_id)
+            if leg is not None and leg[1] == "tp" and n.take_profit is not None:
+                trigger, level = "take_profit", n.take_profit  # the list's take-profit leg filled
+            self.log.info(
+                "native %s %s of %s filled at %s", trigger, msg.client_order_id, stop.stop_id, msg.last_price
+            )
             await self.router.publish(
                 StopTriggered(
                     stop_id=stop.stop_id,
-                    trigger=n.trigger,
-                    price=n.level,
+                    trigger=trigger,
+                    price=level,
                     intent_id=n.intent_id,
                     **fields,
                 )
@@ -243,6 +310,43 @@ class NativeStops:
             await self._send_exit(stop, *n.after)
         elif not stop.triggered:
             await self._place_native(stop, fields)
+
+    async def _oco_leg_ended(
+        self, stop: ArmedStop, n: NativeStop, msg: OrderCanceled | OrderExpired | OrderRejected
+    ) -> bool:
+        """A leg of the OCO list ``n`` ended: True once the list has (both legs), else handled here.
+
+        A leg rejected before the venue took the list: the list is refused (a plain native stop
+        follows).  One leg expiring while the other works: the other filled or triggered at the
+        venue, its fills are the exit (no exit of ours, no new list) -- as a refused cancel says."""
+        n.legs_ended.add(msg.client_order_id)
+        if isinstance(msg, OrderRejected) and n.state == "pending":
+            await self._oco_refused(stop, n, msg.reason, msg)
+            return False
+        if len(n.legs_ended) >= 2:
+            return True
+        if isinstance(msg, OrderExpired) and n.state != "filled":
+            if n.after is not None:
+                self.log.info("OCO list %s fired first: %s exit not sent", n.cid, n.after[0])
+            self.log.info("OCO list %s: leg %s expired, the other leg fires", n.cid, msg.client_order_id)
+            n.state, n.after = "cancel_failed", None
+            stop.triggered = True
+        return False
+
+    async def _oco_refused(self, stop: ArmedStop, n: NativeStop, why: str, cause: Message) -> None:
+        """The OCO list was refused: a plain native stop-loss (the take-profit watched) from now on."""
+        self.oco_refused += 1
+        stop.native, stop.oco_off = None, True
+        self.log.warning(
+            "OCO list %s for %s refused (%s): falling back to a native stop-loss, the take-profit watched",
+            n.cid,
+            stop.stop_id,
+            why,
+        )
+        if n.after is not None:
+            await self._send_exit(stop, *n.after)
+        elif not stop.triggered:
+            await self._place_native(stop, stamp(self.exchange, self.symbol, cause.ts_event, cause.ts_recv))
 
     async def _on_native_ended(
         self,
@@ -299,10 +403,15 @@ class NativeStops:
         trigger: Trigger = (
             "take_profit" if kind == "take_profit" else "trailing" if stop.trailed else "stop_loss"
         )
-        n = NativeStop(intent_id, level, stop.quantity, trigger, kind=kind)
+        tp = stop.take_profit if kind == "oco" else None
+        n = NativeStop(intent_id, level, stop.quantity, trigger, kind=kind, take_profit=tp)
         stop.native = n
-        self.log.info("native %s %s: %s %s at %s", trigger, n.cid, stop.exit_side, stop.quantity, level)
-        await self.router.publish(self._native_intent(stop, n, fields, f"native {n.trigger} at {level}"))
+        also = f" + take-profit {tp} (one OCO list)" if tp is not None else ""
+        self.log.info(
+            "native %s %s: %s %s at %s%s", trigger, n.cid, stop.exit_side, stop.quantity, level, also
+        )
+        reason = f"native {n.trigger} at {level}{also}"
+        await self.router.publish(self._native_intent(stop, n, fields, reason))
 
     async def _amend_native(self, stop: ArmedStop, fields: Stamp) -> None:
         """Bring the venue's stop in line with the armed stop's level and size."""
@@ -311,7 +420,7 @@ class NativeStops:
         n = stop.native
         if n is None:
             await self._place_native(stop, fields)
-        elif n.state == "working" and (n.level != self._level_of(stop, n) or n.quantity != stop.quantity):
+        elif n.state == "working" and self._native_stale(stop, n):
             await self._replace_native(stop, n, fields)
         # pending: checked when accepted; canceling: the replacement takes the latest level and size
 
@@ -320,6 +429,9 @@ class NativeStops:
         level = self._level_of(stop, n)
         if level is None:
             await self._cancel_native(n, fields)
+            return
+        if n.kind == "oco":
+            await self._move_oco(stop, n, fields)
             return
         self._native_seq += 1
         intent_id = f"{stop.stop_id}:native:{fields['ts_event']}:{self._native_seq}"
@@ -340,6 +452,23 @@ class NativeStops:
         )
         reason = f"native {new.trigger} at {level}, replacing {n.cid} at {n.level}"
         await self.router.publish(self._native_intent(stop, new, fields, reason))
+
+    async def _move_oco(self, stop: ArmedStop, n: NativeStop, fields: Stamp) -> None:
+        """A list is not cancel-replaced: cancel it; the new one rests once the cancel is confirmed
+        (:meth:`_on_native_ended` places it), the monitor watching both levels meanwhile."""
+        self.replacements += 1
+        self.log.info(
+            "OCO list %s (sl %s / tp %s, %s) moves to sl %s / tp %s, %s: canceled first, "
+            "both levels watched until the new list rests",
+            n.cid,
+            n.level,
+            n.take_profit,
+            n.quantity,
+            stop.stop_price,
+            stop.take_profit,
+            stop.quantity,
+        )
+        await self._cancel_native(n, fields)
 
     async def _cancel_native(self, n: NativeStop, cause: Message | Stamp) -> None:
         n.state = "canceling"

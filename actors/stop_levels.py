@@ -6,8 +6,8 @@ position has: its levels, the trail (best price since armed), the exit it sent a
 native stop.  :meth:`ArmedStop.check` (which level a price range touches) and
 :meth:`ArmedStop.trail` (move the trailing stop for a price range) are the arithmetic of the
 "Levels" and "Trailing stop" rules in :mod:`actors.stop_monitor`; they publish nothing.
-:class:`NativeStop` is the stop_market order kept at the venue for an armed stop (see
-:mod:`actors.native_stops`).
+:class:`NativeStop` is the order kept at the venue for an armed stop: a stop_market at the
+stop-loss, a take-profit limit, or both as one OCO list (see :mod:`actors.native_stops`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = [
 
 Trigger = Literal["stop_loss", "take_profit", "trailing", "time"]
 NativeState = Literal["pending", "working", "canceling", "cancel_failed", "filled"]
-NativeKind = Literal["stop", "take_profit"]
+NativeKind = Literal["stop", "take_profit", "oco"]
 HUNDRED = Decimal(100)
 AUTO_TRAIL_TICKS = 10  # risk.trail_step unset: a trailing stop moves by at least 10 ticks ...
 AUTO_TRAIL_PCT = Decimal("0.1")  # ... and at least 0.1 % of its level
@@ -79,9 +79,21 @@ EMPTY_PLAN = ExitPlan()
 
 
 class NativeStop:
-    """A stop_market order the monitor keeps at the venue for its armed stop."""
+    """The order the monitor keeps at the venue for its armed stop."""
 
-    __slots__ = ("after", "cid", "intent_id", "kind", "level", "quantity", "replaces", "state", "trigger")
+    __slots__ = (
+        "after",
+        "cid",
+        "intent_id",
+        "kind",
+        "legs_ended",
+        "level",
+        "quantity",
+        "replaces",
+        "state",
+        "take_profit",
+        "trigger",
+    )
 
     def __init__(
         self,
@@ -91,10 +103,14 @@ class NativeStop:
         trigger: Trigger,
         replaces: str = "",
         kind: NativeKind = "stop",
+        take_profit: Decimal | None = None,
     ) -> None:
         self.intent_id = intent_id
-        # "stop": a stop_market at the stop-loss; "take_profit": a stop_limit at the take-profit
+        # "stop": a stop_market at the stop-loss; "take_profit": a stop_limit at the take-profit;
+        # "oco": the stop_market at ``level`` and a take-profit limit at ``take_profit``, one list
         self.kind: NativeKind = kind
+        self.take_profit = take_profit
+        self.legs_ended: set[str] = set()  # an OCO list's legs the venue has ended
         self.replaces = replaces  # the client id of the stop order this one cancel-replaces
         self.cid = client_order_id(intent_id)
         self.level = level
@@ -116,6 +132,7 @@ class ArmedStop:
         "native",
         "native_off",
         "native_prev",
+        "oco_off",
         "plan",
         "plan_cid",
         "quantity",
@@ -138,6 +155,7 @@ class ArmedStop:
         # rests at the venue until the replace's cancel half is confirmed.
         self.native_prev: NativeStop | None = None
         self.native_off = False  # the venue/risk refused a native stop: watch prices instead
+        self.oco_off = False  # the venue/risk refused an OCO list: a plain native stop instead
         self.set_plan(plan, "")
 
     def set_plan(self, plan: ExitPlan, cid: str) -> None:

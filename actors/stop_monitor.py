@@ -48,15 +48,17 @@ one-cancels-other — the first to trigger sends the only exit):
 
 Stops are synthetic by default: the monitor watches trades (or bar high/low) itself.  With
 ``risk.native_stops = true`` and a venue that supports stop orders (``venue_stops``), the
-stop-loss rests at the venue as a reduce-only ``stop_market`` order instead; how it is
-placed, replaced, canceled and taken as the exit is told in :mod:`actors.native_stops`
-(the :class:`~actors.native_stops.NativeStops` mixin).  The exit plan, the armed stop with
-its level and trail arithmetic, and the native stop record are in :mod:`actors.stop_levels`.
+stop-loss rests at the venue as a reduce-only ``stop_market`` order instead (with
+``risk.native_take_profit`` too, and a venue that takes OCO lists for the symbol, the stop-loss
+and the take-profit as one OCO list); how it is placed, replaced, canceled and taken as the exit
+is told in :mod:`actors.native_stops` (the :class:`~actors.native_stops.NativeStops` mixin).
+The exit plan, the armed stop with its level and trail arithmetic, and the native stop record
+are in :mod:`actors.stop_levels`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from actors.channels import Channel, Router
@@ -82,6 +84,7 @@ from actors.messages import (
     stamp,
 )
 from actors.native_stops import NativeStops
+from actors.oco import list_of_leg
 from actors.order import REQUEST_REJECTS
 from actors.order_ids import client_order_id
 from actors.params import RiskLimits
@@ -112,17 +115,21 @@ class StopMonitor(NativeStops, Actor):
         limits: RiskLimits | None = None,
         *,
         venue_stops: bool = False,
+        venue_oco: bool | Callable[[], bool] = False,
         tick_size: Decimal | None = None,
     ) -> None:
         super().__init__(exchange, symbol, router, inbox)
         self.limits = limits if limits is not None else RiskLimits()
         self.venue_stops = venue_stops  # the venue takes stop_market orders
+        # the venue takes OCO lists for this symbol (asked when a stop is placed: exchange rules load late)
+        self.venue_oco: Callable[[], bool] = venue_oco if callable(venue_oco) else (lambda: venue_oco)
         self.tick_size = tick_size
         self.levels: dict[str, ExitPlan] = {}  # entry client order id -> its exit plan
         self.stop: ArmedStop | None = None
         self.triggered = 0
         self.amendments = 0  # trailing moves published
         self.replacements = 0  # native stops moved by a cancel-replace (tradingd_stop_replacements_total)
+        self.oco_refused = 0  # OCO lists refused, a plain native stop instead (tradingd_oco_refused_total)
         self._last_exit_cid = ""  # the most recent approved reduce-only order (any source)
         self._entries: dict[str, OrderIntent] = {}  # entry orders approved and not ended, by client id
         self._orphans: set[str] = set()  # native stops of a disarmed stop, canceled once accepted
@@ -240,7 +247,8 @@ class StopMonitor(NativeStops, Actor):
             await self._on_prev_filled(stop, prev, msg)
             return
         n = stop.native
-        if n is not None and msg.client_order_id == n.cid:
+        leg = list_of_leg(msg.client_order_id)
+        if n is not None and (msg.client_order_id == n.cid or (leg is not None and leg[0] == n.cid)):
             await self._on_native_filled(stop, n, msg)
             return
         if msg.client_order_id == stop.exit_cid and msg.leaves_qty == 0:
@@ -252,6 +260,9 @@ class StopMonitor(NativeStops, Actor):
         cid = msg.client_order_id
         if not request_reject:
             self._entries.pop(cid, None)
+        leg = list_of_leg(cid)
+        if leg is not None:
+            cid = leg[0]  # a leg of an OCO list: the list's
         if cid in self._orphans:
             if not request_reject:
                 self._orphans.discard(cid)
@@ -266,6 +277,8 @@ class StopMonitor(NativeStops, Actor):
             return
         n = stop.native
         if n is not None and cid == n.cid:
+            if n.kind == "oco" and leg is not None and not await self._oco_leg_ended(stop, n, msg):
+                return  # the list goes on (or was refused: a plain stop follows)
             await self._on_native_ended(stop, n, msg, request_reject)
             return
         if not stop.triggered or request_reject:
@@ -398,10 +411,8 @@ class StopMonitor(NativeStops, Actor):
         stop = self.stop
         if stop is None or stop.triggered:
             return
-        n = stop.native
-        hit = stop.check(
-            low, high, watch_stop=n is None or n.kind != "stop", watch_tp=n is None or n.kind != "take_profit"
-        )
+        watch_stop, watch_tp = self._watched(stop.native)
+        hit = stop.check(low, high, watch_stop, watch_tp)
         plan = stop.plan
         exit_at = plan.exit_at_ns
         if hit is None and exit_at is not None and msg.ts_event >= exit_at:

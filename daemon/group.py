@@ -118,6 +118,19 @@ class FeedAdapter(Actor):
         raise NotImplementedError
 
 
+def oco_allowed(venue: PaperExchange | BinanceExecution) -> Callable[[], bool]:
+    """Whether ``venue`` takes OCO lists for its symbol: paper always; Binance where exchangeInfo
+    says ``ocoAllowed`` (asked each time: the rules load after the group is built)."""
+    if isinstance(venue, BinanceExecution):
+
+        def binance() -> bool:
+            rules = venue.rules
+            return rules is not None and rules.oco_allowed
+
+        return binance
+    return lambda: True
+
+
 class Feed(Protocol):
     """What a market-data source offers the group: replay files and live venues alike."""
 
@@ -271,6 +284,7 @@ class SymbolGroup:
             )
         else:
             self.venue = PaperExchange(ex, sym, self.router, inbox("paper-exchange", True), inst, account)
+        self.stop_monitor.venue_oco = oco_allowed(self.venue)  # SL + TP as one list where the symbol may
         self.risk.venue_check = venue_gate(self)  # entries refused while the venue is blind or the book stale
         self.risk.leaves_of = self.order.signed_leaves  # a cancel-replace is netted against its old order
         self._wire()

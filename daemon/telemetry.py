@@ -47,6 +47,10 @@ HELP = {
         "counter",
         "Native stops moved at the venue by one cancel-replace (a trail move >= trail_step, a resize)",
     ),
+    "tradingd_oco_refused_total": (
+        "counter",
+        "OCO lists (stop-loss + take-profit) refused by the venue or risk: a native stop-loss instead",
+    ),
     "tradingd_strategy_replayed_total": (
         "counter",
         "Strategy outputs dropped after a restart: decided before it (up to the recovered decision floor)",
@@ -256,6 +260,7 @@ def collect(sup: Supervisor) -> Iterator[Collected]:
             yield "tradingd_risk_decisions_total", _l(exchange=ex, symbol=sym, decision=rule), n
         yield "tradingd_signals_total", _l(exchange=ex, symbol=sym), group.strategy.signals
         yield "tradingd_stop_replacements_total", _l(exchange=ex, symbol=sym), group.stop_monitor.replacements
+        yield "tradingd_oco_refused_total", _l(exchange=ex, symbol=sym), group.stop_monitor.oco_refused
         latency = group.router.latency
         yield "tradingd_order_latency_seconds", _l(exchange=ex, symbol=sym), latency.histogram
         yield "tradingd_order_latency_unmatched_total", _l(exchange=ex, symbol=sym), latency.unmatched
