@@ -21,7 +21,9 @@ stop-loss rests at the venue as a reduce-only ``stop_market`` order instead:
   filling: no replacement and no take-profit/time exit is sent, and its fills are the exit
   (StopTriggered is published at its first fill);
 - if risk or the venue refuses the stop order, or the venue ends it on its own, the stop
-  falls back to synthetic watching for the rest of its life;
+  falls back to synthetic watching for the rest of its life -- except a refusal for want of a
+  price (risk's ``no_price``: a restart re-arms before prices flow): the levels are watched and
+  the order placed on the next price;
 - when the position closes or flips, a resting native stop is canceled (one still on its way
   is canceled as soon as the venue accepts it).
 
@@ -75,6 +77,8 @@ from actors.params import RiskLimits
 from actors.stop_levels import ArmedStop, NativeKind, NativeState, NativeStop, Trigger
 
 __all__ = ["NativeStops"]
+
+RETRY_RULES = frozenset({"no_price"})  # risk refusals that pass: the order is placed on the next price
 
 
 class NativeStops:
@@ -224,6 +228,18 @@ class NativeStops:
             await self._replace_native(stop, n, stamp(self.exchange, self.symbol, msg.ts_event, msg.ts_recv))
 
     async def _on_native_refused(self, stop: ArmedStop, n: NativeStop, msg: RiskRejected) -> None:
+        if msg.rule in RETRY_RULES and not n.replaces:
+            # Nothing wrong with the order: no price yet (a restart re-arms before prices flow).
+            self.log.warning(
+                "native %s for %s refused by risk (%s): watching prices, placed again on the next one",
+                n.kind,
+                stop.stop_id,
+                msg.reason,
+            )
+            stop.native = None
+            if n.after is not None:
+                await self._send_exit(stop, *n.after)
+            return
         if n.kind == "oco":
             await self._oco_refused(stop, n, f"risk: {msg.reason}", msg)
             return

@@ -120,12 +120,14 @@ class FeedAdapter(Actor):
 
 def oco_allowed(venue: PaperExchange | BinanceExecution) -> Callable[[], bool]:
     """Whether ``venue`` takes OCO lists for its symbol: paper always; Binance where exchangeInfo
-    says ``ocoAllowed`` (asked each time: the rules load after the group is built)."""
+    says ``ocoAllowed`` (asked each time: the rules load after the group is built; not loaded yet,
+    the list is tried and the execution actor, which waits for the rules, refuses it unsent where
+    ``ocoAllowed`` is false: the stop-monitor then rests a plain native stop)."""
     if isinstance(venue, BinanceExecution):
 
         def binance() -> bool:
             rules = venue.rules
-            return rules is not None and rules.oco_allowed
+            return rules is None or rules.oco_allowed
 
         return binance
     return lambda: True

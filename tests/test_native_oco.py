@@ -16,10 +16,18 @@ from decimal import Decimal as D
 
 import pytest
 
-from actors.messages import OrderExpired, OrderRejected, OrderSubmitted, RiskApproved
+from actors.messages import (
+    CancelOrder,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    OrderSubmitted,
+    RiskApproved,
+    stamp,
+)
 from actors.oco import leg_ids
 from actors.order_ids import client_order_id
-from tests.oco_wiring import VENUE, OcoWired, VenueKind, oco_wired, until
+from tests.oco_wiring import EX, SYM, VENUE, OcoWired, VenueKind, oco_wired, until
 
 pytestmark = pytest.mark.anyio
 VENUES: list[VenueKind] = ["paper", "binance"]
@@ -193,3 +201,23 @@ async def test_a_list_that_fired_before_its_cancel_landed_is_the_exit_and_nothin
         ]
         assert [m.client_order_id for m in refused] == [cid]
         assert not w.exits() and w.oco_requests() == 1 and not w.resting() and w.flat_once()
+
+
+@pytest.mark.parametrize("venue", VENUES)
+async def test_a_cancel_of_the_list_id_cancels_both_legs_once(venue: VenueKind) -> None:
+    """What flatten and an operator send: CancelOrder for each open order, here the list's id."""
+    async with oco_wired(venue) as w:
+        await w.enter()
+        cid = await listed(w)
+        await w.router.publish(CancelOrder(client_order_id=cid, **stamp(EX, SYM, 50)))
+        await until("list canceled", lambda: w.order.orders[cid].status == "canceled")
+        canceled = sorted(m.client_order_id for m in w.seen if isinstance(m, OrderCanceled))
+        assert canceled == sorted(leg_ids(cid)) and not w.resting()
+        assert (w.order.counts["canceled"], w.state.open_orders, w.state.pending_exposure) == (1, 0, 0)
+        assert not w.order.anomalies
+        await w.price("0.003390")  # the monitor watches again: its own exit, once
+        if w.fake is None:
+            await until("exit sent", lambda: w.exits() and w.order.open_orders())
+            await w.price("0.003390")
+        await until("flat", lambda: w.order.position.quantity == 0 and w.monitor.stop is None)
+        assert len(w.exits()) == 1 and w.flat_once()
