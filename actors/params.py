@@ -172,7 +172,9 @@ class RiskLimits(Base, frozen=True, kw_only=True):
     # Stop-monitor: rest stop-losses at the venue as reduce-only stop_market orders (when the
     # venue supports them) instead of watching prices.
     native_stops: bool = False
-    # Stop-monitor: rest the take-profit at the venue too, as a reduce-only take-profit limit order
-    # (Binance TAKE_PROFIT_LIMIT), when no native stop-loss rests for the position (a spot
-    # balance covers one resting exit, not two); the stop-loss is then watched by the monitor.
+    # Stop-monitor: rest the take-profit at the venue too: with native_stops, the stop-loss and the
+    # take-profit as ONE OCO list where the venue takes lists for the symbol (Binance ocoAllowed;
+    # paper always), else alone as a reduce-only take-profit limit order (Binance TAKE_PROFIT_LIMIT)
+    # when no native stop-loss rests (a spot balance covers one resting exit, not two); the
+    # stop-loss is then watched by the monitor.
     native_take_profit: bool = False
