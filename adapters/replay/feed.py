@@ -18,6 +18,11 @@ against a monotonic clock at ``speed`` times real time (``0`` = as fast as possi
 optionally looping forever with timestamps shifted so they keep increasing.
 :meth:`ReplayFeed.iter_messages` yields the same messages without pacing (backtests,
 benchmarks).
+
+Groups replaying the same file share one parsed copy of it (:func:`shared_messages`: by path,
+format, interval, size and modification time, kept while any feed uses it); each message is
+stamped with its group's exchange and symbol as it goes out.  A file of 14,400 candles is ~10 MB
+parsed: a thousand groups on it would hold ten gigabytes with a copy each.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import bisect
 import gzip
 import itertools
 import json
+import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -236,6 +243,32 @@ def load_trades(path: str | Path, *, exchange: str = "replay", symbol: str = "")
 # --- the feed ---------------------------------------------------------------------------------
 
 
+class _Messages(list[ReplayMessage]):
+    """A parsed file's messages (unstamped: no exchange or symbol); weakly cached."""
+
+
+_SHARED: weakref.WeakValueDictionary[tuple[str, str, int, int, int], _Messages] = (
+    weakref.WeakValueDictionary()
+)
+_SHARED_LOCK = threading.Lock()  # feeds load in worker threads: one parse per file
+
+
+def shared_messages(path: str, fmt: str, interval_s: int) -> list[ReplayMessage]:
+    """The messages of ``path`` (exchange and symbol empty), parsed once for every feed using
+    the same file unchanged (same size and modification time); ValueError as the loaders."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), fmt, interval_s, st.st_size, st.st_mtime_ns)
+    with _SHARED_LOCK:
+        cached = _SHARED.get(key)
+        if cached is not None:
+            return cached
+        msgs = _Messages(load_candles(path, interval_s=interval_s) if fmt == "candles" else load_trades(path))
+        if not msgs:
+            raise ValueError(f"{path}: no rows to replay")
+        _SHARED[key] = msgs
+        return msgs
+
+
 class ReplayStats(msgspec.Struct, frozen=True):
     """A snapshot of one replay feed, for /status."""
 
@@ -253,14 +286,22 @@ class ReplayStats(msgspec.Struct, frozen=True):
     behind_ms: float
 
 
-def _shifted(msg: ReplayMessage, shift: int, ts_recv: int) -> ReplayMessage:
+def _shifted(msg: ReplayMessage, shift: int, ts_recv: int, exchange: str, symbol: str) -> ReplayMessage:
+    """``msg`` of the shared file as this feed's: its exchange and symbol, times shifted by a pass."""
     if shift == 0:
-        return msgspec.structs.replace(msg, ts_recv=ts_recv)
+        return msgspec.structs.replace(msg, exchange=exchange, symbol=symbol, ts_recv=ts_recv)
     if type(msg) is Bar:
         return msgspec.structs.replace(
-            msg, ts_event=msg.ts_event + shift, ts_open=msg.ts_open + shift, ts_recv=ts_recv
+            msg,
+            exchange=exchange,
+            symbol=symbol,
+            ts_event=msg.ts_event + shift,
+            ts_open=msg.ts_open + shift,
+            ts_recv=ts_recv,
         )
-    return msgspec.structs.replace(msg, ts_event=msg.ts_event + shift, ts_recv=ts_recv)
+    return msgspec.structs.replace(
+        msg, exchange=exchange, symbol=symbol, ts_event=msg.ts_event + shift, ts_recv=ts_recv
+    )
 
 
 class ReplayFeed:
@@ -295,18 +336,12 @@ class ReplayFeed:
 
     # -- data ------------------------------------------------------------------------------
     def load(self) -> list[ReplayMessage]:
-        """Read and validate the file once; ValueError if it is malformed or empty."""
+        """Read and validate the file once (shared with every feed of the same file); ValueError
+        if it is malformed or empty.  The messages' exchange and symbol are empty: the feed
+        stamps its own on the way out (:meth:`iter_messages`, :meth:`run`)."""
         if self._messages is None:
             c = self.cfg
-            where = {"exchange": self.exchange, "symbol": self.symbol}
-            msgs: list[ReplayMessage]
-            if c.format == "candles":
-                msgs = list(load_candles(c.path, interval_s=c.interval_s, **where))
-            else:
-                msgs = list(load_trades(c.path, **where))
-            if not msgs:
-                raise ValueError(f"{c.path}: no rows to replay")
-            self._messages = msgs
+            self._messages = shared_messages(c.path, c.format, c.interval_s)
         return self._messages
 
     def loop_shift_ns(self) -> int:
@@ -324,7 +359,7 @@ class ReplayFeed:
         for k in range(loops):
             shift = k * step
             for msg in msgs:
-                yield _shifted(msg, shift, msg.ts_event + shift)
+                yield _shifted(msg, shift, msg.ts_event + shift, self.exchange, self.symbol)
 
     def resume_after(self, ts_event_ns: int) -> None:
         """Restart recovery: start with the first message (of any pass) whose event time is after
@@ -377,7 +412,7 @@ class ReplayFeed:
         return self.cfg.loop or self.loops == 0
 
     async def _emit(self, sink: Sink, msg: ReplayMessage, shift: int) -> None:
-        out = _shifted(msg, shift, time.time_ns())
+        out = _shifted(msg, shift, time.time_ns(), self.exchange, self.symbol)
         await sink(out)
         self._index += 1
         self.emitted += 1
@@ -393,12 +428,13 @@ class ReplayFeed:
         """As fast as the consumer takes it, in chunks of YIELD_EVERY with one clock read each."""
         step = self.loop_shift_ns()
         n = len(msgs)
+        ex, sym = self.exchange, self.symbol
         while self._more_passes():
             shift = self.loops * step
             while self._index < n:
                 ts_recv = time.time_ns()
                 for i in range(self._index, min(self._index + YIELD_EVERY, n)):
-                    out = _shifted(msgs[i], shift, ts_recv)
+                    out = _shifted(msgs[i], shift, ts_recv, ex, sym)
                     if sink_nowait is None or not sink_nowait(out):
                         await sink(out)
                     self._index = i + 1
