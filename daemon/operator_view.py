@@ -88,10 +88,10 @@ def _order_row(g: SymbolGroup, r: OrderRecord) -> dict[str, object]:
         "venue_order_id": r.venue_order_id,
         "source": it.source,
         "side": it.side,
-        "type": it.order_type,
+        "type": "oco" if it.oco_take_profit is not None else it.order_type,  # price: its take-profit
         "quantity": display.quantity(r.quantity, inst.step_size),
         "filled": display.quantity(r.cum_qty, inst.step_size),
-        "price": display.price(it.price, inst.tick_size),
+        "price": display.price(it.oco_take_profit or it.price, inst.tick_size),
         "stop_price": display.price(it.stop_price, inst.tick_size),
         "reduce_only": it.reduce_only,
         "status": r.status,

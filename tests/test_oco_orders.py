@@ -12,6 +12,7 @@ are never taken for foreign orders.
 from __future__ import annotations
 
 from decimal import Decimal as D
+from types import SimpleNamespace
 
 import msgspec
 import pytest
@@ -37,6 +38,8 @@ from actors.params import RiskLimits
 from actors.risk import RiskActor
 from actors.runtime import GroupState
 from actors.state import SymbolState
+from daemon.config import Instrument
+from daemon.operator_view import _order_row
 from daemon.restore import open_native_stop, venue_orders
 from tests.test_recovery import EX, SYM, Harness, assert_same, fill, st
 
@@ -226,3 +229,18 @@ async def test_risk_checks_the_list_as_one_exit() -> None:
         ("reduce_only", "reduce-only sell but position net of open orders is 0"),
     ]
     assert (state.open_orders, state.pending_exposure) == (1, D(-10))
+
+
+async def test_tradingd_orders_shows_a_list_as_oco_with_its_take_profit_and_stop() -> None:
+    h = Harness()
+    cid, _, _ = await listed(h)
+    inst = Instrument(base="UNITTEST", quote="BTC", tick_size=D("0.0001"), step_size=D("0.01"))
+    group = SimpleNamespace(name=f"{EX}:{SYM}", cfg=SimpleNamespace(instrument=inst))
+    row = _order_row(group, h.actor.orders[cid])  # type: ignore[arg-type]
+    assert (row["type"], row["price"], row["stop_price"], row["quantity"], row["status"]) == (
+        "oco",
+        "0.0012",
+        "0.0009",
+        "10.00",
+        "accepted",
+    )

@@ -29,6 +29,7 @@ from actors.messages import (
     Message,
     OrderAccepted,
     OrderCanceled,
+    OrderExpired,
     OrderFilled,
     OrderIntent,
     OrderRejected,
@@ -41,6 +42,7 @@ from actors.messages import (
     SubmitOrder,
     Trade,
 )
+from actors.oco import leg_ids
 from actors.order_ids import client_order_id
 from daemon.journal import Journal
 from daemon.metrics import Metrics
@@ -348,6 +350,68 @@ async def test_writer_stores_an_order_flow_with_exact_numbers(clean: str, tmp_pa
     assert metrics.get("tradingd_store_skipped_total") == 1
     assert metrics.get("tradingd_store_rows_total", {"table": "fills"}) == 2
     assert metrics.get("tradingd_store_rows_total", {"table": "order_events"}) == len(msgs) - 1
+    journal.close()
+
+
+def oco_flow() -> tuple[list[Message], str, str]:
+    """Two OCO lists: one whose stop leg fires (the take-profit leg expires first, then the stop
+    leg fills), one canceled (both legs).  Returns the messages and the two list ids."""
+
+    def mk(cls: type[M], k: int, **fields: Any) -> M:
+        ts = T0 + k * 1_000_000
+        return cls(exchange="binance", symbol="BTC/USDT", ts_event=ts, ts_recv=ts + 250, **fields)
+
+    out: list[Message] = []
+    cids = []
+    for n in (1, 2):
+        cid = client_order_id(f"stop:x:native:{n}:{n}")
+        cids.append(cid)
+        f = {"intent_id": f"stop:x:native:{n}:{n}", "client_order_id": cid, "side": "sell"}
+        f |= {"order_type": "stop_market", "quantity": D("0.015"), "stop_price": D("41000")}
+        out.append(mk(OrderSubmitted, 10 * n, oco_take_profit=D("43000"), oco_legs=leg_ids(cid), **f))
+        out += [
+            mk(OrderAccepted, 10 * n + 1, client_order_id=leg, venue_order_id=leg) for leg in leg_ids(cid)
+        ]
+    sl1, tp1 = leg_ids(cids[0])
+    out.append(mk(OrderExpired, 13, client_order_id=tp1))
+    out.append(
+        mk(
+            OrderFilled,
+            14,
+            client_order_id=sl1,
+            venue_order_id=sl1,
+            trade_id="t-oco",
+            side="sell",
+            last_qty=D("0.015"),
+            last_price=D("40990"),
+            cum_qty=D("0.015"),
+            leaves_qty=D("0"),
+            fee=D("0"),
+            fee_asset="USDT",
+            liquidity="taker",
+        )
+    )
+    out += [mk(OrderCanceled, 23, client_order_id=leg) for leg in leg_ids(cids[1])]
+    return out, cids[0], cids[1]
+
+
+@pytest.mark.anyio
+async def test_an_oco_list_is_one_order_row_moved_by_its_legs(clean: str, tmp_path: Path) -> None:
+    journal = open_journal(tmp_path)
+    msgs, fired, canceled = oco_flow()
+    with anyio.fail_after(20):
+        await append_all(journal, msgs)
+        await write_through(journal, clean)
+    t = await tables(clean)
+    rows = {o["client_order_id"]: o for o in t["orders"]}
+    assert set(rows) == {fired, canceled}  # the lists, not their legs
+    assert (rows[fired]["status"], num(rows[fired]["filled_qty"]), rows[fired]["venue_order_id"]) == (
+        "filled",
+        "0.015",
+        leg_ids(fired)[0],
+    )
+    assert rows[canceled]["status"] == "canceled"
+    assert [(f["client_order_id"], f["trade_id"]) for f in t["fills"]] == [(leg_ids(fired)[0], "t-oco")]
     journal.close()
 
 

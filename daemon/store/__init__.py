@@ -12,7 +12,10 @@ The journal (:mod:`daemon.journal`) stays the source of truth; nothing on the tr
 waits for PostgreSQL.  Rows from the journal carry (journal id, offset) where the message has
 no natural key, and every insert is ``ON CONFLICT DO NOTHING``, so a replay changes nothing.
 Order status follows the order actor's rules: a terminal status stays, a fill implies
-acceptance, a refused *request* (``cancel rejected: ...``) leaves the order alone.
+acceptance, a refused *request* (``cancel rejected: ...``) leaves the order alone.  An OCO list is
+one ``orders`` row under the list's id: its legs' status events move it (a leg's fills are the
+list's), except a leg's ``OrderExpired`` (the other leg filled or triggered: the list goes on);
+``fills`` rows keep the leg's id.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from actors.messages import (
     SubmitOrder,
     is_order_path,
 )
+from actors.oco import list_of_leg
 from actors.order import REQUEST_REJECTS
+from actors.order_ids import PREFIX
 from daemon.store.migrations import LOCK_KEY, MigrationError, load_migrations, migrate, migrate_main
 
 __all__ = [
@@ -257,8 +262,13 @@ def build_rows(jid: str, records: Iterable[Record]) -> Rows:
         elif isinstance(m, STATUS_EVENTS) and not (
             isinstance(m, OrderRejected) and m.reason.startswith(REQUEST_REJECTS)
         ):  # a refused request about an order (a cancel) leaves its state alone
+            cid = m.client_order_id
+            leg = list_of_leg(cid) if cid.startswith(PREFIX) else None
+            if leg is not None and isinstance(m, OrderExpired):
+                continue  # a list's other leg expiring: the leg that works carries the list on
             venue, cum, leaves = (getattr(m, a, None) for a in ("venue_order_id", "cum_qty", "leaves_qty"))
-            rows.updates.append((m.client_order_id, type(m).__name__, venue, cum, leaves, m.ts_event))
+            cid = cid if leg is None else leg[0]
+            rows.updates.append((cid, type(m).__name__, venue, cum, leaves, m.ts_event))
     rows.tables["positions"] = list(positions.values())
     return rows
 
