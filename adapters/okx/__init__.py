@@ -19,4 +19,9 @@ Trading:
 - :mod:`adapters.okx.replies` / :mod:`adapters.okx.orders` -- trading wire Structs; our orders in
   OKX's terms (order types, algo stops, client ids).
 - :mod:`adapters.okx.http` -- the signed REST client (clock, limits, retries of reads, unknowns).
+- :mod:`adapters.okx.private_ws` -- the private WebSocket: login, ``orders`` / ``account``, order ops.
+- :mod:`adapters.okx.execution` -- :class:`~adapters.okx.execution.OkxExecution`, the execution
+  actor a group on an OKX account runs instead of the paper exchange, with its parts
+  ``order_tracker`` (OKX's word applied once, fills by tradeId), ``order_reconciler`` (catch-up
+  after every reconnect, restart reconciliation) and ``venue_queries`` (the restart's queries).
 """

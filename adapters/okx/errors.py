@@ -121,7 +121,8 @@ class OkxOutcomeUnknown(OkxError):
 
 
 def error_for(status: int, code: str, msg: str) -> OkxError:
-    """The typed error of a refusal whose outcome is known (``code`` OKX's, "" when unreadable)."""
+    """The typed error of a refusal whose outcome is known (``code`` OKX's, "" when unreadable;
+    ``status`` 0: an answer on the private WebSocket)."""
     kind: type[OkxError]
     if code in RATE_LIMIT_CODES or status == 429:
         kind = OkxRateLimited
@@ -141,5 +142,8 @@ def error_for(status: int, code: str, msg: str) -> OkxError:
         kind = OkxOrderRejected
     else:
         kind = OkxRejected
-    text = f"HTTP {status} code {code}: {msg}" if code else f"HTTP {status}: {msg}"
+    if not status:  # a private WebSocket op's answer
+        text = f"code {code}: {msg}"
+    else:
+        text = f"HTTP {status} code {code}: {msg}" if code else f"HTTP {status}: {msg}"
     return kind(text, status=status, code=code)

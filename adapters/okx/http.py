@@ -183,6 +183,12 @@ class OkxHttpClient:
                 await self._session.close()
             self._session = None
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open aiohttp session (for the instrument rules loader)."""
+        assert self._session is not None, "use the client as `async with OkxHttpClient(...)`"
+        return self._session
+
     def statistics(self) -> OkxHttpStatistics:
         n = self._n
         return OkxHttpStatistics(

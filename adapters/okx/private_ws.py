@@ -130,6 +130,7 @@ class OkxPrivateStream:
         on_order: Callable[[OkxOrder], Awaitable[None]],
         on_balance: Callable[[OkxBalance], Awaitable[None]],
         on_connect: Callable[[], Awaitable[None]] | None = None,
+        before_login: Callable[[], Awaitable[None]] | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         limiter: OkxRateLimiter | None = None,
         ping_after_s: float = 20.0,
@@ -141,6 +142,7 @@ class OkxPrivateStream:
     ) -> None:
         self.url, self._creds, self.inst_ids = url, credentials, tuple(inst_ids)
         self._on_order, self._on_balance, self._on_connect = on_order, on_balance, on_connect
+        self._before_login = before_login  # e.g. measure OKX's clock: the login is signed with it
         self._clock_ms, self.limiter = clock_ms, limiter
         self.ping_after_s = min(ping_after_s, silence_timeout_s * 2 / 3)
         self.silence_timeout_s, self.connect_timeout_s = silence_timeout_s, connect_timeout_s
@@ -263,6 +265,8 @@ class OkxPrivateStream:
     # --- one connection ------------------------------------------------------------------------
 
     async def _connection(self, session: aiohttp.ClientSession) -> None:
+        if self._before_login is not None:
+            await self._before_login()
         with anyio.fail_after(self.connect_timeout_s):
             ws = await session.ws_connect(
                 self.url, heartbeat=None, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0)

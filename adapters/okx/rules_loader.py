@@ -58,6 +58,11 @@ class OkxRulesLoader:
         self.loaded_ns = 0
         self.last_error = ""
 
+    @property
+    def failures(self) -> int:
+        """Failed loads (each after its retries), as the daemon's venue health reads them."""
+        return self.load_errors
+
     async def run(self, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with aiohttp.ClientSession() as session:
             await self.refresh(session)
