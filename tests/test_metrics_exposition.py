@@ -88,6 +88,7 @@ async def test_counters_to_watch_exist_at_zero_from_the_start(tmp_path: Path) ->
     assert {dict(k)["error"] for k in series["tradingd_mirror_errors_total"]} >= set(mirror.ERROR_LABELS)
     assert series["tradingd_mirror_spilled_total"] == {(): 0.0}
     assert series["tradingd_stop_replacements_total"][tuple(sorted(group.items()))] == 0.0
+    assert series["tradingd_oco_refused_total"][tuple(sorted(group.items()))] == 0.0
     bad_number = tuple(sorted({**group, "reason": "bad_number"}.items()))
     assert series["tradingd_market_rejected_total"][bad_number] == 0.0  # the real data has none
 

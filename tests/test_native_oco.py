@@ -12,6 +12,7 @@ back to a native stop-loss and a watched take-profit (logged and counted); a sym
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal as D
 
 import pytest
@@ -20,6 +21,7 @@ from actors.messages import (
     CancelOrder,
     OrderCanceled,
     OrderExpired,
+    OrderIntent,
     OrderRejected,
     OrderSubmitted,
     RiskApproved,
@@ -221,3 +223,44 @@ async def test_a_cancel_of_the_list_id_cancels_both_legs_once(venue: VenueKind) 
             await w.price("0.003390")
         await until("flat", lambda: w.order.position.quantity == 0 and w.monitor.stop is None)
         assert len(w.exits()) == 1 and w.flat_once()
+
+
+@pytest.mark.parametrize("venue", VENUES)
+async def test_a_time_exit_cancels_the_list_first_then_exits_once(venue: VenueKind) -> None:
+    async with oco_wired(venue) as w:
+        await w.router.publish(
+            OrderIntent(
+                exchange=EX,
+                symbol=SYM,
+                ts_event=1,
+                ts_recv=1,
+                intent_id="entry",
+                source="test",
+                side="buy",
+                order_type="market",
+                quantity=D("1"),
+                stop_loss=D("0.003400"),
+                take_profit=D("0.003600"),
+                exit_at_ns=1_000,
+            )
+        )
+        if w.fake is None:
+            await until("entry sent", lambda: w.order.orders)
+            await w.price("0.0035")
+        await until("entry filled", lambda: w.order.position.quantity == D("1"))
+        cid = await listed(w)
+        w.ts = itertools.count(1_000)
+        await w.price("0.003500")  # the exit time: the list is canceled, then one market exit
+        if w.fake is None:
+            await until("exit sent", lambda: w.exits() and w.order.open_orders())
+            await w.price("0.003500")
+        await until("flat", lambda: w.order.position.quantity == 0 and w.monitor.stop is None)
+        assert w.order.orders[cid].status == "canceled" and len(w.exits()) == 1
+        assert w.triggers() == [("time", D("0.003500"))] and w.flat_once() and not w.resting()
+        cancel_at = next(i for i, m in enumerate(w.seen) if isinstance(m, CancelOrder))
+        exit_at = next(
+            i
+            for i, m in enumerate(w.seen)
+            if isinstance(m, OrderIntent) and m.reduce_only and m.order_type == "market"
+        )
+        assert cancel_at < exit_at  # never two exits resting or filling
