@@ -122,7 +122,8 @@ def oco_allowed(venue: PaperExchange | BinanceExecution) -> Callable[[], bool]:
     """Whether ``venue`` takes OCO lists for its symbol: paper always; Binance where exchangeInfo
     says ``ocoAllowed`` (asked each time: the rules load after the group is built; not loaded yet,
     the list is tried and the execution actor, which waits for the rules, refuses it unsent where
-    ``ocoAllowed`` is false: the stop-monitor then rests a plain native stop)."""
+    ``ocoAllowed`` is false: the stop-monitor then rests a plain native stop); any other venue
+    never (its stops rest alone)."""
     if isinstance(venue, BinanceExecution):
 
         def binance() -> bool:
@@ -130,7 +131,8 @@ def oco_allowed(venue: PaperExchange | BinanceExecution) -> Callable[[], bool]:
             return rules is None or rules.oco_allowed
 
         return binance
-    return lambda: True
+    paper = isinstance(venue, PaperExchange)
+    return lambda: paper
 
 
 class Feed(Protocol):

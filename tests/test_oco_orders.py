@@ -244,3 +244,11 @@ async def test_tradingd_orders_shows_a_list_as_oco_with_its_take_profit_and_stop
         "10.00",
         "accepted",
     )
+
+
+def test_only_paper_and_binance_venues_are_offered_lists() -> None:
+    from daemon.group import oco_allowed
+    from tests.oco_wiring import paper_venue
+
+    assert oco_allowed(paper_venue(Router()))() is True
+    assert oco_allowed(SimpleNamespace(rules=None))() is False  # type: ignore[arg-type]  # e.g. OKX
