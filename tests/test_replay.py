@@ -411,3 +411,39 @@ def test_shipped_config_feeds() -> None:
         assert all(m.symbol == g.symbol and m.exchange == g.exchange for m in msgs)
         counts[g.symbol] = (g.feed.format, len(msgs))
     assert counts == {"UNITTEST/BTC": ("candles", 13_681), "XRP/ETH": ("trades", 12_477)}
+
+
+def test_feeds_of_one_file_share_its_parsed_copy_and_stamp_their_own_symbol(tmp_path: Path) -> None:
+    """A thousand groups on one file must not hold a thousand copies of it (~10 MB each)."""
+    path = tmp_path / "c.json"
+    path.write_bytes(CANDLES.read_bytes())
+    cfg = ReplayFeedConfig(path=str(path), format="candles", speed=0.0)
+    a, b = ReplayFeed(cfg, "paper", "A/BTC"), ReplayFeed(cfg, "paper", "B/BTC")
+    assert a.load() is b.load()  # one parsed copy
+    first_a, first_b = next(a.iter_messages()), next(b.iter_messages())
+    assert (first_a.exchange, first_a.symbol, first_b.symbol) == ("paper", "A/BTC", "B/BTC")
+    assert first_a.ts_event == first_b.ts_event and isinstance(first_a, Bar) and isinstance(first_b, Bar)
+    assert first_a.close == first_b.close
+    rows = json.loads(path.read_text())
+    path.write_text(json.dumps(rows[:10]))  # the file changed: a new feed reads the new file
+    c = ReplayFeed(cfg, "paper", "C/BTC")
+    assert len(c.load()) == 10 and len(a.load()) == len(rows)
+    other = ReplayFeed(ReplayFeedConfig(path=str(path), format="candles", interval_s=300), "paper", "D/BTC")
+    assert other.load() is not c.load()  # another interval is another parse
+    assert next(other.iter_messages()).ts_event - next(c.iter_messages()).ts_event == 240 * 10**9
+
+
+@pytest.mark.anyio
+async def test_two_feeds_of_one_file_emit_each_its_own_symbol() -> None:
+    cfg = ReplayFeedConfig(path=str(CANDLES), format="candles", speed=0.0, loop=False)
+    got: dict[str, list[Message]] = {"A/BTC": [], "B/BTC": []}
+    async with anyio.create_task_group() as tg:
+        for sym in got:
+            feed = ReplayFeed(cfg, "paper", sym)
+
+            async def sink(msg: Message, out: list[Message] = got[sym]) -> None:
+                out.append(msg)
+
+            tg.start_soon(feed.run, sink)
+    assert len(got["A/BTC"]) == len(got["B/BTC"]) > 1000
+    assert {m.symbol for m in got["A/BTC"]} == {"A/BTC"} and {m.symbol for m in got["B/BTC"]} == {"B/BTC"}
