@@ -121,6 +121,8 @@ class BinanceAccount(Base, frozen=True, kw_only=True, tag_field="exchange", tag=
     connect_timeout_s: float = 10.0
     resolve_backoff_max_s: float = 10.0
     limit_maker: bool = False  # good-till-cancel limit orders go as LIMIT_MAKER (post-only)
+    # a stop-loss on a symbol without STOP_LOSS rests as STOP_LOSS_LIMIT, its limit this % beyond
+    stop_limit_offset_pct: Decimal = Decimal("0.5")
     risk: AccountRiskLimits = AccountRiskLimits()
     exchange_info_refresh_s: float = 3600.0  # filters and order types are reloaded this often
     foreign_orders: Literal["flag", "cancel", "adopt"] = "flag"

@@ -161,6 +161,29 @@ async def test_stop_market_rests_and_triggers_when_the_venue_allows_stop_loss() 
     assert (fill.last_price, fill.leaves_qty, fill.liquidity) == (Decimal("0.0029"), Decimal("0"), "taker")
 
 
+async def test_stop_market_rests_as_stop_loss_limit_where_the_symbol_has_no_stop_loss() -> None:
+    """The recorded LTCBTC allows STOP_LOSS_LIMIT only: the stop rests there with its limit 0.5 %
+    (the default band) below the trigger, floored to the tick; a gap through the limit leaves it
+    resting (triggered), a trade back at the limit fills it."""
+    with anyio.fail_after(15):
+        async with open_fake_binance() as fake, running(fake) as (actor, events):
+            await actor.inbox.send(submit("sl", "sell", "stop_market", qty="1", price=None, stop="0.003001"))
+            await until(lambda: bool(of(events, OrderAccepted, "sl")))
+            resting = dict(fake.orders["sl"])
+            await fake.trade("LTCBTC", Decimal("0.0029"))
+            await anyio.sleep(0.1)
+            assert not of(events, OrderFilled) and fake.orders["sl"]["status"] == "NEW"
+            await fake.trade("LTCBTC", Decimal("0.002990"))
+            await until(lambda: bool(of(events, OrderFilled, "sl")))
+
+    assert (resting["type"], resting["timeInForce"]) == ("STOP_LOSS_LIMIT", "GTC")
+    levels = (Decimal(resting["stopPrice"]), Decimal(resting["price"]))
+    assert levels == (Decimal("0.003001"), Decimal("0.002985"))
+    assert [s.params.get("type") for s in fake.seen if s.method == "POST"] == ["STOP_LOSS_LIMIT"]
+    (fill,) = of(events, OrderFilled)
+    assert (fill.last_price, fill.leaves_qty) == (Decimal("0.002985"), Decimal("0"))
+
+
 # --- refusals -----------------------------------------------------------------------------------
 
 
@@ -168,14 +191,14 @@ async def test_filters_reject_before_sending_and_name_the_filter() -> None:
     with anyio.fail_after(15):
         async with open_fake_binance() as fake, running(fake) as (actor, events):
             await actor.inbox.send(submit("tiny", qty="0.001", price="0.003500"))
-            await actor.inbox.send(submit("stop", "sell", "stop_market", price=None, stop="0.0030"))
+            await actor.inbox.send(submit("take", "sell", "stop_market", price=None, stop="0.0040"))
             await actor.inbox.send(submit("lots", qty="1.0005"))
             await until(lambda: len(of(events, OrderRejected)) == 3)
 
     reasons = {e.client_order_id: e.reason for e in of(events, OrderRejected)}
     assert reasons == {
         "tiny": "MIN_NOTIONAL: notional 0.0000035 is below minNotional 0.00010000",
-        "stop": "ORDER_TYPES: STOP_LOSS orders are not allowed on LTCBTC",
+        "take": "ORDER_TYPES: TAKE_PROFIT orders are not allowed on LTCBTC",
         "lots": "LOT_SIZE: quantity 1.0005 is not a multiple of stepSize 0.00100000",
     }
     assert all(fake.order_requests(cid) == 0 for cid in reasons)

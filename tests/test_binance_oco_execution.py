@@ -72,6 +72,22 @@ async def test_stop_trigger_expires_the_take_profit_leg() -> None:
     assert sum(f.last_qty for f in of(events, OrderFilled)) == Decimal("1")  # one exit
 
 
+async def test_list_stop_leg_is_stop_loss_limit_where_the_symbol_has_no_stop_loss() -> None:
+    with anyio.fail_after(15):
+        async with open_fake_binance() as fake, running(fake) as (actor, events):
+            await actor.submit_oco(LIST, *legs())
+            await until(lambda: len(of(events, OrderAccepted)) == 2)
+            (sent,) = [s.params for s in fake.seen if s.method == "POST"]
+            await fake.trade("LTCBTC", Decimal("0.003390"))
+            await until(lambda: bool(of(events, OrderExpired, TP)) and bool(of(events, OrderFilled, SL)))
+    below = (sent["belowType"], Decimal(sent["belowStopPrice"]), Decimal(sent["belowPrice"]))
+    assert below == ("STOP_LOSS_LIMIT", Decimal("0.003400"), Decimal("0.003383"))
+    assert sent["belowTimeInForce"] == "GTC"
+    assert fake.orders[SL]["type"] == "STOP_LOSS_LIMIT"
+    assert kinds(events, SL) == ["OrderAccepted", "OrderFilled"]
+    assert of(events, OrderFilled, SL)[0].last_price == Decimal("0.003383")
+
+
 async def test_cancel_of_one_leg_cancels_the_list_then_a_new_list_rests() -> None:
     with anyio.fail_after(15):
         async with open_fake_binance(order_types_extra=STOPS) as fake, running(fake) as (actor, events):

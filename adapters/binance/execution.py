@@ -101,7 +101,7 @@ from adapters.binance.http import BinanceHttpClient
 from adapters.binance.oco import oco_request, take_profit_leg
 from adapters.binance.order_reconciler import OrderReconciler
 from adapters.binance.order_tracker import OrderTracker, TrackedOrder
-from adapters.binance.orders import VenueOrder, map_order
+from adapters.binance.orders import VenueOrder, map_order, stop_loss_as_limit
 from adapters.binance.replies import BinanceOrderReply
 from adapters.binance.rules_loader import SymbolRulesLoader
 from adapters.binance.schemas import NS_PER_MS
@@ -441,7 +441,9 @@ class BinanceExecution(Actor):
             )
             return
         last = self.last_price()
-        wire = map_order(msg, self.venue_symbol, last, limit_maker=self.config.limit_maker)
+        wire = self._stop_limit_if_needed(
+            map_order(msg, self.venue_symbol, last, limit_maker=self.config.limit_maker), rules
+        )
         try:
             prepared: BinanceNewOrder | Rejection = rules.prepare(wire, last)
         except ArithmeticError as exc:  # never leave an order without an answer
@@ -479,6 +481,10 @@ class BinanceExecution(Actor):
             await self._unknown(order, str(exc), client.now_ms() + self.config.recv_window_ms)
             return
         await tracker.apply_reply(order, reply)
+
+    def _stop_limit_if_needed(self, wire: BinanceNewOrder, rules: SymbolRules) -> BinanceNewOrder:
+        """A STOP_LOSS as STOP_LOSS_LIMIT where the symbol allows only that (see ``stop_loss_as_limit``)."""
+        return stop_loss_as_limit(wire, rules.order_types, rules.tick_size, self.config.stop_limit_offset_pct)
 
     async def _replace(
         self, order: TrackedOrder, prepared: BinanceNewOrder, old_cid: str, client: BinanceHttpClient
@@ -569,7 +575,7 @@ class BinanceExecution(Actor):
         last = self.last_price()
         prepared: list[BinanceNewOrder] = []
         for leg in (stop, take_profit_leg(take_profit)):
-            wire = map_order(leg, self.venue_symbol, last)
+            wire = self._stop_limit_if_needed(map_order(leg, self.venue_symbol, last), rules)
             try:
                 ready = rules.prepare(wire, last)
             except ArithmeticError as exc:

@@ -5,13 +5,15 @@ MARKET, limit -> LIMIT (GTC/IOC/FOK; a post-only GTC limit, or every GTC limit w
 ``limit_maker``, as LIMIT_MAKER), stop_market ->
 STOP_LOSS or TAKE_PROFIT, stop_limit -> STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT (a stop that
 triggers when price moves against the side, compared with the last price, is a stop-loss;
-otherwise a take-profit).  :class:`VenueOrder` is one order as the venue reports it
-(reconciliation).
+otherwise a take-profit).  :func:`stop_loss_as_limit` rests a STOP_LOSS as STOP_LOSS_LIMIT where the
+symbol allows only that (its limit a protection band beyond the trigger).  :class:`VenueOrder`
+is one order as the venue reports it (reconciliation).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Set
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import msgspec
 
@@ -56,6 +58,28 @@ def map_order(
         stopPrice=stop,
         timeInForce=tif,
     )
+
+
+def stop_loss_as_limit(
+    order: BinanceNewOrder, order_types: Set[str], tick: Decimal, offset_pct: Decimal
+) -> BinanceNewOrder:
+    """``order`` unchanged unless it is a STOP_LOSS on a symbol whose ``order_types`` lack STOP_LOSS
+    but have STOP_LOSS_LIMIT: then a GTC STOP_LOSS_LIMIT with the same trigger and its limit
+    ``offset_pct`` percent beyond it on the losing side (a sell below, a buy above), rounded to
+    ``tick`` away from the trigger, so it still fills when price moves fast through the trigger."""
+    if order.type != "STOP_LOSS" or order.stopPrice is None:
+        return order
+    if "STOP_LOSS" in order_types or "STOP_LOSS_LIMIT" not in order_types:
+        return order
+    band = order.stopPrice * offset_pct / Decimal(100)
+    sell = order.side == "SELL"
+    limit = order.stopPrice - band if sell else order.stopPrice + band
+    if tick > 0:
+        rounding = ROUND_FLOOR if sell else ROUND_CEILING
+        limit = (limit / tick).quantize(Decimal(1), rounding=rounding) * tick
+        if sell and limit <= 0:
+            limit = tick
+    return msgspec.structs.replace(order, type="STOP_LOSS_LIMIT", price=limit, timeInForce="GTC")
 
 
 def _is_stop_loss(side: Side, stop: Decimal | None, last: Decimal | None) -> bool:
