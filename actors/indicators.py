@@ -49,8 +49,11 @@ from typing import cast
 
 import msgspec
 import numpy as np
-import talib
 from numpy.typing import NDArray
+
+from actors import talib_import
+
+talib = talib_import.load()  # without the pandas wrappers: ~40 MB less (see actors.talib_import)
 
 FloatArray = NDArray[np.float64]
 
