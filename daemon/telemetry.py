@@ -235,7 +235,7 @@ def collect(sup: Supervisor) -> Iterator[Collected]:
             yield from acct.balance.samples()
     for hub in list(sup.feed_hubs.hubs.values()) if sup.feed_hubs is not None else []:
         labels = _l(exchange=hub.feed.exchange, url=hub.feed.ws_url)
-        yield "tradingd_feed_shared_connections", labels, float(hub.feed.statistics().connections)
+        yield "tradingd_feed_shared_connections", labels, float(hub.feed.connections())
         yield "tradingd_feed_shared_symbols", labels, float(len(hub.views))
         yield "tradingd_feed_unrouted_total", labels, float(hub.unrouted)
     for group in list(sup.groups.values()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -10,7 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -205,3 +207,27 @@ def journal_records(state_dir: Path) -> list[Message]:
         return [m for _, m in journal.read_from(journal.first_offset)]
     finally:
         journal.close()
+
+
+@contextmanager
+def module_process(
+    tmp_path: Path, module: str, *args: str, name: str, env: dict[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """``python -m module PORTFILE *args`` (a fake server) as a process of its own, output in
+    ``tmp_path/<name>.log``; yields the JSON it writes to ``tmp_path/<name>.json`` once it
+    listens, and kills it at the end."""
+    portfile = tmp_path / f"{name}.json"
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, str(portfile), *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            wait_for(portfile.exists, 20, f"the {name} process to listen")
+            yield json.loads(portfile.read_text())
+        finally:
+            proc.kill()
+            proc.wait(10)

@@ -10,10 +10,7 @@ at once stay within Binance's 5 messages a second, an idle hub closes its connec
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ import aiohttp
 import anyio
 import pytest
 
-from actors.messages import BookDelta, BookSnapshot, Message, Quote
+from actors.messages import BookDelta, BookSnapshot, Quote
 from adapters.binance.feed_hub import SharedBinanceFeed, hub_key
 from adapters.binance.websocket import BinanceMarketFeed
 from daemon.app import Daemon
@@ -30,7 +27,8 @@ from daemon.config import load_config, parse_config
 from daemon.config_schema import BinanceFeed
 from daemon.metrics import Metrics
 from tests.fake_binance_ws import FakeBinanceWs, open_fake_binance_ws
-from tests.helpers import ROOT, wait_for
+from tests.helpers import module_process
+from tests.test_binance_feed import Collector
 
 pytestmark = pytest.mark.anyio
 
@@ -182,21 +180,6 @@ async def test_own_connections_when_not_shared(tmp_path: Path) -> None:
     assert fake.connections == 2 and status["feeds"] == []
 
 
-class _Out:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def sink(self, msg: Message) -> None:
-        self.messages.append(msg)
-
-    def nowait(self, msg: Message) -> bool:
-        self.messages.append(msg)
-        return True
-
-    def of(self, kind: type, symbol: str) -> list[Message]:
-        return [m for m in self.messages if type(m) is kind and m.symbol == symbol]
-
-
 def _hub(fake: FakeBinanceWs, **options: Any) -> SharedBinanceFeed:
     settings = BinanceFeed(venue_symbol="", ws_url=fake.url, rest_url=fake.rest_url)
     feed = BinanceMarketFeed(fake.url, fake.rest_url, {}, **FAST)
@@ -207,7 +190,7 @@ async def test_many_groups_joining_stay_within_five_messages_a_second() -> None:
     n = 60
     async with open_fake_binance_ws(synthetic=n, synthetic_tick_s=0.05) as fake:
         hub = _hub(fake, flush_s=0.5)
-        outs = {f"SYN{i:03d}/USDT": _Out() for i in range(n)}
+        outs = {f"SYN{i:03d}/USDT": Collector() for i in range(n)}
         async with anyio.create_task_group() as tg:
             await tg.start(hub.run)
             for i, (ours, out) in enumerate(outs.items()):
@@ -229,7 +212,7 @@ async def test_many_groups_joining_stay_within_five_messages_a_second() -> None:
 async def test_a_view_started_on_a_running_connection_begins_with_the_whole_book() -> None:
     async with open_fake_binance_ws(live=True, replay_s=20.0) as fake:
         hub = _hub(fake, flush_s=0.05)
-        first, late = _Out(), _Out()
+        first, late = Collector(), Collector()
         async with anyio.create_task_group() as tg:
             await tg.start(hub.run)
             view = hub.view("NKNUSDT", "NKN/USDT")
@@ -268,7 +251,7 @@ async def test_messages_without_a_running_view_are_counted_and_an_idle_hub_close
             async with anyio.create_task_group() as tg:
                 await tg.start(hub.run)
                 view = hub.view("NKNUSDT", "NKN/USDT")
-                out = _Out()
+                out = Collector()
                 async with anyio.create_task_group() as actor:
                     actor.start_soon(partial(view.run, out.sink, sink_nowait=out.nowait))
                     await until(lambda: len(out.messages) > 3, "messages to the view")
@@ -295,7 +278,7 @@ async def test_a_symbol_subscribed_while_the_socket_opens_is_subscribed_once_it_
             return ws
 
         feed._open = slow_open  # type: ignore[method-assign]
-        out = _Out()
+        out = Collector()
         async with anyio.create_task_group() as tg:
             await tg.start(
                 lambda task_status: feed.run(out.sink, sink_nowait=out.nowait, task_status=task_status)
@@ -317,7 +300,7 @@ async def test_symbol_statistics_are_that_symbols_own() -> None:
     async with open_fake_binance_ws(replay_s=0.8, gap=("NKNUSDT", 3)) as fake:
         symbols = {"NKNUSDT": "NKN/USDT", "BLZETH": "BLZ/ETH"}
         feed = BinanceMarketFeed(fake.url, fake.rest_url, symbols, **FAST)
-        out = _Out()
+        out = Collector()
         async with anyio.create_task_group() as tg:
             await tg.start(
                 lambda task_status: feed.run(out.sink, sink_nowait=out.nowait, task_status=task_status)
@@ -334,26 +317,11 @@ async def test_symbol_statistics_are_that_symbols_own() -> None:
     assert feed.statistics().snapshots == nkn.snapshots + blz.snapshots
 
 
-@contextmanager
-def _fake_process(tmp_path: Path, **options: Any) -> Iterator[dict[str, str]]:
-    """The fake Binance stream as a process of its own; yields its ``url`` and ``rest_url``."""
-    portfile = tmp_path / "fake.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_binance_ws", str(portfile), json.dumps(options)], cwd=ROOT
-    )
-    try:
-        wait_for(portfile.exists, 20, "the fake Binance process to listen")
-        yield json.loads(portfile.read_text())
-    finally:
-        proc.kill()
-        proc.wait(10)
-
-
 async def test_quiet_symbols_on_a_shared_connection_stay_connected_and_ready(tmp_path: Path) -> None:
     """After the capture, every symbol is quiet (RUNEEUR never sends anything): only Binance's pings
     reach the connection, for many silence timeouts; the groups stay ready, nothing reconnects."""
     options = {"replay_s": 1.0, "ping_every_s": 0.3, "stall_symbol": "RUNEEUR"}
-    with _fake_process(tmp_path, **options) as urls:
+    with module_process(tmp_path, "tests.fake_binance_ws", json.dumps(options), name="fake") as urls:
         fake = FakeBinanceWs(url=urls["url"], rest_url=urls["rest_url"])
         text = _config(tmp_path / "state", fake, list(GROUPS))
         text = text.replace("silence_timeout_s = 5.0", "silence_timeout_s = 1.5")

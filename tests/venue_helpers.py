@@ -9,7 +9,6 @@ with the fake's API key in the environment.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,29 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.fake_binance import API_KEY, API_SECRET
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, module_process
 
 
 @contextmanager
 def venue_process(tmp_path: Path, **env: str) -> Iterator[dict[str, str]]:
     """The fake venue as a process; yields its ``ws_url``, ``rest_url``, ``venue_url``,
     ``ws_api_url`` and ``control_url``."""
-    portfile = tmp_path / "venue.json"
-    log = (tmp_path / "venue.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_venue_process", str(portfile)],
-        cwd=ROOT,
-        stdout=log,
-        stderr=log,
-        env={**os.environ, **env},
-    )
-    try:
-        wait_for(portfile.exists, 20, "the venue process to listen")
-        yield json.loads(portfile.read_text())
-    finally:
-        proc.kill()
-        proc.wait(10)
-        log.close()
+    with module_process(tmp_path, "tests.fake_venue_process", name="venue", env=env) as urls:
+        yield urls
 
 
 def grid_config(

@@ -190,7 +190,7 @@ class SharedBinanceFeed:
             task_status.started()
             idle_since: float | None = None
             while True:
-                with anyio.move_on_after(self.linger_s if not self.views else self.flush_s * 20):
+                with anyio.move_on_after(self.linger_s):  # idle: wake to end even if nothing changes
                     await self._changed.wait()
                 await anyio.sleep(self.flush_s)  # one turn: what attached meanwhile goes in one request
                 self._changed = anyio.Event()
@@ -227,15 +227,15 @@ class SharedBinanceFeed:
 
     def status(self) -> dict[str, object]:
         """The hub for /status: its connections and the groups (symbols) on them."""
-        stats = self.feed.statistics()
+        feed = self.feed
         return {
-            "exchange": self.feed.exchange,
-            "ws_url": self.feed.ws_url,
-            "streams": list(self.feed.streams),
-            "connections": stats.connections,
-            "connected": stats.connected,
+            "exchange": feed.exchange,
+            "ws_url": feed.ws_url,
+            "streams": list(feed.streams),
+            "connections": feed.connections(),
+            "connected": sum(s.ws is not None for s in feed.shards),
             "symbols": sorted(self.views),
-            "reconnects": stats.reconnects,
-            "rotations": stats.rotations,
+            "reconnects": feed.reconnects,
+            "rotations": feed.rotations,
             "unrouted": self.unrouted,
         }

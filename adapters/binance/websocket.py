@@ -209,7 +209,7 @@ class BinanceMarketFeed(ConnectionRotation):
         return BinanceFeedStatistics(
             exchange=self.exchange,
             running=self.running,
-            connections=sum(bool(s.symbols) for s in self.shards),
+            connections=self.connections(),
             connected=sum(s.ws is not None for s in self.shards),
             symbols=symbols,
             streams=symbols * len(self.streams),
@@ -231,6 +231,10 @@ class BinanceMarketFeed(ConnectionRotation):
             quiet=sorted(sym for shard in self.shards for sym in shard.quiet),
             books={sym: book_top(book, time.time_ns()) for sym, book in self.books().items()},
         )
+
+    def connections(self) -> int:
+        """Connections carrying at least one symbol (a shard left empty has none open)."""
+        return sum(bool(s.symbols) for s in self.shards)
 
     def _symbol_statistics(self, symbol: str) -> BinanceFeedStatistics:
         shard = self._shard_of(symbol)
