@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import time
 from pathlib import Path
@@ -64,6 +65,15 @@ def _grid_intents(text: str) -> int:
     return text.count('"intent paper:UNITTEST/BTC:grid:')
 
 
+def _journaled(state: Path, life_log: str) -> bool:
+    """Has the journal written (to the file: a kill -9 keeps it) one of the grid intents this life
+    logged?  The journal flushes every ``flush_interval_ms``: a kill before that loses the
+    records, and the next life would have nothing to restore and reconcile."""
+    ids = set(re.findall(r'"intent (paper:UNITTEST/BTC:grid:[0-9]+:[a-z]+-[0-9]+) ', life_log))
+    data = b"".join(p.read_bytes() for p in (state / "journal").glob("*.jseg"))
+    return any(i.encode() in data for i in ids)
+
+
 def test_the_grid_places_orders_again_after_kill_9_restarts(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     log = tmp_path / "daemon.log"
@@ -74,6 +84,11 @@ def test_the_grid_places_orders_again_after_kill_9_restarts(tmp_path: Path) -> N
             wait_for(lambda n=life: ready_count(log) > n, 30, f"life {life} to get ready")
             # killed once the grid has traded a little, at a random moment after that
             wait_for(lambda n=life: _grid_intents(_lives(log)[n]) >= 3, 20, f"life {life} to trade")
+            wait_for(
+                lambda n=life: _journaled(tmp_path / "state", _lives(log)[n]),
+                20,
+                f"life {life}'s grid intents in the journal",
+            )
             time.sleep(rng.uniform(0.0, 0.8))
         finally:
             proc.send_signal(signal.SIGKILL)
